@@ -1,0 +1,87 @@
+"""Atomic writers and provenance shared by every stage."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+MAIN_DEPENDENCIES = (
+    "anndata", "mudata", "muon", "scanpy", "scvi-tools", "harmonypy", "statsmodels", "numpy",
+    "scipy", "pandas", "snakemake",
+)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A crash or exception inside the block leaves no file at ``path`` (and no temporary file).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False) -> None:
+    """Write a TSV atomically, floats with 6 significant digits (stable across platforms)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=index, float_format="%.6g")
+
+
+def write_h5mu(mdata, path: str | Path) -> None:
+    """Write a MuData atomically (gzip-free for speed; h5mu is an intermediate)."""
+    with atomic_path(path) as tmp:
+        mdata.write_h5mu(str(tmp))
+
+
+def versions() -> dict[str, str]:
+    """Versions of sscsig and its main dependencies."""
+    out = {}
+    for name in ("sscsig", *MAIN_DEPENDENCIES):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def config_hash(config: dict) -> str:
+    """SHA-256 of the configuration, canonical JSON (sorted keys)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def provenance(config: dict | None, *, step: str) -> dict:
+    """What produced an output: step, versions, config hash and seed."""
+    config = config or {}
+    return {
+        "step": step,
+        "versions": versions(),
+        "config_sha256": config_hash(config),
+        "seed": config.get("seed"),
+    }
+
+
+def stamp(mdata, config: dict | None, *, step: str) -> None:
+    """Record provenance in ``mdata.uns['sscsig']['provenance'][step]`` (JSON string, h5-safe)."""
+    block = mdata.uns.setdefault("sscsig_provenance", {})
+    block[step] = json.dumps(provenance(config, step=step), sort_keys=True)

@@ -1,0 +1,84 @@
+"""Merge the per-sample QC'd libraries into one cohort MuData with the sample sheet in ``obs``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+
+from .ingest import InputError
+
+log = logging.getLogger(__name__)
+
+
+def merge_samples(
+    samples: Mapping[str, md.MuData],
+    sheet: pd.DataFrame,
+    *,
+    panel_policy: str = "intersection",
+) -> tuple[md.MuData, dict]:
+    """Concatenate samples; annotate cells with the sample-sheet columns.
+
+    Parameters
+    ----------
+    samples
+        ``sample id -> MuData`` from the QC stage.
+    sheet
+        Validated sample sheet (one row per sample).
+    panel_policy
+        ``intersection``: keep proteins measured in every sample. ``union``: keep all, with counts of
+        proteins a sample did not measure set to 0 and ``prot.obsm['protein_measured']`` False there.
+
+    Returns
+    -------
+    The cohort MuData and a report of genes/proteins dropped or filled.
+    """
+    if not samples:
+        raise InputError("no samples to merge (every sample was dropped by QC?)")
+    rnas = {s: m["rna"] for s, m in samples.items()}
+    prots = {s: m["prot"] for s, m in samples.items()}
+    panels = {s: set(p.var_names) for s, p in prots.items()}
+    common = set.intersection(*panels.values())
+    everything = set.union(*panels.values())
+    affected = sorted(everything - common)
+    if panel_policy not in ("intersection", "union"):
+        raise InputError(f"qc.panel_policy must be 'intersection' or 'union', not {panel_policy!r}")
+    if panel_policy == "intersection":
+        prot = ad.concat(prots, join="inner", index_unique=None)
+    else:
+        prot = ad.concat(prots, join="outer", index_unique=None, fill_value=0)
+        measured = np.column_stack(
+            [np.concatenate([[v in panels[s]] * p.n_obs for s, p in prots.items()]) for v in prot.var_names]
+        )
+        prot.obsm["protein_measured"] = pd.DataFrame(measured, index=prot.obs_names, columns=prot.var_names)
+    first = next(iter(prots.values()))
+    prot.var = first.var.reindex(prot.var_names).combine_first(
+        pd.concat([p.var for p in prots.values()]).groupby(level=0).first().reindex(prot.var_names)
+    )
+    prot.var["isotype"] = prot.var["isotype"].astype(bool)
+    gene_sets = [set(r.var_names) for r in rnas.values()]
+    genes_dropped = len(set.union(*gene_sets) - set.intersection(*gene_sets))
+    rna = ad.concat(rnas, join="inner", index_unique=None)
+    if "clr" in prot.layers:
+        del prot.layers["clr"]  # per-sample CLR; recomputed on the merged panel
+    obs = pd.concat([m.obs for m in samples.values()])
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    sheet_cols = sheet.set_index("sample")
+    cell_sample = obs.loc[mdata.obs_names, "sample"].astype(str)
+    for col in obs.columns:
+        mdata.obs[col] = obs.loc[mdata.obs_names, col].to_numpy()
+    for col in sheet_cols.columns:
+        if col in ("path", "raw_path"):
+            continue
+        mdata.obs[col] = sheet_cols.loc[cell_sample, col].to_numpy()
+    for col in ("sample", "donor", "batch"):
+        mdata.obs[col] = pd.Categorical(mdata.obs[col].astype(str))
+    report = {"proteins_not_in_all_samples": affected, "panel_policy": panel_policy,
+              "genes_not_in_all_samples": genes_dropped}
+    if affected:
+        log.warning("proteins not measured in every sample (%s): %s", panel_policy, ", ".join(affected))
+    return mdata, report

@@ -1,0 +1,183 @@
+"""File-level entry points of the pipeline stages: one function per Snakemake rule.
+
+Each reads its inputs, calls the scientific functions of its stage module, and writes its outputs
+atomically with provenance. They are also usable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import mudata as md
+import pandas as pd
+
+from . import _io
+from .ingest import InputError
+
+log = logging.getLogger(__name__)
+md.set_options(pull_on_update=False)
+
+
+def simulate(out_dir: str, config: dict) -> None:
+    from .simulate import DemoParams, simulate_cohort
+
+    d = config.get("demo", {})
+    params = DemoParams(seed=config["seed"], cells_per_donor=d.get("cells_per_donor", 800),
+                        effect_src=d.get("effect_src", 3.0), effect_ild=d.get("effect_ild", 2.5),
+                        null=d.get("null_cohort", False), src_oldest=d.get("src_oldest", False))
+    simulate_cohort(out_dir, params)
+
+
+def ingest_qc(path: str, sample: str, out_h5mu: str, out_cells: str, out_summary: str, config: dict) -> None:
+    from .ingest import read_sample
+    from .qc import check_enough_cells, qc_sample
+
+    f = config.get("features", {})
+    mdata = read_sample(path, sample=sample, rna_type=f.get("rna", "Gene Expression"),
+                        protein_type=f.get("protein", "Antibody Capture"),
+                        isotype_pattern=f.get("isotype_pattern", r"(?i)isotype|IgG[0-9]"))
+    qc = config.get("qc", {})
+    res = qc_sample(mdata, params=qc, seed=config["seed"])
+    warning = check_enough_cells(res.summary, min_cells=qc.get("min_cells", 50),
+                                 policy=qc.get("on_too_few_cells", "stop"))
+    res.summary["dropped"] = warning is not None
+    res.summary["warning"] = warning or ""
+    _io.stamp(res.kept, config, step="qc")
+    _io.write_h5mu(res.kept, out_h5mu)
+    _io.write_tsv(res.flags, out_cells, index=True)
+    with _io.atomic_path(out_summary) as tmp:
+        tmp.write_text(json.dumps(res.summary, indent=1, default=float))
+
+
+def qc_summary(summaries: list[str], out_tsv: str, out_png: str) -> None:
+    from .report import qc_plot
+
+    rows = [json.loads(Path(p).read_text()) for p in summaries]
+    df = pd.DataFrame(rows)
+    _io.write_tsv(df, out_tsv)
+    qc_plot(df, out_png)
+
+
+def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: str, config: dict) -> None:
+    from .config import load_sample_sheet
+    from .merge import merge_samples
+
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    dropped = {json.loads(Path(p).read_text())["sample"] for p in summaries
+               if json.loads(Path(p).read_text()).get("dropped")}
+    samples = {s: md.read_h5mu(p) for s, p in qc_paths.items() if s not in dropped}
+    mdata, report = merge_samples(samples, sheet, panel_policy=config.get("qc", {}).get("panel_policy", "intersection"))
+    report["dropped_samples"] = sorted(dropped)
+    mdata.uns["merge_report"] = json.dumps(report)
+    _io.stamp(mdata, config, step="merge")
+    _io.write_h5mu(mdata, out)
+
+
+def integrate_and_cluster(inp: str, out: str, config: dict) -> None:
+    from .cluster import cluster
+    from .integrate import integrate
+
+    mdata = md.read_h5mu(inp)
+    integrate(mdata, params=config.get("integration"), seed=config["seed"])
+    cluster(mdata, params=config.get("clustering"), seed=config["seed"])
+    _io.stamp(mdata, config, step="integrate")
+    _io.write_h5mu(mdata, out)
+
+
+def annotate(inp: str, markers: str, out: str, config: dict) -> None:
+    from .annotate import annotate as run, load_markers, subcluster
+
+    mdata = md.read_h5mu(inp)
+    params = {k: v for k, v in config.get("annotation", {}).items() if k != "markers"}
+    report = run(mdata, load_markers(markers), params=params, seed=config["seed"])
+    subcluster(mdata, seed=config["seed"])
+    mdata.uns["annotation_report"] = json.dumps(report, default=int)
+    _io.stamp(mdata, config, step="annotate")
+    _io.write_h5mu(mdata, out)
+
+
+def _obs(path: str) -> pd.DataFrame:
+    """Read only ``obs`` of an h5mu (no matrices)."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        return read_elem(f["obs"])
+
+
+def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, config: dict) -> None:
+    from .abundance import differential_abundance
+    from .config import load_sample_sheet
+
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    counts, res = differential_abundance(_obs(inp), sheet, config["contrasts"], params=config.get("abundance"))
+    _io.write_tsv(counts, out_counts, index=True)
+    _io.write_tsv(res, out_results)
+
+
+def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_coverage: str, config: dict) -> None:
+    from .config import load_sample_sheet
+    from .signatures import donor_scores, resolve_signatures, score_cells, test_signatures
+
+    sp = config.get("signature_params", {})
+    sigs = resolve_signatures(config.get("signatures") or {})
+    mdata = md.read_h5mu(inp)
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    cell_scores, cover = score_cells(mdata["rna"], sigs, seed=config["seed"],
+                                     min_coverage=sp.get("min_gene_coverage", 0.5))
+    scores = donor_scores(mdata.obs, cell_scores, sigs, min_cells=sp.get("min_cells_per_donor", 5))
+    tests = test_signatures(scores, sheet, config["contrasts"], params=sp)
+    _io.write_tsv(scores, out_scores)
+    _io.write_tsv(tests, out_tests)
+    _io.write_tsv(cover, out_coverage)
+
+
+def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: str, out_md: str,
+           config: dict, warnings: list[str] | None = None) -> None:
+    from .signatures import resolve_signatures
+    from .tables import complication_table, to_markdown, write_table
+
+    ab = pd.read_csv(abundance_tsv, sep="\t", keep_default_na=True)
+    ab["reason"] = ab["reason"].fillna("")
+    sig = pd.read_csv(signature_tsv, sep="\t")
+    table = complication_table(
+        ab, sig, resolve_signatures(config.get("signatures") or {}), complication=complication,
+        contrast_order=list(config["contrasts"]), hypotheses=config.get("hypotheses", []),
+    )
+    write_table(table, out_tsv, to_markdown(table, complication=complication, warnings=warnings),
+                out_md, config)
+
+
+def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[str, str],
+           tables_md: dict[str, str], qc_png: str, out_dir: str, out_html: str, config: dict) -> None:
+    import h5py
+    from anndata.io import read_elem
+
+    from . import report as rp
+    from .abundance import donor_table
+    from .config import load_sample_sheet
+
+    out = Path(out_dir)
+    with h5py.File(annotated, "r") as f:
+        obs = read_elem(f["obs"])
+        umap = read_elem(f["obsm/X_umap"])
+    figs = []
+    for key in ("cell_state", "lineage", "batch", "group"):
+        if key in obs:
+            figs.append(str(out / f"umap_{key}.png"))
+            rp.umap_plot(obs, umap, key, figs[-1])
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    counts = pd.read_csv(counts_tsv, sep="\t", index_col=0)
+    donors = donor_table(sheet, list(config["complications"]))
+    figs.append(str(out / "composition.png"))
+    rp.composition_plot(counts, donors, list(config["complications"]), figs[-1])
+    for comp, path in tables_tsv.items():
+        figs.append(str(out / f"forest_{comp}.png"))
+        rp.forest_plot(pd.read_csv(path, sep="\t"), comp, figs[-1])
+    mds = {c: Path(p).read_text() for c, p in tables_md.items()}
+    rp.write_index(out_html, figures=[qc_png, *figs], tables=mds, warnings=[])
+
+
+__all__ = ["InputError"]

@@ -1,0 +1,90 @@
+"""Per-complication signature tables: one row per cell state and contrast of the complication."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path, provenance, write_tsv
+
+TABLE_COLUMNS = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_case",
+                 "prop_control", "log2fc", "ci_low", "ci_high", "pvalue", "fdr", "testable",
+                 "hypothesis", "reason", "cells_case", "cells_control", "signature",
+                 "signature_effect", "signature_fdr"]
+
+
+def complication_table(
+    abundance: pd.DataFrame,
+    signature_tests: pd.DataFrame,
+    signatures: dict[str, dict],
+    *,
+    complication: str,
+    contrast_order: list[str],
+    hypotheses: list[dict],
+) -> pd.DataFrame:
+    """Rows of the contrasts whose ``complication`` is ``complication``.
+
+    ``hypothesis`` is ``hypothesis`` for the pre-specified (complication, state) pairs and
+    ``discovery`` otherwise. Each state carries the signature scored in it with the smallest p-value
+    in that contrast. Rows are ordered by contrast (config order), then testable first, FDR, p-value.
+    """
+    ab = abundance[abundance["complication"] == complication].copy()
+    pre = {h["cell_state"] for h in hypotheses if h["complication"] == complication}
+    ab["hypothesis"] = np.where(ab["cell_state"].isin(pre), "hypothesis", "discovery")
+    ab["signature"] = ""
+    ab["signature_effect"] = np.nan
+    ab["signature_fdr"] = np.nan
+    sig = signature_tests[signature_tests["complication"] == complication]
+    for i, row in ab.iterrows():
+        names = [n for n, s in signatures.items() if row["cell_state"] in s["states"]]
+        cand = sig[(sig["contrast"] == row["contrast"]) & sig["signature"].isin(names) & sig["testable"]]
+        if len(cand):
+            best = cand.sort_values("pvalue").iloc[0]
+            ab.loc[i, ["signature", "signature_effect", "signature_fdr"]] = (
+                best["signature"], best["effect"], best["fdr"])
+    order = {c: k for k, c in enumerate(contrast_order)}
+    ab["_c"] = ab["contrast"].map(order)
+    ab["_t"] = ~ab["testable"].astype(bool)
+    ab = ab.sort_values(["_c", "_t", "fdr", "pvalue", "cell_state"], na_position="last")
+    return ab[TABLE_COLUMNS].reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] | None = None) -> str:
+    """A readable rendering: per contrast, the testable states by FDR, then the untestable ones."""
+    lines = [f"# Complication {complication}", ""]
+    for w in warnings or []:
+        lines.append(f"> **Warning:** {w}")
+    if warnings:
+        lines.append("")
+    lines.append("Share of each state within its parent lineage, donor-level quasi-Poisson GLM "
+                 "(log2 fold change of the share, case vs control, adjusted for the contrast's "
+                 "covariates); BH FDR within the contrast. `hypothesis` rows were pre-specified.")
+    for contrast, sub in table.groupby("contrast", sort=False):
+        lines += ["", f"## {contrast} ({int(sub['n_case'].max())} case vs {int(sub['n_control'].max())} control donors)", "",
+                  "| state | parent | case % | control % | log2FC [95% CI] | p | FDR | signature (effect, FDR) | |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for _, r in sub.iterrows():
+            if r["testable"]:
+                fc = f"{r['log2fc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+                p, q = f"{r['pvalue']:.2g}", f"{r['fdr']:.2g}"
+            else:
+                fc, p, q = "not testable", "", ""
+            sig = f"{r['signature']} ({r['signature_effect']:.3f}, {r['signature_fdr']:.2g})" if r["signature"] else ""
+            mark = "**hypothesis**" if r["hypothesis"] == "hypothesis" else ""
+            lines.append(f"| {r['cell_state']} | {r['parent']} | {100 * r['prop_case']:.2f} | "
+                         f"{100 * r['prop_control']:.2f} | {fc} | {p} | {q} | {sig} | {mark} |")
+        untestable = sub[~sub["testable"].astype(bool)]
+        for _, r in untestable.iterrows():
+            lines.append(f"\n- {r['cell_state']}: {r['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, tsv_path, md_text: str, md_path, config: dict) -> None:
+    """TSV (machine-readable), Markdown beside it, and ``<tsv>.provenance.json``."""
+    write_tsv(table, tsv_path)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(md_text)
+    with atomic_path(f"{tsv_path}.provenance.json") as tmp:
+        tmp.write_text(json.dumps(provenance(config, step="tables"), indent=2, sort_keys=True))

@@ -1,0 +1,16 @@
+rule abundance:
+    input:
+        h5mu=f"{OUT}/cohort/annotated.h5mu",
+        sheet=SHEET,
+    output:
+        counts=f"{OUT}/abundance/donor_state_counts.tsv",
+        results=f"{OUT}/abundance/composition_tests.tsv",
+    log:
+        f"{OUT}/logs/abundance.log",
+    benchmark:
+        f"{OUT}/benchmarks/abundance.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/step.py"

@@ -1,0 +1,15 @@
+rule annotate:
+    input:
+        h5mu=f"{OUT}/cohort/integrated.h5mu",
+        markers=config["annotation"]["markers"],
+    output:
+        f"{OUT}/cohort/annotated.h5mu",
+    log:
+        f"{OUT}/logs/annotate.log",
+    benchmark:
+        f"{OUT}/benchmarks/annotate.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(3000, 6),
+        runtime=60,
+    script:
+        "../scripts/step.py"

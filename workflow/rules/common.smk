@@ -1,0 +1,15 @@
+# Shared helpers of the rule files.
+
+
+def sample_data(wildcards):
+    """The data path of a sample (simulated in demo mode, from the sheet otherwise)."""
+    return DATA[wildcards.sample]
+
+
+def mem_mb_from_input(base_mb, per_input_mb_factor):
+    """A resources callable: base + factor x input size (MB), grown with the retry attempt."""
+
+    def _mem(wildcards, input, attempt):
+        return int((base_mb + per_input_mb_factor * input.size_mb) * attempt)
+
+    return _mem

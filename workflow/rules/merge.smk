@@ -1,0 +1,16 @@
+rule merge:
+    input:
+        h5mu=expand(f"{OUT}/qc/{{sample}}.h5mu", sample=SAMPLES),
+        summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
+        sheet=SHEET,
+    output:
+        f"{OUT}/cohort/merged.h5mu",
+    log:
+        f"{OUT}/logs/merge.log",
+    benchmark:
+        f"{OUT}/benchmarks/merge.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(2000, 4),
+        runtime=30,
+    script:
+        "../scripts/step.py"

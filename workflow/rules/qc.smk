@@ -1,0 +1,34 @@
+rule qc:
+    input:
+        data=sample_data,
+    output:
+        h5mu=f"{OUT}/qc/{{sample}}.h5mu",
+        cells=f"{OUT}/qc/{{sample}}.cells.tsv",
+        summary=f"{OUT}/qc/{{sample}}.summary.json",
+    log:
+        f"{OUT}/logs/qc/{{sample}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/qc/{{sample}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1500, 20),
+        runtime=30,
+    script:
+        "../scripts/step.py"
+
+
+rule qc_summary:
+    input:
+        summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
+    output:
+        tsv=f"{OUT}/qc/summary.tsv",
+        png=report(f"{OUT}/qc/summary.png", category="QC",
+                   caption="../report/qc.rst"),
+    log:
+        f"{OUT}/logs/qc_summary.log",
+    benchmark:
+        f"{OUT}/benchmarks/qc_summary.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/step.py"

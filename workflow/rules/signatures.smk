@@ -1,0 +1,17 @@
+rule signatures:
+    input:
+        h5mu=f"{OUT}/cohort/annotated.h5mu",
+        sheet=SHEET,
+    output:
+        scores=f"{OUT}/signatures/donor_scores.tsv",
+        tests=f"{OUT}/signatures/tests.tsv",
+        coverage=f"{OUT}/signatures/gene_coverage.tsv",
+    log:
+        f"{OUT}/logs/signatures.log",
+    benchmark:
+        f"{OUT}/benchmarks/signatures.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(2000, 4),
+        runtime=30,
+    script:
+        "../scripts/step.py"

@@ -1,0 +1,17 @@
+rule tables:
+    input:
+        abundance=f"{OUT}/abundance/composition_tests.tsv",
+        signatures=f"{OUT}/signatures/tests.tsv",
+    output:
+        tsv=report(f"{OUT}/tables/complication_{{complication}}.tsv", category="Tables",
+                   caption="../report/table.rst"),
+        md=f"{OUT}/tables/complication_{{complication}}.md",
+    log:
+        f"{OUT}/logs/tables/{{complication}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tables/{{complication}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/step.py"

@@ -1,0 +1,40 @@
+"""Thin dispatcher: each rule's `script:` lands here and makes one call into sscsig.steps."""
+
+import logging
+import sys
+
+from sscsig import steps
+
+sm = snakemake  # noqa: F821  (injected by Snakemake)
+_log = open(sm.log[0], "w")
+sys.stderr = sys.stdout = _log
+logging.basicConfig(stream=_log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+cfg = dict(sm.config)
+i, o, p = sm.input, sm.output, sm.params
+rule = sm.rule
+
+if rule == "simulate":
+    steps.simulate(p.out_dir, cfg)
+elif rule == "qc":
+    steps.ingest_qc(i.data, sm.wildcards.sample, o.h5mu, o.cells, o.summary, cfg)
+elif rule == "qc_summary":
+    steps.qc_summary(list(i.summaries), o.tsv, o.png)
+elif rule == "merge":
+    samples = [s.rsplit("/", 1)[-1].removesuffix(".h5mu") for s in i.h5mu]
+    steps.merge(dict(zip(samples, i.h5mu)), list(i.summaries), i.sheet, o[0], cfg)
+elif rule == "integrate":
+    steps.integrate_and_cluster(i[0], o[0], cfg)
+elif rule == "annotate":
+    steps.annotate(i.h5mu, i.markers, o[0], cfg)
+elif rule == "abundance":
+    steps.abundance(i.h5mu, i.sheet, o.counts, o.results, cfg)
+elif rule == "signatures":
+    steps.signatures(i.h5mu, i.sheet, o.scores, o.tests, o.coverage, cfg)
+elif rule == "tables":
+    steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg)
+elif rule == "report_figures":
+    comps = list(cfg["complications"])
+    steps.report(i.annotated, i.counts, i.sheet, dict(zip(comps, i.tables)), dict(zip(comps, i.mds)),
+                 i.qc_png, o.figures, o.html, cfg)
+else:
+    raise SystemExit(f"no sscsig step for rule {rule!r}")
