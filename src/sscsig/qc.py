@@ -34,6 +34,7 @@ DEFAULT_QC: dict = {
     "scrublet": True,
     "scrublet_expected_rate": 0.06,
     "scrublet_threshold": None,
+    "scrublet_min_cells": 300,  # scrublet's simulated doublets are unreliable in tiny libraries
     "min_cells": 50,
     "on_too_few_cells": "stop",
 }
@@ -174,7 +175,10 @@ def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     flags["protein_doublet"] = doublet
     flags["scrublet_doublet"] = False
     obs_extra = {}
-    if p["scrublet"] and pre.sum() > 50:
+    if p["scrublet"] and pre.sum() < p["scrublet_min_cells"]:
+        log.warning("sample %s: %d cells < qc.scrublet_min_cells (%d): scrublet skipped",
+                    sample, pre.sum(), p["scrublet_min_cells"])
+    elif p["scrublet"]:
         flags["scrublet_doublet"], score, thr = _scrublet(rna, pre, p, seed)
         thresholds["scrublet_threshold"] = thr
         obs_extra["doublet_score"] = score

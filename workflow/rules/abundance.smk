@@ -12,5 +12,7 @@ rule abundance:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

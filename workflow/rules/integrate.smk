@@ -11,5 +11,7 @@ rule integrate:
     resources:
         mem_mb=mem_mb_from_input(3000, 6),
         runtime=120,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

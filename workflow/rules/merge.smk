@@ -12,5 +12,7 @@ rule merge:
     resources:
         mem_mb=mem_mb_from_input(2000, 4),
         runtime=30,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

@@ -12,6 +12,8 @@ rule qc:
     resources:
         mem_mb=mem_mb_from_input(1500, 20),
         runtime=30,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"
 
@@ -30,5 +32,7 @@ rule qc_summary:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

@@ -17,5 +17,7 @@ rule report_figures:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

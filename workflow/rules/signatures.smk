@@ -13,5 +13,7 @@ rule signatures:
     resources:
         mem_mb=mem_mb_from_input(2000, 4),
         runtime=30,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

@@ -5,7 +5,7 @@ rule simulate:
         cells=f"{OUT}/demo/truth/cells.tsv",
         effects=f"{OUT}/demo/truth/effects.tsv",
     params:
-        out_dir=f"{OUT}/demo",
+        out_dir=lambda wildcards, output: str(Path(output.sheet).parent),
     log:
         f"{OUT}/logs/simulate.log",
     benchmark:
@@ -13,5 +13,7 @@ rule simulate:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

@@ -13,5 +13,7 @@ rule tables:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../../envs/sscsig.yaml"
     script:
         "../scripts/step.py"

@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import mudata as md
+import pytest
+
+md.set_options(pull_on_update=False)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory):
+    """A small simulated cohort (27 donors x ~120 cells), written once per session."""
+    from sscsig.simulate import DemoParams, simulate_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    simulate_cohort(out, DemoParams(seed=3, cells_per_donor=120))
+    return out
+
+
+@pytest.fixture()
+def shared_data():
+    if not SHARED.is_dir():
+        pytest.skip(f"real-data fixtures not present at {SHARED}")
+    return SHARED

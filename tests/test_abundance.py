@@ -1,0 +1,73 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from sscsig.abundance import contrast_groups, differential_abundance, donor_table, quasi_poisson_test
+from sscsig.ingest import InputError
+
+
+def _cohort(rng, effect, n_case=6, n_ctrl=10, cells=400):
+    donors, rows = [], []
+    for i in range(n_case + n_ctrl):
+        case = i < n_case
+        d = f"D{i:02d}"
+        donors.append({"sample": d + "_s", "donor": d, "batch": "b", "group": "SSc", "SRC": case,
+                       "age": float(rng.integers(40, 80))})
+        p = 0.1 * np.exp(rng.normal(0, 0.3)) * (effect if case else 1.0)
+        k = rng.binomial(cells, p)
+        m = rng.binomial(cells, 0.3)
+        rows += [(d, "A", "L1", "L")] * k + [(d, "B", "L1", "L")] * (cells - k)
+        rows += [(d, "C", "L2", "M")] * m + [(d, "D", "L2", "M")] * (cells - m)
+    obs = pd.DataFrame(rows, columns=["donor", "cell_state", "lineage", "x"])
+    return obs, pd.DataFrame(donors)
+
+
+CONTRAST = {"T": {"complication": "SRC", "case": {"SRC": True}, "control": {"SRC": False}, "covariates": ["age"]}}
+
+
+def test_detects_planted_effect_with_right_sign_and_ci():
+    obs, sheet = _cohort(np.random.default_rng(0), effect=3.0)
+    counts, res = differential_abundance(obs, sheet, CONTRAST)
+    a = res.set_index("cell_state").loc["A"]
+    assert a.testable and a.pvalue < 0.001 and a.fdr < 0.01
+    assert a.ci_low < np.log2(3.0) < a.ci_high and a.log2fc > 1
+    assert res.set_index("cell_state").loc["C"].pvalue > 0.01
+    assert counts.loc["D00"].sum() == 800
+
+
+def test_null_is_calibrated():
+    pvals = []
+    for seed in range(150):
+        obs, sheet = _cohort(np.random.default_rng(seed), effect=1.0, n_case=4, n_ctrl=17)
+        _, res = differential_abundance(obs, sheet, CONTRAST)
+        pvals.append(res.set_index("cell_state").loc["A"].pvalue)
+    rate = np.mean(np.array(pvals) < 0.05)
+    assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)  # within Monte-Carlo error
+
+
+def test_too_few_donors_gives_reason_not_pvalue():
+    obs, sheet = _cohort(np.random.default_rng(1), effect=2.0, n_case=2, n_ctrl=10)
+    _, res = differential_abundance(obs, sheet, CONTRAST)
+    assert not res.testable.any()
+    assert res.pvalue.isna().all() and res.fdr.isna().all()
+    assert res.reason.str.contains("too few donors").all()
+
+
+def test_contrast_errors_name_the_problem():
+    sheet = pd.DataFrame({"sample": ["a", "b"], "donor": ["x", "y"], "group": ["SSc", "HD"], "SRC": [True, False]})
+    donors = donor_table(sheet, ["group", "SRC"])
+    with pytest.raises(InputError, match="unknown sample-sheet column 'ILD'"):
+        contrast_groups(donors, "c", {"case": {"ILD": True}, "control": {"group": "HD"}})
+    with pytest.raises(InputError, match="value 'Healthy' never occurs in column 'group'"):
+        contrast_groups(donors, "c", {"case": {"SRC": True}, "control": {"group": "Healthy"}})
+    conflicting = pd.DataFrame({"sample": ["a", "b"], "donor": ["x", "x"], "age": [50, 51]})
+    with pytest.raises(InputError, match="donor 'x' has conflicting values in column 'age'"):
+        donor_table(conflicting, ["age"])
+
+
+def test_zero_cells_in_one_group_still_finite():
+    y = np.array([0, 0, 0, 5, 7, 6, 4])
+    n = np.full(7, 200)
+    x = pd.DataFrame({"const": 1.0, "case": [1, 1, 1, 0, 0, 0, 0]})
+    r = quasi_poisson_test(y, n, x)
+    assert np.isfinite(r["beta"]) and r["beta"] < 0 and "0.5 added" in r["note"]

@@ -1,0 +1,79 @@
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sscsig.config import cohort_mode, load_sample_sheet, validate_config
+from sscsig.ingest import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def config():
+    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(config):
+    validate_config(config)
+    assert cohort_mode(config) == "demo"
+    assert cohort_mode({**config, "samples": "x.tsv"}) == "sheet"
+
+
+def test_misspelled_key_rejected(config):
+    bad = copy.deepcopy(config)
+    bad["qc"]["max_pct_mitto"] = 10
+    with pytest.raises(InputError, match="qc.*max_pct_mitto"):
+        validate_config(bad)
+    bad = copy.deepcopy(config)
+    bad["sed"] = 1
+    with pytest.raises(InputError, match="sed"):
+        validate_config(bad)
+
+
+def test_contrast_with_unknown_complication(config):
+    bad = copy.deepcopy(config)
+    bad["contrasts"]["SRC_vs_SSc"]["complication"] = "PAH"
+    with pytest.raises(InputError, match="PAH"):
+        validate_config(bad)
+
+
+def test_empty_signature_rejected(config):
+    bad = copy.deepcopy(config)
+    bad["signatures"]["EGR1_NFkB"]["genes"] = []
+    with pytest.raises(InputError, match="EGR1_NFkB"):
+        validate_config(bad)
+
+
+def _sheet(tmp_path, small_cohort, mutate=None):
+    df = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+    df["path"] = [str(small_cohort / p) for p in df["path"]]
+    if mutate:
+        df = mutate(df)
+    path = tmp_path / "samples.tsv"
+    df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_demo_sheet_loads(tmp_path, small_cohort, config):
+    sheet = load_sample_sheet(_sheet(tmp_path, small_cohort), config)
+    assert len(sheet) == 27 and sheet["SRC"].dtype == bool
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.drop(columns=["batch"]), r"required column\(s\) \['batch'\]"),
+        (lambda d: pd.concat([d, d.iloc[[0]]]), "duplicate sample id.*SSc01_PBMC"),
+        (lambda d: d.assign(SRC=["maybe"] + list(d.SRC[1:])), "column 'SRC' must be boolean.*SSc01_PBMC.*maybe"),
+        (lambda d: d.assign(age=[None] + list(d.age[1:])), "covariate 'age'.*SSc01_PBMC"),
+        (lambda d: d.assign(path=["/nonexistent/x.h5"] + list(d.path[1:])), "SSc01_PBMC.*does not exist"),
+        (lambda d: d.drop(columns=["ILD"]), "complication 'ILD'"),
+        (lambda d: pd.concat([d, d.iloc[[0]].assign(sample="SSc01_b", age=99)]), "donor 'SSc01' has conflicting 'age'"),
+    ],
+)
+def test_bad_sheets_name_the_problem(tmp_path, small_cohort, config, mutate, message):
+    with pytest.raises(InputError, match=message):
+        load_sample_sheet(_sheet(tmp_path, small_cohort, mutate), config)

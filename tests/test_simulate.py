@@ -1,0 +1,78 @@
+import hashlib
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+from sscsig import simulate as S
+from sscsig._states import STATE_LINEAGE
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_design_matches_reference_study():
+    d = S.design()
+    assert len(d) == 27 and (d.group == "SSc").sum() == 21 and (d.group == "HD").sum() == 6
+    ssc = d[d.group == "SSc"]
+    assert ssc.SRC.sum() == 4 and ssc.ILD.sum() == 12 and (ssc.SRC & ssc.ILD).sum() == 2
+    assert (~ssc.SRC & ~ssc.ILD).sum() == 7
+    assert list(ssc.age) == S.AGES_SSC and list(d[d.group == "HD"].age) == S.AGES_HD
+    assert d.batch.nunique() == 3 and d["sample"].is_unique
+    assert not d[d.group == "HD"][["SRC", "ILD"]].any().any()
+
+
+def test_src_oldest_variant_confounds_age():
+    d = S.design(src_oldest=True)
+    ssc = d[d.group == "SSc"]
+    assert ssc[ssc.SRC].age.min() >= ssc[~ssc.SRC].age.max()
+    assert sorted(ssc.age) == sorted(S.AGES_SSC)
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    p = S.DemoParams(seed=5, cells_per_donor=40)
+    S.simulate_cohort(tmp_path / "a", p)
+    S.simulate_cohort(tmp_path / "b", p)
+    S.simulate_cohort(tmp_path / "c", S.DemoParams(seed=6, cells_per_donor=40))
+    f = "SSc01_PBMC/filtered_feature_bc_matrix.h5"
+    assert _sha(tmp_path / "a" / f) == _sha(tmp_path / "b" / f)
+    assert _sha(tmp_path / "a" / "truth/cells.tsv") == _sha(tmp_path / "b" / "truth/cells.tsv")
+    assert _sha(tmp_path / "a" / f) != _sha(tmp_path / "c" / f)
+
+
+def test_cellranger_layout_and_features(small_cohort):
+    a = sc.read_10x_h5(small_cohort / "SSc01_PBMC/filtered_feature_bc_matrix.h5", gex_only=False)
+    types = a.var["feature_types"].value_counts()
+    assert types["Gene Expression"] >= 2000 and types["Antibody Capture"] >= 33
+    for g in ["EGR1", "NFKBIA", "IER2", "SGK1", "CCR1", "IL1B", "GBP5", "CXCR3", "CCL5", "HLA-DRB1", "CD74"]:
+        assert g in set(a.var_names[a.var.feature_types == "Gene Expression"])
+    x = a.X.toarray()
+    assert np.all(x == np.round(x)) and x.min() >= 0
+    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+    assert {"sample", "donor", "batch", "path", "group", "age", "sex", "SRC", "ILD"} <= set(sheet.columns)
+
+
+def test_truth_tables(small_cohort):
+    cells = pd.read_csv(small_cohort / "truth/cells.tsv", sep="\t")
+    assert list(cells.columns) == ["sample", "barcode", "lineage", "cell_state", "is_doublet", "is_low_quality"]
+    assert set(cells.cell_state) <= set(STATE_LINEAGE)
+    assert len(set(cells.cell_state)) >= 20
+    assert 0.02 < cells.is_doublet.mean() < 0.1 and 0.02 < cells.is_low_quality.mean() < 0.1
+    eff = pd.read_csv(small_cohort / "truth/effects.tsv", sep="\t")
+    src = eff[(eff.complication == "SRC") & (eff.cell_state == "CD14.EGR1")].planted_fold_change.item()
+    assert src == 3.0
+
+
+def test_planted_effect_raises_share_and_null_does_not():
+    rng_donor = S.design().iloc[0]  # SRC and ILD donor
+    shares = {}
+    for null in (False, True):
+        p = S.DemoParams(seed=1, null=null)
+        vals = []
+        for k in range(200):
+            comp = S.donor_composition(np.random.default_rng(k), rng_donor, p)
+            mono = comp[[s for s, lin in STATE_LINEAGE.items() if lin == "Mono"]]
+            vals.append(comp["CD14.EGR1"] / mono.sum())
+        shares[null] = np.mean(vals)
+    assert 2.5 < shares[False] / shares[True] < 3.5

@@ -1,0 +1,78 @@
+"""End-to-end: Snakemake on a tiny demo cohort, then checks of the tables against the contract."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_case", "prop_control",
+            "log2fc", "ci_low", "ci_high", "pvalue", "fdr", "testable", "hypothesis"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_run")
+    cfg = out / "tiny.yaml"
+    cfg.write_text("demo:\n  cells_per_donor: 150\n")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
+           "--config", f"outdir={out}/results", "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "results"
+
+
+@pytest.mark.slow
+def test_tables_well_formed(demo_run):
+    for comp in ("SRC", "ILD"):
+        t = pd.read_csv(demo_run / f"tables/complication_{comp}.tsv", sep="\t")
+        assert list(t.columns[: len(REQUIRED)]) == REQUIRED
+        assert t.cell_state.nunique() >= 15
+        assert set(t.contrast) == {f"{comp}_vs_SSc", f"{comp}_vs_HD"}
+        testable = t.testable.astype(bool)
+        assert t.loc[testable, "pvalue"].between(0, 1).all()
+        assert t.loc[testable, "fdr"].ge(t.loc[testable, "pvalue"] - 1e-12).all()
+        assert t.loc[~testable, "pvalue"].isna().all() and t.loc[~testable, "reason"].notna().all()
+        assert (t.loc[testable, "ci_low"] <= t.loc[testable, "log2fc"]).all()
+        assert (t.loc[testable, "log2fc"] <= t.loc[testable, "ci_high"]).all()
+        hyp = t[t.hypothesis == "hypothesis"]
+        want = "CD14.EGR1" if comp == "SRC" else "CD8.TEM_T2ISG"
+        assert set(hyp.cell_state) == {want}
+        assert (demo_run / f"tables/complication_{comp}.md").read_text().startswith(f"# Complication {comp}")
+        assert (demo_run / f"tables/complication_{comp}.tsv.provenance.json").exists()
+
+
+@pytest.mark.slow
+def test_annotation_agrees_with_truth(demo_run):
+    obs = md.read_h5mu(demo_run / "cohort/annotated.h5mu").obs
+    truth = pd.read_csv(demo_run / "demo/truth/cells.tsv", sep="\t")
+    truth.index = truth["sample"] + "_" + truth["barcode"]
+    t = truth.loc[obs.index]
+    good = ~t.is_doublet & ~t.is_low_quality
+    assert (obs.lineage[good].astype(str) == t.lineage[good]).mean() >= 0.85
+    assert (obs.cell_state[good].astype(str) == t.cell_state[good]).mean() >= 0.70
+    assert {"lineage", "cell_state"} <= set(obs.columns)
+
+
+@pytest.mark.slow
+def test_every_rule_logged_and_benchmarked(demo_run):
+    assert (demo_run / "qc/summary.tsv").exists()
+    bench = list((demo_run / "benchmarks").rglob("*.tsv"))
+    assert len(bench) >= 27 + 8
+    for b in bench:
+        assert "max_rss" in b.read_text().splitlines()[0]
+    html = (demo_run / "summary.html").read_text()
+    assert html.count("<img") >= 6
+    for png in (demo_run / "figures").glob("*.png"):
+        assert png.stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
