@@ -76,3 +76,26 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_user_sample_sheet_runs(small_cohort, tmp_path):
+    """`--config samples=PATH outdir=DIR` runs a cohort given by a sheet (here: a simulated one)."""
+    out = tmp_path / "sheet_run"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"samples={small_cohort}/samples.tsv",
+           f"outdir={out}", "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for comp in ("SRC", "ILD"):
+        t = pd.read_csv(out / f"tables/complication_{comp}.tsv", sep="\t")
+        assert list(t.columns[: len(REQUIRED)]) == REQUIRED and len(t) > 20
+    assert not (out / "demo").exists()  # nothing simulated in sheet mode
+
+
+def test_bad_config_stops_before_any_output(tmp_path):
+    out = tmp_path / "never"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--config", f"outdir={out}", "seeed=3", "-n"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "seeed" in proc.stdout + proc.stderr
+    assert not out.exists()
