@@ -157,6 +157,15 @@ def quasi_poisson_test(y: np.ndarray, n: np.ndarray, x: pd.DataFrame) -> dict:
             "dispersion": phi, "df": df_resid, "note": note}
 
 
+def add_fdr(results: pd.DataFrame) -> pd.DataFrame:
+    """Benjamini-Hochberg ``fdr`` over the testable rows; untestable rows get NaN."""
+    results["fdr"] = np.nan
+    t = results["testable"].to_numpy(bool)
+    if t.any():
+        results.loc[t, "fdr"] = multipletests(results.loc[t, "pvalue"], method="fdr_bh")[1]
+    return results
+
+
 def test_contrast(
     counts: pd.DataFrame,
     parents: dict[str, str],
@@ -213,12 +222,7 @@ def test_contrast(
                 reason=res["note"],
             )
         rows.append(row)
-    out = pd.DataFrame(rows)
-    out["fdr"] = np.nan
-    t = out["testable"].to_numpy(bool)
-    if t.any():
-        out.loc[t, "fdr"] = multipletests(out.loc[t, "pvalue"], method="fdr_bh")[1]
-    return out[COLUMNS]
+    return add_fdr(pd.DataFrame(rows))[COLUMNS]
 
 
 def differential_abundance(

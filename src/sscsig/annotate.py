@@ -127,6 +127,18 @@ class _Scorer:
             parts.append(-val if kind.endswith("neg") else val)
         return np.mean(parts, axis=0) if parts else None
 
+    def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str) -> tuple[list[str], list[np.ndarray]]:
+        """Scores of every label that has markers in the data (others are skipped with a warning)."""
+        names, scores = [], []
+        for name, comp in labels.items():
+            s = self.score(comp, rows)
+            if s is None:
+                log.warning("%s %s: none of its markers is in the data; not assigned", kind, name)
+                continue
+            names.append(name)
+            scores.append(s)
+        return names, scores
+
 
 def _smooth(scores: np.ndarray, graph: sp.spmatrix, weight: float) -> np.ndarray:
     if weight <= 0:
@@ -151,15 +163,9 @@ def _gate_substates(
     """Module-high substates of a base state: robust z (median/MAD over the base's cells) of the
     smoothed substate score above ``substate_robust_z``; the highest z wins. Returns labels (None =
     stays base) and the winning z."""
-    names, zs = [], []
     sub_graph = graph[rows][:, rows]
-    for name, comp in subs.items():
-        s = scorer.score(comp, rows)
-        if s is None:
-            log.warning("substate %s: none of its markers is in the data; not assigned", name)
-            continue
-        names.append(name)
-        zs.append(_robust_z(_smooth(s[:, None], sub_graph, p["smoothing"])[:, 0]))
+    names, scores = scorer.score_labels(subs, rows, kind="substate")
+    zs = [_robust_z(_smooth(s[:, None], sub_graph, p["smoothing"])[:, 0]) for s in scores]
     out = np.full(len(rows), None, dtype=object)
     if not names:
         return out, np.zeros(len(rows))
@@ -210,14 +216,7 @@ def annotate(mdata: md.MuData, markers: dict, *, params: dict | None = None, see
         rows = np.flatnonzero(lineage == lin)
         if len(rows) == 0:
             continue
-        names, cols = [], []
-        for sname, comp in states.items():
-            s = scorer.score(comp, rows)
-            if s is None:
-                log.warning("state %s: none of its markers is in the data; not assigned", sname)
-                continue
-            names.append(sname)
-            cols.append(s)
+        names, cols = scorer.score_labels(states, rows, kind="state")
         if not names:
             continue
         sub_graph = graph[rows][:, rows]

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from statsmodels.stats.multitest import multipletests
 
-from .abundance import contrast_groups, design_matrix, donor_table
+from .abundance import add_fdr, contrast_groups, design_matrix, donor_table
 from .ingest import InputError
 
 log = logging.getLogger(__name__)
@@ -134,10 +133,5 @@ def test_signatures(scores: pd.DataFrame, sheet: pd.DataFrame, contrasts: dict, 
                     row.update(effect=float(fit.params["case"]), ci_low=float(ci[0]), ci_high=float(ci[1]),
                                pvalue=float(fit.pvalues["case"]), testable=True)
             rows.append(row)
-        res = pd.DataFrame(rows)
-        res["fdr"] = np.nan
-        t = res["testable"].to_numpy(bool)
-        if t.any():
-            res.loc[t, "fdr"] = multipletests(res.loc[t, "pvalue"], method="fdr_bh")[1]
-        out.append(res)
+        out.append(add_fdr(pd.DataFrame(rows)))
     return pd.concat(out, ignore_index=True)
