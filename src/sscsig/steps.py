@@ -65,8 +65,8 @@ def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: 
     from .merge import merge_samples
 
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
-    dropped = {json.loads(Path(p).read_text())["sample"] for p in summaries
-               if json.loads(Path(p).read_text()).get("dropped")}
+    parsed = [json.loads(Path(p).read_text()) for p in summaries]
+    dropped = {js["sample"] for js in parsed if js.get("dropped")}
     samples = {s: md.read_h5mu(p) for s, p in qc_paths.items() if s not in dropped}
     mdata, report = merge_samples(samples, sheet, panel_policy=config.get("qc", {}).get("panel_policy", "intersection"))
     report["dropped_samples"] = sorted(dropped)
@@ -98,13 +98,17 @@ def annotate(inp: str, markers: str, out: str, config: dict) -> None:
     _io.write_h5mu(mdata, out)
 
 
-def _obs(path: str) -> pd.DataFrame:
-    """Read only ``obs`` of an h5mu (no matrices)."""
+def _read_elems(path: str, *keys: str):
+    """Read only the named elements of an h5mu (e.g. ``obs``), never the matrices."""
     import h5py
     from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        return read_elem(f["obs"])
+        return [read_elem(f[k]) for k in keys]
+
+
+def _obs(path: str) -> pd.DataFrame:
+    return _read_elems(path, "obs")[0]
 
 
 def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, config: dict) -> None:
@@ -152,17 +156,12 @@ def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: s
 
 def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[str, str],
            tables_md: dict[str, str], qc_png: str, out_dir: str, out_html: str, config: dict) -> None:
-    import h5py
-    from anndata.io import read_elem
-
     from . import report as rp
     from .abundance import donor_table
     from .config import load_sample_sheet
 
     out = Path(out_dir)
-    with h5py.File(annotated, "r") as f:
-        obs = read_elem(f["obs"])
-        umap = read_elem(f["obsm/X_umap"])
+    obs, umap = _read_elems(annotated, "obs", "obsm/X_umap")
     figs = []
     for key in ("cell_state", "lineage", "batch", "group"):
         if key in obs:
