@@ -23,12 +23,16 @@ if MODE == "demo":
     SHEET = f"{OUT}/demo/samples.tsv"
     SAMPLES = list(design(src_oldest=config.get("demo", {}).get("src_oldest", False))["sample"])
     DATA = {s: str(sample_path(f"{OUT}/demo", s)) for s in SAMPLES}
+    RAW = {s: str(sample_path(f"{OUT}/demo", s, raw=True)) for s in SAMPLES} if config.get(
+        "demo", {}).get("with_raw", False) else {}
 else:
     SHEET = config["samples"]
     _sheet = load_sample_sheet(SHEET, config)
     validate(_sheet.drop(columns=config["complications"]), "config/schemas/samples.schema.yaml")
     SAMPLES = list(_sheet["sample"])
     DATA = dict(zip(_sheet["sample"], _sheet["path"]))
+    RAW = {s: r for s, r in zip(_sheet["sample"], _sheet.get("raw_path", [""] * len(_sheet)))
+           if isinstance(r, str) and r}
 COMPLICATIONS = list(config["complications"])
 
 

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from sscsig.ingest import InputError, read_sample
-from sscsig.qc import check_enough_cells, clr_per_cell, mad_bounds, qc_sample
+from sscsig.qc import (check_enough_cells, clr_per_cell, dsb_normalise, mad_bounds, protein_norm_method,
+                       qc_sample, select_empty_droplets)
 
 
 def test_read_demo_sample_types_and_prefix(small_cohort):
@@ -77,10 +78,121 @@ def test_too_few_cells_policy():
     assert check_enough_cells(s, min_cells=3, policy="stop") is None
 
 
+@pytest.mark.slow
+def test_qc_meets_targets_on_the_demo_cohort(tmp_path):
+    """Issue 3's targets at the demo's default depth: >= 90% of low-quality cells and >= 70% of
+    heterotypic doublets removed, <= 5% of good cells lost (27 samples x ~800 cells)."""
+    from sscsig.simulate import DemoParams, simulate_cohort
+
+    sheet = simulate_cohort(tmp_path, DemoParams(seed=5, cells_per_donor=800))
+    truth = pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t")
+    truth.index = truth["sample"] + "_" + truth["barcode"]
+    flags = pd.concat([qc_sample(read_sample(tmp_path / p, sample=s), seed=0).flags
+                       for s, p in zip(sheet["sample"], sheet["path"])]).join(truth)
+    good = ~flags.is_low_quality & ~flags.is_doublet
+    assert (~flags.qc_pass[flags.is_low_quality]).mean() >= 0.9
+    assert (~flags.qc_pass[flags.is_doublet]).mean() >= 0.7
+    assert (~flags.qc_pass[good]).mean() <= 0.05
+    # both doublet detectors contribute, and the protein rule is specific
+    assert flags.qc_scrublet_doublet[flags.is_doublet].mean() > 0.2
+    assert flags.qc_protein_doublet[good].mean() < 0.005
+
+
+def test_scrublet_expected_rate_calls_that_share(small_cohort):
+    m = read_sample(small_cohort / "SSc02_PBMC/filtered_feature_bc_matrix.h5", sample="SSc02_PBMC")
+    res = qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_expected_rate": 0.1}, seed=1)
+    f = res.flags
+    pre = ~f[[c for c in f if c.startswith("qc_") and c not in ("qc_scrublet_doublet", "qc_protein_doublet", "qc_pass")]].any(axis=1)
+    assert f.qc_scrublet_doublet.sum() == round(0.1 * pre.sum())
+    thr = res.thresholds["scrublet_threshold"]
+    assert (f.doublet_score[f.qc_scrublet_doublet] >= thr).all()
+    again = qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_expected_rate": 0.1}, seed=1)
+    assert again.flags.equals(f)  # seeded
+    with pytest.raises(InputError, match="scrublet_threshold"):
+        qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_threshold": "otsu"})
+
+
+def test_isotype_outliers_are_flagged(small_cohort):
+    m = read_sample(small_cohort / "HD03_PBMC/filtered_feature_bc_matrix.h5", sample="HD03_PBMC")
+    iso = m["prot"].var["isotype"].to_numpy()
+    x = m["prot"].X.toarray()
+    x[:3, iso] *= 50  # three sticky cells / aggregates
+    m["prot"].X = x
+    res = qc_sample(m, params={"scrublet": False}, seed=0)
+    assert res.flags.qc_isotype_outlier.iloc[:3].all()
+    assert res.flags.qc_isotype_outlier.iloc[3:].mean() < 0.02
+    assert res.summary["removed_isotype_outlier"] >= 3
+
+
+def test_dsb_on_simulated_raw_droplets(tmp_path):
+    from sscsig.simulate import DemoParams, simulate_cohort
+
+    sheet = simulate_cohort(tmp_path, DemoParams(seed=2, cells_per_donor=150, with_raw=True))
+    row = sheet.iloc[0]
+    cells = read_sample(tmp_path / row["path"], sample=row["sample"])
+    raw = read_sample(tmp_path / row["raw_path"], sample=row["sample"])
+    assert raw.n_obs > 3 * cells.n_obs and cells.obs_names.isin(raw.obs_names).all()
+    res = qc_sample(cells, params={"scrublet": False}, empty=raw, seed=0)
+    assert res.summary["protein_norm"] == "dsb" and res.summary["dsb_empty_droplets"] >= 100
+    dsb = res.kept["prot"].layers["dsb"]
+    assert dsb.shape == res.kept["prot"].shape and np.isfinite(dsb).all()
+    cd3 = dsb[:, res.kept["prot"].var_names.get_loc("ADT_CD3")]
+    lineage_t = res.kept.obs_names.isin(
+        pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t").query("lineage.str.endswith('_T')")
+        .pipe(lambda t: t["sample"] + "_" + t["barcode"]))
+    assert np.median(cd3[lineage_t]) > np.median(cd3[~lineage_t]) + 3
+    # a filtered matrix given as raw_path has no empty droplets: a clear error names the sample
+    with pytest.raises(InputError, match=f"{row['sample']}.*empty droplets"):
+        select_empty_droplets(cells, cells.obs_names[:0], sample=row["sample"])
+
+
+def test_protein_norm_policy():
+    assert protein_norm_method("auto", has_empty=True, sample="A") == "dsb"
+    assert protein_norm_method("auto", has_empty=False, sample="A") == "clr"
+    assert protein_norm_method("clr", has_empty=True, sample="A") == "clr"
+    with pytest.raises(InputError, match="'A'.*raw_path"):
+        protein_norm_method("dsb", has_empty=False, sample="A")
+
+
+def _ashman_d(x: np.ndarray) -> tuple[float, float, float]:
+    """Ashman's D, minor weight and mean gap of a 2-component Gaussian mixture."""
+    from sklearn.mixture import GaussianMixture
+
+    g = GaussianMixture(2, random_state=0).fit(x.reshape(-1, 1))
+    m, s = g.means_.ravel(), np.sqrt(g.covariances_.ravel())
+    return float(np.sqrt(2) * abs(m[0] - m[1]) / np.sqrt((s ** 2).sum())), float(g.weights_.min()), float(abs(m[0] - m[1]))
+
+
+@pytest.mark.realdata
+def test_dsb_on_kotliarov2020(shared_data):
+    """Real CITE-seq (87 ADT): after DSB the isotype controls sit near 0 and lineage proteins are
+    bimodal (two mixture components > 3 DSB units apart, the smaller >= 5% of cells)."""
+    import anndata as ad
+
+    cells = ad.read_h5ad(shared_data / "dsb_kotliarov2020_adt_cells.h5ad")
+    empty = ad.read_h5ad(shared_data / "dsb_kotliarov2020_adt_empty_drops.h5ad")
+    cells.var["isotype"] = cells.var_names.str.contains("(?i)isotype")
+    assert cells.var["isotype"].sum() == 4
+    dsb = dsb_normalise(cells, empty, seed=0)
+    for v in cells.var_names[cells.var["isotype"]]:
+        x = dsb[:, cells.var_names.get_loc(v)]
+        assert abs(np.median(x)) < 0.5 and abs(x.mean()) < 0.5 and np.percentile(x, 95) < 2.5, v
+    for v in ("CD3_PROT", "CD19_PROT", "CD14_PROT", "CD56_PROT"):
+        d, minor, gap = _ashman_d(dsb[:, cells.var_names.get_loc(v)])
+        assert gap > 3 and minor >= 0.05 and d > 1.8, (v, d, minor, gap)
+    # the isotypes are not bimodal
+    for v in cells.var_names[cells.var["isotype"]]:
+        assert _ashman_d(dsb[:, cells.var_names.get_loc(v)])[2] < 2
+
+
 @pytest.mark.realdata
 def test_real_10x_mtx_folder(shared_data):
     m = read_sample(shared_data / "pbmc10k_protein_v3_tiny_10x/filtered_feature_bc_matrix", sample="pbmc10k")
     assert m["prot"].n_vars == 17 and m["rna"].n_vars == 100 and m.n_obs == 1024
+    assert set(m["rna"].var_names).isdisjoint(m["prot"].var_names)
     assert m["prot"].var["isotype"].sum() == 3
+    assert {"ADT_CD3", "ADT_CD4", "ADT_CD8a", "ADT_CD14", "ADT_CD19"} <= set(m["prot"].var_names)
     res = qc_sample(m, params={"min_genes": 0, "scrublet": False}, seed=0)
     assert 0 < res.summary["cells_kept"] <= 1024
+    assert res.kept["prot"].layers["clr"].shape == (res.summary["cells_kept"], 17)
+    assert res.summary["protein_norm"] == "clr"

@@ -1,5 +1,6 @@
 """End-to-end: Snakemake on a tiny demo cohort, then checks of the tables against the contract."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ REQUIRED = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_cas
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
-    cfg.write_text("demo:\n  cells_per_donor: 150\n")
+    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -59,6 +60,19 @@ def test_annotation_agrees_with_truth(demo_run):
 
 
 @pytest.mark.slow
+def test_qc_outputs_and_dsb_in_the_run(demo_run):
+    summary = pd.read_csv(demo_run / "qc/summary.tsv", sep="\t")
+    assert len(summary) == 27
+    assert (summary.cells_in == summary.cells_kept + summary.cells_removed).all()
+    assert {"removed_isotype_outlier", "removed_protein_doublet", "thr_genes", "thr_pct_mito_max"} <= set(summary)
+    assert (summary.protein_norm == "dsb").all() and (summary.dsb_empty_droplets >= 100).all()
+    for s in summary["sample"]:
+        assert (demo_run / f"qc/figures/{s}.png").stat().st_size > 10_000
+    prot = md.read_h5mu(demo_run / "cohort/annotated.h5mu")["prot"]
+    assert "dsb" in prot.layers and np.isfinite(prot.layers["dsb"]).all()
+
+
+@pytest.mark.slow
 def test_every_rule_logged_and_benchmarked(demo_run):
     assert (demo_run / "qc/summary.tsv").exists()
     bench = list((demo_run / "benchmarks").rglob("*.tsv"))
@@ -80,16 +94,35 @@ def test_lint_is_clean():
 
 @pytest.mark.slow
 def test_user_sample_sheet_runs(small_cohort, tmp_path):
-    """`--config samples=PATH outdir=DIR` runs a cohort given by a sheet (here: a simulated one)."""
+    """`--config samples=PATH outdir=DIR` runs a cohort given by a sheet (here: a simulated one, one
+    sample cut to 30 cells and dropped by ``qc.on_too_few_cells: drop`` with a warning that reaches
+    the tables, their provenance and the report)."""
+    import anndata as ad
+    import scanpy as sc
+
+    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+    sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
+    small = sc.read_10x_h5(sheet.loc[0, "path"], gex_only=False)[:30].copy()
+    small.var_names_make_unique()
+    ad.AnnData(X=small.X, obs=small.obs, var=small.var[["feature_types"]]).write_h5ad(tmp_path / "small.h5ad")
+    sheet.loc[0, "path"] = str(tmp_path / "small.h5ad")
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\n")
     out = tmp_path / "sheet_run"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--config", f"samples={small_cohort}/samples.tsv",
-           f"outdir={out}", "-q"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
+           str(tmp_path / "drop.yaml"), "--config", f"samples={tmp_path}/samples.tsv", f"outdir={out}", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for comp in ("SRC", "ILD"):
         t = pd.read_csv(out / f"tables/complication_{comp}.tsv", sep="\t")
         assert list(t.columns[: len(REQUIRED)]) == REQUIRED and len(t) > 20
     assert not (out / "demo").exists()  # nothing simulated in sheet mode
+    dropped = sheet.loc[0, "sample"]
+    assert dropped not in set(md.read_h5mu(out / "cohort/merged.h5mu").obs["sample"])
+    assert f"'{dropped}'" in (out / "tables/complication_SRC.md").read_text()
+    assert any(dropped in w for w in json.loads((out / "tables/complication_ILD.tsv.provenance.json")
+                                                .read_text())["warnings"])
+    assert dropped in (out / "summary.html").read_text()
 
 
 def test_bad_config_stops_before_any_output(tmp_path):

@@ -13,7 +13,8 @@ def _simulate(args) -> int:
     from .simulate import DemoParams, simulate_cohort
 
     params = DemoParams(seed=args.seed, cells_per_donor=args.cells_per_donor, effect_src=args.effect_src,
-                        effect_ild=args.effect_ild, null=args.null, src_oldest=args.src_oldest)
+                        effect_ild=args.effect_ild, null=args.null, src_oldest=args.src_oldest,
+                        with_raw=args.with_raw)
     sheet = simulate_cohort(args.out, params)
     print(f"wrote {len(sheet)} samples to {args.out} (sheet {args.out}/samples.tsv, truth in {args.out}/truth)")
     return 0
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--effect-src", type=float, default=3.0, help="fold change of CD14.EGR1 share in SRC")
     s.add_argument("--effect-ild", type=float, default=2.5, help="fold change of CD8.TEM_T2ISG share in ILD")
     s.add_argument("--src-oldest", action="store_true", help="confounded variant: SRC donors are the oldest")
+    s.add_argument("--with-raw", action="store_true",
+                   help="also write raw_feature_bc_matrix.h5 with empty droplets (raw_path, for DSB)")
     s.set_defaults(func=_simulate)
     v = sub.add_parser("validate", help="check a config (and its sample sheet) without running anything")
     v.add_argument("--config", default="config/config.yaml")

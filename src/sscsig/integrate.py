@@ -1,6 +1,7 @@
 """Integration of RNA and protein across batches into one latent space (``obsm['X_integrated']``).
 
-``harmony`` (default here): RNA log-normalised HVGs -> PCA, protein CLR -> PCA; Harmony corrects each
+``harmony`` (default here): RNA log-normalised HVGs -> PCA, protein (DSB where the QC stage made
+it, CLR otherwise) -> PCA; Harmony corrects each
 modality's PCs for ``batch_key``; the corrected blocks, each scaled to unit total variance, are
 concatenated so that RNA and protein weigh equally. ``pca``: the same without Harmony (the
 unintegrated reference).
@@ -76,9 +77,10 @@ def integrate(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     hv = rna.var["highly_variable"].to_numpy()
     rna_pcs = _pca(rna.X[:, hv], p["n_pcs_rna"], seed)
     non_iso = ~prot.var["isotype"].to_numpy(bool)
-    clr = prot.layers["clr"][:, non_iso]
-    clr = (clr - clr.mean(0)) / np.maximum(clr.std(0), 1e-6)
-    prot_pcs = _pca(clr, p["n_pcs_prot"], seed)
+    prot_layer = "dsb" if "dsb" in prot.layers else "clr"
+    norm = np.asarray(prot.layers[prot_layer])[:, non_iso]
+    norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
+    prot_pcs = _pca(norm, p["n_pcs_prot"], seed)
     method = p["method"]
     if method == "harmony" and n_batches > 1:
         meta = pd.DataFrame({key: mdata.obs[key].astype(str).to_numpy()})
@@ -91,4 +93,4 @@ def integrate(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     mdata.obsm["X_pca_rna"] = rna_pcs
     mdata.obsm["X_pca_prot"] = prot_pcs
     mdata.uns["integration"] = {"method": method, "batch_key": key, "n_batches": int(n_batches),
-                                "n_hvg": int(hv.sum())}
+                                "n_hvg": int(hv.sum()), "protein_layer": prot_layer}

@@ -65,6 +65,16 @@ def merge_samples(
     rna = ad.concat(rnas, join="inner", index_unique=None)
     if "clr" in prot.layers:
         del prot.layers["clr"]  # per-sample CLR; recomputed on the merged panel
+    norms = {s: str(m.uns.get("protein_norm", "clr")) for s, m in samples.items()}
+    with_dsb = [s for s, p in prots.items() if "dsb" in p.layers]
+    if with_dsb and len(with_dsb) == len(prots):
+        prot.layers["dsb"] = ad.concat({s: ad.AnnData(X=p.layers["dsb"], obs=p.obs[[]], var=p.var[[]])
+                                        for s, p in prots.items()}, join="outer" if panel_policy == "union"
+                                       else "inner", index_unique=None, fill_value=0)[:, prot.var_names].X
+        cohort_norm = "dsb"
+    else:
+        prot.layers.pop("dsb", None)
+        cohort_norm = "clr"
     obs = pd.concat([m.obs for m in samples.values()])
     mdata = md.MuData({"rna": rna, "prot": prot})
     sheet_cols = sheet.set_index("sample")
@@ -78,7 +88,28 @@ def merge_samples(
     for col in ("sample", "donor", "batch"):
         mdata.obs[col] = pd.Categorical(mdata.obs[col].astype(str))
     report = {"proteins_not_in_all_samples": affected, "panel_policy": panel_policy,
-              "genes_not_in_all_samples": genes_dropped}
+              "genes_not_in_all_samples": genes_dropped, "protein_norm": cohort_norm,
+              "protein_norm_per_sample": norms}
+    if with_dsb and cohort_norm != "dsb":
+        report["protein_norm_note"] = (f"DSB was possible for {len(with_dsb)} of {len(prots)} samples only "
+                                       "(raw_path missing for the others); CLR is used for the whole cohort")
     if affected:
         log.warning("proteins not measured in every sample (%s): %s", panel_policy, ", ".join(affected))
+    mdata.uns["protein_norm"] = cohort_norm
     return mdata, report
+
+
+def cohort_warnings(report: dict) -> list[str]:
+    """The sentences of a merge report that a reader of the tables and the report must see."""
+    out = []
+    for w in report.get("sample_warnings", []):
+        out.append(w)
+    if report.get("proteins_not_in_all_samples"):
+        prots = ", ".join(p.removeprefix("ADT_") for p in report["proteins_not_in_all_samples"])
+        how = ("dropped from the cohort" if report.get("panel_policy") == "intersection"
+               else "kept, marked unmeasured (0 counts) where absent")
+        out.append(f"proteins not measured in every sample ({how}, qc.panel_policy = "
+                   f"{report.get('panel_policy')}): {prots}")
+    if report.get("protein_norm_note"):
+        out.append(report["protein_norm_note"])
+    return out

@@ -3,6 +3,10 @@
 Every removed cell gets its reasons in ``obs`` of the unfiltered object (``qc_*`` booleans); the
 kept cells are written on, with their metrics. Thresholds are data-driven (median absolute
 deviations, MAD, per sample) and bounded by fixed limits from config.
+
+Protein normalisation: CLR per cell always (``prot.layers['clr']``); DSB (Mulè et al., Nat Commun
+2022; muon's implementation) in ``prot.layers['dsb']`` when the empty droplets of the sample are
+given (sample-sheet ``raw_path``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .ingest import ADT_PREFIX, InputError
 log = logging.getLogger(__name__)
 
 DEFAULT_QC: dict = {
-    "nmads": {"log_counts": 5.0, "log_genes": 5.0, "pct_mito": 3.0, "log_adt": 5.0},
+    "nmads": {"log_counts": 5.0, "log_genes": 5.0, "pct_mito": 3.0, "log_adt": 5.0, "log_isotype": 5.0},
     "min_genes": 200,
     "max_genes": 5000,
     "max_pct_mito": 20.0,
@@ -32,15 +36,18 @@ DEFAULT_QC: dict = {
     "protein_doublet_pairs": [["CD3", "CD19"], ["CD3", "CD14"], ["CD19", "CD14"], ["CD3", "CD11c"],
                               ["CD4", "CD8"]],
     "scrublet": True,
-    "scrublet_expected_rate": 0.06,
-    "scrublet_threshold": None,
+    "scrublet_expected_rate": 0.05,
+    "scrublet_threshold": "expected_rate",
     "scrublet_min_cells": 300,  # scrublet's simulated doublets are unreliable in tiny libraries
     "min_cells": 50,
     "on_too_few_cells": "stop",
+    "protein_norm": "auto",
+    "dsb": {"empty_max_log10_rna": 2.5, "empty_log10_adt": [1.5, 3.0], "pseudocount": 10,
+            "denoise": True, "min_empty": 100},
 }
 
 REASONS = ("low_counts", "high_counts", "low_genes", "high_genes", "high_mito", "red_cell",
-           "platelet", "adt_outlier", "protein_doublet", "scrublet_doublet")
+           "platelet", "adt_outlier", "isotype_outlier", "protein_doublet", "scrublet_doublet")
 
 
 def _merge(params: dict | None) -> dict:
@@ -96,7 +103,8 @@ class QCResult:
     thresholds: dict = field(default_factory=dict)
 
 
-def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) -> QCResult:
+def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0,
+              empty: md.MuData | None = None) -> QCResult:
     """Quality control of one sample.
 
     Parameters
@@ -106,12 +114,17 @@ def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     params
         ``qc`` section of the config; missing keys take :data:`DEFAULT_QC`.
     seed
-        Seed of scrublet's simulated doublets.
+        Seed of scrublet's simulated doublets and of DSB's mixture fits.
+    empty
+        The sample's raw droplets (all barcodes, e.g. ``raw_feature_bc_matrix.h5`` read with
+        :func:`~sscsig.ingest.read_sample`). Needed for DSB; empty droplets are chosen from it by
+        :func:`select_empty_droplets`.
 
     Returns
     -------
-    :class:`QCResult` with the kept cells (metrics in ``obs``; ``prot.layers['clr']``), the per-cell
-    flags of all cells and a one-row summary (cells in, removed per reason, kept, thresholds).
+    :class:`QCResult` with the kept cells (metrics in ``obs``; ``prot.layers['clr']`` and, with DSB,
+    ``prot.layers['dsb']``), the per-cell flags of all cells and a one-row summary (cells in, removed
+    per reason, kept, thresholds, protein normalisation).
     """
     p = _merge(params)
     sample = str(mdata.obs["sample"].iloc[0]) if mdata.n_obs else "?"
@@ -140,6 +153,7 @@ def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     _, mito_hi = mad_bounds(pct_mito, nm["pct_mito"])
     mito_max = min(mito_hi, float(p["max_pct_mito"])) if p["max_pct_mito"] is not None else mito_hi
     la_lo, la_hi = mad_bounds(np.log1p(adt_total), nm["log_adt"])
+    _, li_hi = mad_bounds(np.log1p(adt_iso), nm["log_isotype"]) if iso.any() else (0.0, np.inf)
     min_genes = max(np.expm1(lg_lo), p["min_genes"] or 0)
     max_genes = min(np.expm1(lg_hi), p["max_genes"] or np.inf)
     flags = pd.DataFrame(index=mdata.obs_names)
@@ -151,11 +165,14 @@ def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     flags["red_cell"] = pct_hb > p["max_pct_hb"]
     flags["platelet"] = pct_plt > p["max_pct_platelet"]
     flags["adt_outlier"] = (np.log1p(adt_total) < la_lo) | (np.log1p(adt_total) > la_hi)
+    # isotype controls bind nothing specifically: high counts mean sticky cells or aggregates
+    flags["isotype_outlier"] = np.log1p(adt_iso) > li_hi
 
     clr = clr_per_cell(prot.X)
     thresholds = {
         "log1p_counts": [lc_lo, lc_hi], "genes": [float(min_genes), float(max_genes)],
-        "pct_mito_max": mito_max, "log1p_adt": [la_lo, la_hi],
+        "pct_mito_max": mito_max, "log1p_adt": [la_lo, la_hi], "log1p_isotype_max": float(li_hi),
+        "pct_hb_max": float(p["max_pct_hb"]), "pct_platelet_max": float(p["max_pct_platelet"]),
     }
     pre = ~flags.any(axis=1).to_numpy()  # positivity thresholds from cells that pass so far
     positive: dict[str, np.ndarray] = {}
@@ -202,19 +219,36 @@ def qc_sample(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     for col in metrics.columns:
         kept.obs[col] = metrics.loc[kept.obs_names, col].to_numpy()
     kept["prot"].layers["clr"] = clr[~remove]
+    method = protein_norm_method(p["protein_norm"], has_empty=empty is not None, sample=sample)
+    summary["protein_norm"] = method
+    if method == "dsb":
+        drops = select_empty_droplets(empty, kept.obs_names, params=p["dsb"], sample=sample)
+        summary["dsb_empty_droplets"] = int(drops.n_obs)
+        kept["prot"].layers["dsb"] = dsb_normalise(kept["prot"], drops, params=p["dsb"], seed=seed)
+    kept.uns["protein_norm"] = method
     return QCResult(kept=kept, flags=flags, summary=summary, thresholds=thresholds)
 
 
 def _scrublet(rna, pre: np.ndarray, p: dict, seed: int):
-    """Scrublet on the cells that passed the other filters; returns (flag, score, threshold)."""
+    """Scrublet on the cells that passed the other filters; returns (flag, score, threshold).
+
+    ``scrublet_threshold``: a number; ``None`` for scrublet's automatic threshold (bimodality of the
+    simulated doublets' scores; it under-calls in PBMC libraries of a few thousand cells); or
+    ``"expected_rate"`` (default): the ``round(scrublet_expected_rate * n)`` highest-scoring cells
+    of the sample are called, as DoubletFinder does with its expected doublet number.
+    """
     import anndata as ad
     import scanpy as sc
 
     sub = ad.AnnData(X=sp.csr_matrix(rna.X[pre]), obs=pd.DataFrame(index=rna.obs_names[pre]))
+    mode = p["scrublet_threshold"]
+    by_rate = isinstance(mode, str)
+    if by_rate and mode != "expected_rate":
+        raise InputError(f"qc.scrublet_threshold must be a number, null or 'expected_rate', not {mode!r}")
     sc.pp.scrublet(
         sub,
         expected_doublet_rate=p["scrublet_expected_rate"],
-        threshold=p["scrublet_threshold"],
+        threshold=None if by_rate else mode,
         random_state=seed,
         verbose=False,
         n_prin_comps=min(30, sub.n_obs - 1, sub.n_vars - 1),
@@ -222,9 +256,81 @@ def _scrublet(rna, pre: np.ndarray, p: dict, seed: int):
     score = np.full(rna.n_obs, np.nan)
     score[pre] = sub.obs["doublet_score"].to_numpy()
     flag = np.zeros(rna.n_obs, bool)
-    flag[pre] = sub.obs["predicted_doublet"].fillna(False).to_numpy(bool)
-    thr = float(sub.uns["scrublet"].get("threshold", np.nan))
+    if by_rate:
+        n_call = int(round(p["scrublet_expected_rate"] * sub.n_obs))
+        s = sub.obs["doublet_score"].to_numpy()
+        order = np.argsort(-s, kind="stable")
+        thr = float(s[order[n_call - 1]]) if n_call else np.inf
+        called = np.zeros(sub.n_obs, bool)
+        called[order[:n_call]] = True
+        flag[pre] = called
+    else:
+        flag[pre] = sub.obs["predicted_doublet"].fillna(False).to_numpy(bool)
+        thr = float(sub.uns["scrublet"].get("threshold", np.nan))
     return flag, score, thr
+
+
+def protein_norm_method(choice: str, *, has_empty: bool, sample: str) -> str:
+    """Resolve ``qc.protein_norm`` (``auto`` | ``dsb`` | ``clr``) for one sample."""
+    if choice not in ("auto", "dsb", "clr"):
+        raise InputError(f"qc.protein_norm must be 'auto', 'dsb' or 'clr', not {choice!r}")
+    if choice == "dsb" and not has_empty:
+        raise InputError(f"sample {sample!r}: qc.protein_norm is 'dsb' but the sample sheet gives no "
+                         "raw_path (raw droplets) for it")
+    if choice == "auto":
+        return "dsb" if has_empty else "clr"
+    return choice
+
+
+def select_empty_droplets(raw: md.MuData, cells: pd.Index, *, params: dict | None = None,
+                          sample: str = "?") -> "ad.AnnData":
+    """The background droplets of a raw library, as in the DSB vignette.
+
+    Barcodes that are not cells, with ``log10`` RNA UMIs below ``empty_max_log10_rna`` and ``log10``
+    ADT counts within ``empty_log10_adt``. Raises :class:`InputError` when fewer than
+    ``min_empty`` remain.
+    """
+    p = {**DEFAULT_QC["dsb"], **(params or {})}
+    rna_n = np.log10(np.asarray(raw["rna"].X.sum(1)).ravel() + 1)
+    adt_n = np.log10(np.asarray(raw["prot"].X.sum(1)).ravel() + 1)
+    lo, hi = p["empty_log10_adt"]
+    keep = (~raw.obs_names.isin(cells)) & (rna_n < p["empty_max_log10_rna"]) & (adt_n >= lo) & (adt_n < hi)
+    if keep.sum() < p["min_empty"]:
+        raise InputError(
+            f"sample {sample!r}: {int(keep.sum())} empty droplets in its raw_path with log10 ADT in "
+            f"[{lo}, {hi}) and log10 RNA < {p['empty_max_log10_rna']} (need qc.dsb.min_empty = "
+            f"{p['min_empty']}); is raw_path the raw (unfiltered) matrix?")
+    return raw["prot"][keep].copy()
+
+
+def dsb_normalise(cells: "ad.AnnData", empty: "ad.AnnData", *, params: dict | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """DSB-normalised protein of ``cells`` (float32, cells x proteins) with ``empty`` as background.
+
+    Step I: ``log(x + pseudocount)`` standardised by the mean and sd of each protein in empty
+    droplets. Step II (``denoise``): per cell, the technical component (first principal component of
+    the isotype controls and the cell's background mean from a 2-component Gaussian mixture) is
+    regressed out. Wraps :func:`muon.prot.pp.dsb`; proteins are matched by name.
+    """
+    import anndata as ad
+    import warnings
+
+    import muon as mu
+
+    p = {**DEFAULT_QC["dsb"], **(params or {})}
+    missing = [v for v in cells.var_names if v not in empty.var_names]
+    if missing:
+        raise InputError(f"DSB: proteins of the cells absent from the raw droplets: {missing[:5]}")
+    a = ad.AnnData(X=sp.csr_matrix(cells.X, dtype=np.float64), var=pd.DataFrame(index=cells.var_names),
+                   obs=pd.DataFrame(index=cells.obs_names))
+    e = ad.AnnData(X=sp.csr_matrix(empty[:, cells.var_names].X, dtype=np.float64),
+                   var=pd.DataFrame(index=cells.var_names), obs=pd.DataFrame(index=empty.obs_names))
+    iso = list(cells.var_names[cells.var["isotype"].to_numpy(bool)]) if "isotype" in cells.var else []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*empty_counts_range.*")
+        mu.prot.pp.dsb(a, e, pseudocount=p["pseudocount"], denoise_counts=p["denoise"],
+                       isotype_controls=iso or None, random_state=seed)
+    return np.asarray(a.X, dtype=np.float32)
 
 
 def check_enough_cells(summary: dict, *, min_cells: int, policy: str) -> str | None:
@@ -240,4 +346,5 @@ def check_enough_cells(summary: dict, *, min_cells: int, policy: str) -> str | N
 
 
 __all__ = ["ADT_PREFIX", "DEFAULT_QC", "QCResult", "qc_sample", "clr_per_cell", "find_protein",
-           "mad_bounds", "check_enough_cells"]
+           "mad_bounds", "check_enough_cells", "dsb_normalise", "select_empty_droplets",
+           "protein_norm_method"]

@@ -96,6 +96,39 @@ def qc_plot(summary: pd.DataFrame, path) -> None:
     _save(fig, path)
 
 
+def qc_sample_plot(flags: pd.DataFrame, thresholds: dict, sample: str, path) -> None:
+    """One sample's QC metrics: histograms of kept and removed cells with the thresholds drawn."""
+    panels = [
+        ("log1p total RNA counts", np.log1p(flags["total_counts"]), thresholds.get("log1p_counts")),
+        ("log1p genes detected", np.log1p(flags["n_genes"]),
+         [np.log1p(v) for v in thresholds.get("genes", [])] or None),
+        ("% mitochondrial", flags["pct_mito"], [thresholds.get("pct_mito_max")]),
+        ("log1p total ADT counts", np.log1p(flags["adt_total"]), thresholds.get("log1p_adt")),
+        ("log1p isotype-control counts", np.log1p(flags["adt_isotype"]), [thresholds.get("log1p_isotype_max")]),
+        ("% haemoglobin / platelet genes", flags["pct_hb"] + flags["pct_platelet"],
+         [thresholds.get("pct_hb_max")]),
+    ]
+    if "doublet_score" in flags:
+        panels.append(("scrublet doublet score", flags["doublet_score"], [thresholds.get("scrublet_threshold")]))
+    kept = flags["qc_pass"].to_numpy(bool)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.0))
+    for ax, (title, values, thr) in zip(axes, panels):
+        v = np.asarray(values, dtype=float)
+        finite = np.isfinite(v)
+        bins = np.histogram_bin_edges(v[finite], bins=50) if finite.any() else 10
+        ax.hist([v[finite & kept], v[finite & ~kept]], bins=bins, stacked=True, color=["0.6", "crimson"],
+                label=["kept", "removed"])
+        for t in thr or []:
+            if t is not None and np.isfinite(t):
+                ax.axvline(t, color="k", ls="--", lw=1)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{sample}: {int(kept.sum())} of {len(kept)} cells kept", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def write_index(path, *, figures: list[str], tables: dict[str, str], warnings: list[str]) -> None:
     """A plain HTML page with the figures and the Markdown tables as preformatted text."""
     rel = Path(path).parent

@@ -58,6 +58,8 @@ class DemoParams:
     src_oldest: bool = False
     doublet_rate: float = 0.05
     low_quality_rate: float = 0.05
+    with_raw: bool = False  # also write raw_feature_bc_matrix.h5 with empty droplets (for DSB)
+    empty_per_cell: float = 3.0
     donor_sd: float = 0.3
 
 
@@ -276,6 +278,26 @@ def simulate_donor(
     return sp.csr_matrix(rna), sp.csr_matrix(prot), truth
 
 
+def simulate_empty_droplets(
+    model: _CohortModel, donor: pd.Series, donor_index: int, params: DemoParams, n_cells: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Empty droplets of a donor's library: ambient RNA (tens of UMIs) and ambient protein only.
+
+    Drawn from their own generator so that the cells are the same with and without them.
+    """
+    rng = np.random.default_rng([params.seed, donor_index, 1])
+    n = int(round(params.empty_per_cell * n_cells))
+    batch = donor["batch"]
+    soup = np.mean([model.profiles[s] for s in S.STATE_LINEAGE], axis=0)
+    soup = soup / soup.sum()
+    size = np.exp(rng.normal(np.log(40.0), 0.5, n))
+    rna = rng.poisson(soup[None, :] * size[:, None]).astype(np.int32)
+    sticky = np.exp(rng.normal(np.log(0.5), 0.35, n))[:, None] * model.batch_ambient[batch]
+    mean = np.hstack([model.ambient[None, :] * sticky, model.isotype_ambient[None, :] * sticky])
+    prot = rng.poisson(rng.gamma(8.0, mean / 8.0)).astype(np.int32)
+    return sp.csr_matrix(rna), sp.csr_matrix(prot)
+
+
 def _barcodes(rng: np.random.Generator, n: int) -> np.ndarray:
     letters = np.array(list("ACGT"))
     seen: set[str] = set()
@@ -323,16 +345,18 @@ def write_10x_h5(
         f.attrs["version"] = 2
 
 
-def sample_path(out_dir: str | Path, sample: str) -> Path:
-    """Where the simulator writes a sample's Cell Ranger h5."""
-    return Path(out_dir) / sample / "filtered_feature_bc_matrix.h5"
+def sample_path(out_dir: str | Path, sample: str, *, raw: bool = False) -> Path:
+    """Where the simulator writes a sample's Cell Ranger h5 (filtered, or raw with empty droplets)."""
+    return Path(out_dir) / sample / ("raw_feature_bc_matrix.h5" if raw else "filtered_feature_bc_matrix.h5")
 
 
 def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> pd.DataFrame:
     """Simulate the demo cohort into ``out_dir``.
 
     Writes ``<out_dir>/<sample>/filtered_feature_bc_matrix.h5``, ``<out_dir>/samples.tsv`` (paths
-    relative to the sheet), ``<out_dir>/truth/cells.tsv`` and ``<out_dir>/truth/effects.tsv``.
+    relative to the sheet), ``<out_dir>/truth/cells.tsv`` and ``<out_dir>/truth/effects.tsv``; with
+    ``params.with_raw`` also ``<out_dir>/<sample>/raw_feature_bc_matrix.h5`` (cells + empty
+    droplets) and a ``raw_path`` column in the sheet.
 
     Returns
     -------
@@ -360,10 +384,24 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
             feature_names,
             feature_types,
         )
+        if params.with_raw:
+            e_rna, e_prot = simulate_empty_droplets(model, donor, i, params, len(truth))
+            e_bc = _barcodes(np.random.default_rng([params.seed, i, 2]), e_rna.shape[0] + len(truth))
+            e_bc = np.array([b for b in e_bc if b not in set(truth["barcode"])][: e_rna.shape[0]])
+            write_10x_h5(
+                sample_path(out, donor["sample"], raw=True),
+                sp.vstack([sp.hstack([rna, prot]), sp.hstack([e_rna, e_prot])], format="csr"),
+                np.concatenate([truth["barcode"].to_numpy(), e_bc]),
+                feature_ids,
+                feature_names,
+                feature_types,
+            )
         truths.append(truth)
         log.info("simulated %s: %d cells", donor["sample"], len(truth))
     sheet = donors.copy()
     sheet["path"] = [str(sample_path(".", s)) for s in sheet["sample"]]
+    if params.with_raw:
+        sheet["raw_path"] = [str(sample_path(".", s, raw=True)) for s in sheet["sample"]]
     (out / "truth").mkdir(exist_ok=True)
     with atomic_path(out / "truth" / "cells.tsv") as tmp:
         pd.concat(truths, ignore_index=True).to_csv(tmp, sep="\t", index=False)

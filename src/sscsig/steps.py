@@ -26,20 +26,25 @@ def simulate(out_dir: str, config: dict) -> None:
     d = config.get("demo", {})
     params = DemoParams(seed=config["seed"], cells_per_donor=d.get("cells_per_donor", 800),
                         effect_src=d.get("effect_src", 3.0), effect_ild=d.get("effect_ild", 2.5),
-                        null=d.get("null_cohort", False), src_oldest=d.get("src_oldest", False))
+                        null=d.get("null_cohort", False), src_oldest=d.get("src_oldest", False),
+                        with_raw=d.get("with_raw", False))
     simulate_cohort(out_dir, params)
 
 
-def ingest_qc(path: str, sample: str, out_h5mu: str, out_cells: str, out_summary: str, config: dict) -> None:
+def ingest_qc(path: str, sample: str, out_h5mu: str, out_cells: str, out_summary: str, config: dict,
+              *, raw: str | None = None, out_png: str | None = None) -> None:
     from .ingest import read_sample
     from .qc import check_enough_cells, qc_sample
+    from .report import qc_sample_plot
 
     f = config.get("features", {})
-    mdata = read_sample(path, sample=sample, rna_type=f.get("rna", "Gene Expression"),
-                        protein_type=f.get("protein", "Antibody Capture"),
-                        isotype_pattern=f.get("isotype_pattern", r"(?i)isotype|IgG[0-9]"))
+    kw = dict(sample=sample, rna_type=f.get("rna", "Gene Expression"),
+              protein_type=f.get("protein", "Antibody Capture"),
+              isotype_pattern=f.get("isotype_pattern", r"(?i)isotype|IgG[0-9]"))
+    mdata = read_sample(path, **kw)
+    empty = read_sample(raw, **kw) if raw else None
     qc = config.get("qc", {})
-    res = qc_sample(mdata, params=qc, seed=config["seed"])
+    res = qc_sample(mdata, params=qc, seed=config["seed"], empty=empty)
     warning = check_enough_cells(res.summary, min_cells=qc.get("min_cells", 50),
                                  policy=qc.get("on_too_few_cells", "stop"))
     res.summary["dropped"] = warning is not None
@@ -47,6 +52,8 @@ def ingest_qc(path: str, sample: str, out_h5mu: str, out_cells: str, out_summary
     _io.stamp(res.kept, config, step="qc")
     _io.write_h5mu(res.kept, out_h5mu)
     _io.write_tsv(res.flags, out_cells, index=True)
+    if out_png:
+        qc_sample_plot(res.flags, res.thresholds, sample, out_png)
     with _io.atomic_path(out_summary) as tmp:
         tmp.write_text(json.dumps(res.summary, indent=1, default=float))
 
@@ -60,9 +67,10 @@ def qc_summary(summaries: list[str], out_tsv: str, out_png: str) -> None:
     qc_plot(df, out_png)
 
 
-def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: str, config: dict) -> None:
+def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: str, config: dict,
+          out_report: str | None = None) -> None:
     from .config import load_sample_sheet
-    from .merge import merge_samples
+    from .merge import cohort_warnings, merge_samples
 
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
     parsed = [json.loads(Path(p).read_text()) for p in summaries]
@@ -70,9 +78,18 @@ def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: 
     samples = {s: md.read_h5mu(p) for s, p in qc_paths.items() if s not in dropped}
     mdata, report = merge_samples(samples, sheet, panel_policy=config.get("qc", {}).get("panel_policy", "intersection"))
     report["dropped_samples"] = sorted(dropped)
+    report["sample_warnings"] = [js["warning"] for js in parsed if js.get("warning")]
+    report["warnings"] = cohort_warnings(report)
     mdata.uns["merge_report"] = json.dumps(report)
     _io.stamp(mdata, config, step="merge")
     _io.write_h5mu(mdata, out)
+    if out_report:
+        with _io.atomic_path(out_report) as tmp:
+            tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
+
+
+def _warnings(merge_report: str | None) -> list[str]:
+    return json.loads(Path(merge_report).read_text()).get("warnings", []) if merge_report else []
 
 
 def integrate_and_cluster(inp: str, out: str, config: dict) -> None:
@@ -139,7 +156,7 @@ def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_c
 
 
 def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: str, out_md: str,
-           config: dict, warnings: list[str] | None = None) -> None:
+           config: dict, merge_report: str | None = None) -> None:
     from .signatures import resolve_signatures
     from .tables import complication_table, to_markdown, write_table
 
@@ -150,12 +167,14 @@ def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: s
         ab, sig, resolve_signatures(config.get("signatures") or {}), complication=complication,
         contrast_order=list(config["contrasts"]), hypotheses=config.get("hypotheses", []),
     )
+    warnings = _warnings(merge_report)
     write_table(table, out_tsv, to_markdown(table, complication=complication, warnings=warnings),
-                out_md, config)
+                out_md, config, warnings=warnings)
 
 
 def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[str, str],
-           tables_md: dict[str, str], qc_png: str, out_dir: str, out_html: str, config: dict) -> None:
+           tables_md: dict[str, str], qc_png: str, out_dir: str, out_html: str, config: dict,
+           merge_report: str | None = None, qc_sample_pngs: list[str] | None = None) -> None:
     from . import report as rp
     from .abundance import donor_table
     from .config import load_sample_sheet
@@ -176,7 +195,8 @@ def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[st
         figs.append(str(out / f"forest_{comp}.png"))
         rp.forest_plot(pd.read_csv(path, sep="\t"), comp, figs[-1])
     mds = {c: Path(p).read_text() for c, p in tables_md.items()}
-    rp.write_index(out_html, figures=[qc_png, *figs], tables=mds, warnings=[])
+    rp.write_index(out_html, figures=[qc_png, *(qc_sample_pngs or []), *figs], tables=mds,
+                   warnings=_warnings(merge_report))
 
 
 __all__ = ["InputError"]

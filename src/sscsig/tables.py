@@ -81,10 +81,12 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, tsv_path, md_text: str, md_path, config: dict) -> None:
-    """TSV (machine-readable), Markdown beside it, and ``<tsv>.provenance.json``."""
+def write_table(table: pd.DataFrame, tsv_path, md_text: str, md_path, config: dict,
+                *, warnings: list[str] | None = None) -> None:
+    """TSV (machine-readable), Markdown beside it, and ``<tsv>.provenance.json`` (with the warnings)."""
     write_tsv(table, tsv_path)
     with atomic_path(md_path) as tmp:
         tmp.write_text(md_text)
     with atomic_path(f"{tsv_path}.provenance.json") as tmp:
-        tmp.write_text(json.dumps(provenance(config, step="tables"), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps({**provenance(config, step="tables"), "warnings": list(warnings or [])},
+                                  indent=2, sort_keys=True))

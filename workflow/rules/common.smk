@@ -6,6 +6,11 @@ def sample_data(wildcards):
     return DATA[wildcards.sample]
 
 
+def sample_raw(wildcards):
+    """The raw droplets of a sample (``raw_path``; empty list when the sheet gives none)."""
+    return [RAW[wildcards.sample]] if wildcards.sample in RAW else []
+
+
 def mem_mb_from_input(base_mb, per_input_mb_factor):
     """A resources callable: base + factor x input size (MB), grown with the retry attempt."""
 

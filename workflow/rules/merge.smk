@@ -4,7 +4,8 @@ rule merge:
         summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
         sheet=SHEET,
     output:
-        f"{OUT}/cohort/merged.h5mu",
+        h5mu=f"{OUT}/cohort/merged.h5mu",
+        report=f"{OUT}/cohort/merge_report.json",
     log:
         f"{OUT}/logs/merge.log",
     benchmark:

@@ -1,8 +1,11 @@
 rule qc:
     input:
         data=sample_data,
+        raw=sample_raw,
     output:
         h5mu=f"{OUT}/qc/{{sample}}.h5mu",
+        png=report(f"{OUT}/qc/figures/{{sample}}.png", category="QC",
+                   subcategory="per sample", caption="../report/qc_sample.rst"),
         cells=f"{OUT}/qc/{{sample}}.cells.tsv",
         summary=f"{OUT}/qc/{{sample}}.summary.json",
     log:

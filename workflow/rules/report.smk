@@ -6,6 +6,8 @@ rule report_figures:
         tables=expand(f"{OUT}/tables/complication_{{c}}.tsv", c=COMPLICATIONS),
         mds=expand(f"{OUT}/tables/complication_{{c}}.md", c=COMPLICATIONS),
         qc_png=f"{OUT}/qc/summary.png",
+        qc_samples=expand(f"{OUT}/qc/figures/{{sample}}.png", sample=SAMPLES),
+        merge_report=f"{OUT}/cohort/merge_report.json",
     output:
         html=f"{OUT}/summary.html",
         figures=report(directory(f"{OUT}/figures"), category="Figures",

@@ -2,6 +2,7 @@ rule simulate:
     output:
         sheet=f"{OUT}/demo/samples.tsv",
         data=[DATA[s] for s in SAMPLES],
+        raw=[RAW[s] for s in RAW],
         cells=f"{OUT}/demo/truth/cells.tsv",
         effects=f"{OUT}/demo/truth/effects.tsv",
     params:

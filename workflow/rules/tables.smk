@@ -2,6 +2,7 @@ rule tables:
     input:
         abundance=f"{OUT}/abundance/composition_tests.tsv",
         signatures=f"{OUT}/signatures/tests.tsv",
+        merge_report=f"{OUT}/cohort/merge_report.json",
     output:
         tsv=report(f"{OUT}/tables/complication_{{complication}}.tsv", category="Tables",
                    caption="../report/table.rst"),

@@ -16,12 +16,13 @@ rule = sm.rule
 if rule == "simulate":
     steps.simulate(p.out_dir, cfg)
 elif rule == "qc":
-    steps.ingest_qc(i.data, sm.wildcards.sample, o.h5mu, o.cells, o.summary, cfg)
+    steps.ingest_qc(i.data, sm.wildcards.sample, o.h5mu, o.cells, o.summary, cfg,
+                    raw=i.raw[0] if len(i.raw) else None, out_png=o.png)
 elif rule == "qc_summary":
     steps.qc_summary(list(i.summaries), o.tsv, o.png)
 elif rule == "merge":
     samples = [s.rsplit("/", 1)[-1].removesuffix(".h5mu") for s in i.h5mu]
-    steps.merge(dict(zip(samples, i.h5mu)), list(i.summaries), i.sheet, o[0], cfg)
+    steps.merge(dict(zip(samples, i.h5mu)), list(i.summaries), i.sheet, o.h5mu, cfg, out_report=o.report)
 elif rule == "integrate":
     steps.integrate_and_cluster(i[0], o[0], cfg)
 elif rule == "annotate":
@@ -31,10 +32,12 @@ elif rule == "abundance":
 elif rule == "signatures":
     steps.signatures(i.h5mu, i.sheet, o.scores, o.tests, o.coverage, cfg)
 elif rule == "tables":
-    steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg)
+    steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg,
+                 merge_report=i.merge_report)
 elif rule == "report_figures":
     comps = list(cfg["complications"])
     steps.report(i.annotated, i.counts, i.sheet, dict(zip(comps, i.tables)), dict(zip(comps, i.mds)),
-                 i.qc_png, o.figures, o.html, cfg)
+                 i.qc_png, o.figures, o.html, cfg, merge_report=i.merge_report,
+                 qc_sample_pngs=list(i.qc_samples))
 else:
     raise SystemExit(f"no sscsig step for rule {rule!r}")
