@@ -23,10 +23,14 @@ MAIN_DEPENDENCIES = (
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A crash or exception inside the block leaves no file at ``path`` (and no temporary file).
+    A crash or exception inside the block leaves no file at ``path`` (and no temporary file). A
+    temporary file left by a killed process (SIGKILL runs no cleanup) is removed by the next write of
+    the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -41,8 +45,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False) -> None:
-    """Write a TSV atomically, floats with 6 significant digits (stable across platforms)."""
+def write_tsv(df: pd.DataFrame, path: str | Path, *, index: bool = False, config: dict | None = None,
+              step: str | None = None, extra: dict | None = None) -> None:
+    """Write a TSV atomically, floats with 6 significant digits (stable across platforms).
+
+    With ``step``, a ``<path>.provenance.json`` sidecar (versions, config hash, seed, ``extra``) is
+    written beside it, first, so that a table never exists without its provenance.
+    """
+    if step is not None:
+        with atomic_path(f"{path}.provenance.json") as tmp:
+            tmp.write_text(json.dumps({**provenance(config, step=step), **(extra or {})}, indent=2,
+                                      sort_keys=True, default=str))
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=index, float_format="%.6g")
 

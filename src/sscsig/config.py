@@ -124,6 +124,14 @@ def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample 
                 raise InputError(
                     f"{source}: covariate {col!r} of contrast {spec_name!r} is missing (NaN) for samples {bad}"
                 )
+    from .abundance import contrast_groups, donor_table
+
+    donors = donor_table(df, sorted(sel | cov | set(config["complications"])))
+    for spec_name, spec in config["contrasts"].items():
+        try:
+            contrast_groups(donors, spec_name, spec)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
     base = Path(base_dir)
     for col in ("path", "raw_path"):
         if col not in df.columns:
@@ -140,6 +148,36 @@ def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample 
             resolved.append(str(p))
         df[col] = resolved
     return df
+
+
+def design_warnings(sheet: pd.DataFrame, config: dict, *, batch_key: str = "batch") -> list[str]:
+    """Design problems that do not stop a run but must be read beside its results.
+
+    A contrast whose case and control donors come from disjoint batches (or a complication whose
+    status is constant within every batch) is perfectly confounded with batch: no model can tell the
+    complication from the batch effect, and integration may remove the signal.
+    """
+    from .abundance import contrast_groups, donor_table
+
+    if batch_key not in sheet.columns:
+        return []
+    out = []
+    sel, cov = contrast_columns(config)
+    donors = donor_table(sheet, sorted(sel | cov | set(config["complications"]) | {batch_key}))
+    for name, spec in config["contrasts"].items():
+        g = contrast_groups(donors, name, spec).dropna()
+        b = donors.loc[g.index, batch_key].astype(str)
+        case_b, ctrl_b = set(b[g == 1]), set(b[g == 0])
+        if case_b and ctrl_b and not (case_b & ctrl_b):
+            out.append(f"contrast {name!r} is perfectly confounded with {batch_key}: case donors only in "
+                       f"{sorted(case_b)}, control donors only in {sorted(ctrl_b)}; its results cannot "
+                       "separate the complication from the batch effect")
+    for comp in config["complications"]:
+        per_batch = donors.groupby(donors[batch_key].astype(str))[comp].nunique()
+        if donors[comp].nunique() > 1 and (per_batch == 1).all() and len(per_batch) > 1:
+            out.append(f"complication {comp!r} is perfectly confounded with {batch_key} (every batch has "
+                       "donors of one status only)")
+    return out
 
 
 def load_sample_sheet(path: str | Path, config: dict, *, check_files: bool = True,

@@ -78,8 +78,9 @@ def score_cells(rna, signatures: dict[str, dict], *, seed: int, min_coverage: fl
                 f"(coverage {frac:.0%} < signatures_min_gene_coverage {min_coverage:.0%})"
             )
         if frac < 1:
-            log.warning("signature %s: %d of %d genes absent from the data", name,
-                        len(sig["genes"]) - len(present), len(sig["genes"]))
+            log.warning("signature %s: %d of %d genes absent from the data (%s); scored on the rest",
+                        name, len(sig["genes"]) - len(present), len(sig["genes"]),
+                        ", ".join(g for g in sig["genes"] if g not in tmp.var_names))
         sc.tl.score_genes(tmp, present, random_state=seed, score_name="s")
         scores[name] = tmp.obs["s"].to_numpy()
     return pd.DataFrame(scores, index=rna.obs_names), pd.DataFrame(cover)

@@ -51,19 +51,19 @@ def ingest_qc(path: str, sample: str, out_h5mu: str, out_cells: str, out_summary
     res.summary["warning"] = warning or ""
     _io.stamp(res.kept, config, step="qc")
     _io.write_h5mu(res.kept, out_h5mu)
-    _io.write_tsv(res.flags, out_cells, index=True)
+    _io.write_tsv(res.flags, out_cells, index=True)  # provenance: in the h5mu written beside it
     if out_png:
         qc_sample_plot(res.flags, res.thresholds, sample, out_png)
     with _io.atomic_path(out_summary) as tmp:
         tmp.write_text(json.dumps(res.summary, indent=1, default=float))
 
 
-def qc_summary(summaries: list[str], out_tsv: str, out_png: str) -> None:
+def qc_summary(summaries: list[str], out_tsv: str, out_png: str, config: dict | None = None) -> None:
     from .report import qc_plot
 
     rows = [json.loads(Path(p).read_text()) for p in summaries]
     df = pd.DataFrame(rows)
-    _io.write_tsv(df, out_tsv)
+    _io.write_tsv(df, out_tsv, config=config, step="qc_summary")
     qc_plot(df, out_png)
 
 
@@ -88,8 +88,15 @@ def merge(qc_paths: dict[str, str], summaries: list[str], sheet_path: str, out: 
             tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
 
 
-def _warnings(merge_report: str | None) -> list[str]:
-    return json.loads(Path(merge_report).read_text()).get("warnings", []) if merge_report else []
+def _warnings(merge_report: str | None, sheet_path: str | None = None, config: dict | None = None) -> list[str]:
+    """Warnings a reader must see: from the merge (dropped samples, panels) and the design (batch)."""
+    from .config import design_warnings, load_sample_sheet
+
+    out = json.loads(Path(merge_report).read_text()).get("warnings", []) if merge_report else []
+    if sheet_path and config is not None:
+        sheet = load_sample_sheet(sheet_path, config, check_files=False)
+        out += design_warnings(sheet, config, batch_key=config.get("integration", {}).get("batch_key", "batch"))
+    return out
 
 
 def integrate_and_cluster(inp: str, out: str, config: dict) -> None:
@@ -134,8 +141,8 @@ def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, conf
 
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
     counts, res = differential_abundance(_obs(inp), sheet, config["contrasts"], params=config.get("abundance"))
-    _io.write_tsv(counts, out_counts, index=True)
-    _io.write_tsv(res, out_results)
+    _io.write_tsv(counts, out_counts, index=True, config=config, step="abundance")
+    _io.write_tsv(res, out_results, config=config, step="abundance")
 
 
 def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_coverage: str, config: dict) -> None:
@@ -150,13 +157,13 @@ def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_c
                                      min_coverage=sp.get("min_gene_coverage", 0.5))
     scores = donor_scores(mdata.obs, cell_scores, sigs, min_cells=sp.get("min_cells_per_donor", 5))
     tests = test_signatures(scores, sheet, config["contrasts"], params=sp)
-    _io.write_tsv(scores, out_scores)
-    _io.write_tsv(tests, out_tests)
-    _io.write_tsv(cover, out_coverage)
+    _io.write_tsv(scores, out_scores, config=config, step="signatures")
+    _io.write_tsv(tests, out_tests, config=config, step="signatures")
+    _io.write_tsv(cover, out_coverage, config=config, step="signatures")
 
 
 def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: str, out_md: str,
-           config: dict, merge_report: str | None = None) -> None:
+           config: dict, merge_report: str | None = None, sheet_path: str | None = None) -> None:
     from .signatures import resolve_signatures
     from .tables import complication_table, to_markdown, write_table
 
@@ -167,7 +174,7 @@ def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: s
         ab, sig, resolve_signatures(config.get("signatures") or {}), complication=complication,
         contrast_order=list(config["contrasts"]), hypotheses=config.get("hypotheses", []),
     )
-    warnings = _warnings(merge_report)
+    warnings = _warnings(merge_report, sheet_path, config)
     write_table(table, out_tsv, to_markdown(table, complication=complication, warnings=warnings),
                 out_md, config, warnings=warnings)
 
@@ -196,7 +203,7 @@ def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[st
         rp.forest_plot(pd.read_csv(path, sep="\t"), comp, figs[-1])
     mds = {c: Path(p).read_text() for c, p in tables_md.items()}
     rp.write_index(out_html, figures=[qc_png, *(qc_sample_pngs or []), *figs], tables=mds,
-                   warnings=_warnings(merge_report))
+                   warnings=_warnings(merge_report, sheet_path, config))
 
 
 __all__ = ["InputError"]

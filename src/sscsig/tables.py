@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_path, provenance, write_tsv
+from ._io import atomic_path, write_tsv
 
 TABLE_COLUMNS = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_case",
                  "prop_control", "log2fc", "ci_low", "ci_high", "pvalue", "fdr", "testable",
@@ -84,9 +82,6 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
 def write_table(table: pd.DataFrame, tsv_path, md_text: str, md_path, config: dict,
                 *, warnings: list[str] | None = None) -> None:
     """TSV (machine-readable), Markdown beside it, and ``<tsv>.provenance.json`` (with the warnings)."""
-    write_tsv(table, tsv_path)
+    write_tsv(table, tsv_path, config=config, step="tables", extra={"warnings": list(warnings or [])})
     with atomic_path(md_path) as tmp:
         tmp.write_text(md_text)
-    with atomic_path(f"{tsv_path}.provenance.json") as tmp:
-        tmp.write_text(json.dumps({**provenance(config, step="tables"), "warnings": list(warnings or [])},
-                                  indent=2, sort_keys=True))

@@ -5,6 +5,8 @@ rule abundance:
     output:
         counts=f"{OUT}/abundance/donor_state_counts.tsv",
         results=f"{OUT}/abundance/composition_tests.tsv",
+        provenance=multiext(f"{OUT}/abundance/", "donor_state_counts.tsv.provenance.json",
+                            "composition_tests.tsv.provenance.json"),
     log:
         f"{OUT}/logs/abundance.log",
     benchmark:

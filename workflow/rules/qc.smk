@@ -26,6 +26,7 @@ rule qc_summary:
         summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
     output:
         tsv=f"{OUT}/qc/summary.tsv",
+        provenance=f"{OUT}/qc/summary.tsv.provenance.json",
         png=report(f"{OUT}/qc/summary.png", category="QC",
                    caption="../report/qc.rst"),
     log:

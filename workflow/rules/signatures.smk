@@ -6,6 +6,8 @@ rule signatures:
         scores=f"{OUT}/signatures/donor_scores.tsv",
         tests=f"{OUT}/signatures/tests.tsv",
         coverage=f"{OUT}/signatures/gene_coverage.tsv",
+        provenance=multiext(f"{OUT}/signatures/", "donor_scores.tsv.provenance.json",
+                            "tests.tsv.provenance.json", "gene_coverage.tsv.provenance.json"),
     log:
         f"{OUT}/logs/signatures.log",
     benchmark:

@@ -3,10 +3,12 @@ rule tables:
         abundance=f"{OUT}/abundance/composition_tests.tsv",
         signatures=f"{OUT}/signatures/tests.tsv",
         merge_report=f"{OUT}/cohort/merge_report.json",
+        sheet=SHEET,
     output:
         tsv=report(f"{OUT}/tables/complication_{{complication}}.tsv", category="Tables",
                    caption="../report/table.rst"),
         md=f"{OUT}/tables/complication_{{complication}}.md",
+        provenance=f"{OUT}/tables/complication_{{complication}}.tsv.provenance.json",
     log:
         f"{OUT}/logs/tables/{{complication}}.log",
     benchmark:

@@ -1,6 +1,7 @@
 """Thin dispatcher: each rule's `script:` lands here and makes one call into sscsig.steps."""
 
 import logging
+import os
 import sys
 
 from sscsig import steps
@@ -19,7 +20,7 @@ elif rule == "qc":
     steps.ingest_qc(i.data, sm.wildcards.sample, o.h5mu, o.cells, o.summary, cfg,
                     raw=i.raw[0] if len(i.raw) else None, out_png=o.png)
 elif rule == "qc_summary":
-    steps.qc_summary(list(i.summaries), o.tsv, o.png)
+    steps.qc_summary(list(i.summaries), o.tsv, o.png, cfg)
 elif rule == "merge":
     samples = [s.rsplit("/", 1)[-1].removesuffix(".h5mu") for s in i.h5mu]
     steps.merge(dict(zip(samples, i.h5mu)), list(i.summaries), i.sheet, o.h5mu, cfg, out_report=o.report)
@@ -33,7 +34,7 @@ elif rule == "signatures":
     steps.signatures(i.h5mu, i.sheet, o.scores, o.tests, o.coverage, cfg)
 elif rule == "tables":
     steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg,
-                 merge_report=i.merge_report)
+                 merge_report=i.merge_report, sheet_path=i.sheet)
 elif rule == "report_figures":
     comps = list(cfg["complications"])
     steps.report(i.annotated, i.counts, i.sheet, dict(zip(comps, i.tables)), dict(zip(comps, i.mds)),
@@ -41,3 +42,8 @@ elif rule == "report_figures":
                  qc_sample_pngs=list(i.qc_samples))
 else:
     raise SystemExit(f"no sscsig step for rule {rule!r}")
+
+# Fault injection for the test of Snakemake's cleanup of failed jobs (tests/test_workflow.py): the
+# step has written all its outputs, then the job fails; Snakemake must remove them.
+if os.environ.get("SSCSIG_FAIL_AFTER_RULE") == rule:
+    raise RuntimeError(f"SSCSIG_FAIL_AFTER_RULE={rule}: injected failure after the outputs were written")
