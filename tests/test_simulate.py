@@ -76,3 +76,14 @@ def test_planted_effect_raises_share_and_null_does_not():
             vals.append(comp["CD14.EGR1"] / mono.sum())
         shares[null] = np.mean(vals)
     assert 2.5 < shares[False] / shares[True] < 3.5
+
+
+def test_state_counts_equal_the_truth_of_the_full_simulator(small_cohort):
+    from sscsig.simulate import DemoParams, simulate_state_counts
+
+    counts, sheet = simulate_state_counts(DemoParams(seed=3, cells_per_donor=120))
+    truth = pd.read_csv(small_cohort / "truth/cells.tsv", sep="\t")
+    donor = truth["sample"].str.replace("_PBMC", "")
+    expected = pd.crosstab(donor, truth["cell_state"]).reindex(columns=counts.columns, fill_value=0)
+    assert counts.loc[expected.index].equals(expected.rename_axis(None).rename_axis(None, axis=1))
+    assert list(sheet["donor"]) == list(counts.index)

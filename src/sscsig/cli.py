@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--cells-per-donor", type=int, default=800)
     s.add_argument("--null", action="store_true", help="plant no effect")
     s.add_argument("--effect-src", type=float, default=3.0, help="fold change of CD14.EGR1 share in SRC")
-    s.add_argument("--effect-ild", type=float, default=2.5, help="fold change of CD8.TEM_T2ISG share in ILD")
+    s.add_argument("--effect-ild", type=float, default=3.0, help="fold change of CD8.TEM_T2ISG share in ILD")
     s.add_argument("--src-oldest", action="store_true", help="confounded variant: SRC donors are the oldest")
     s.add_argument("--with-raw", action="store_true",
                    help="also write raw_feature_bc_matrix.h5 with empty droplets (raw_path, for DSB)")

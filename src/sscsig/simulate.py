@@ -53,7 +53,7 @@ class DemoParams:
     seed: int = 0
     cells_per_donor: int = 800
     effect_src: float = 3.0
-    effect_ild: float = 2.5
+    effect_ild: float = 3.0
     null: bool = False
     src_oldest: bool = False
     doublet_rate: float = 0.05
@@ -157,6 +157,24 @@ def donor_composition(
         if donor["ILD"]:
             scale_within_parent("CD8.TEM_T2ISG", params.effect_ild)
     return p
+
+
+def simulate_state_counts(params: DemoParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Donor x state cell counts of the demo cohort without expression (the composition part only).
+
+    The same draws as :func:`simulate_donor` makes for its cells' states, so the counts equal the
+    truth of :func:`simulate_cohort` with the same parameters (before QC). Cheap enough for
+    calibration and power studies over hundreds of seeds. Returns (counts, sample sheet).
+    """
+    donors = design(src_oldest=params.src_oldest)
+    rows = {}
+    for i, donor in donors.iterrows():
+        rng = np.random.default_rng([params.seed, i])
+        comp = donor_composition(rng, donor, params)
+        n = int(round(params.cells_per_donor * rng.uniform(0.85, 1.15)))
+        states = rng.choice(np.array(list(comp.index)), size=n, p=comp.to_numpy())
+        rows[donor["donor"]] = pd.Series(states).value_counts().reindex(list(comp.index), fill_value=0)
+    return pd.DataFrame(rows).T.astype(int), donors
 
 
 def planted_effects(params: DemoParams) -> pd.DataFrame:

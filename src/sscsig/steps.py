@@ -25,7 +25,7 @@ def simulate(out_dir: str, config: dict) -> None:
 
     d = config.get("demo", {})
     params = DemoParams(seed=config["seed"], cells_per_donor=d.get("cells_per_donor", 800),
-                        effect_src=d.get("effect_src", 3.0), effect_ild=d.get("effect_ild", 2.5),
+                        effect_src=d.get("effect_src", 3.0), effect_ild=d.get("effect_ild", 3.0),
                         null=d.get("null_cohort", False), src_oldest=d.get("src_oldest", False),
                         with_raw=d.get("with_raw", False))
     simulate_cohort(out_dir, params)
