@@ -34,11 +34,13 @@ else:
     RAW = {s: r for s, r in zip(_sheet["sample"], _sheet.get("raw_path", [""] * len(_sheet)))
            if isinstance(r, str) and r}
 COMPLICATIONS = list(config["complications"])
+CONTRASTS = list(config["contrasts"])
 
 
 wildcard_constraints:
     sample="|".join(SAMPLES) if SAMPLES else "NONE",
     complication="|".join(COMPLICATIONS),
+    contrast="|".join(CONTRASTS),
 
 
 report: "workflow/report/workflow.rst"
@@ -57,6 +59,8 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/integrate.smk"
 include: "workflow/rules/annotate.smk"
 include: "workflow/rules/abundance.smk"
+include: "workflow/rules/milo.smk"
+include: "workflow/rules/pseudobulk.smk"
 include: "workflow/rules/signatures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"

@@ -78,9 +78,9 @@ def run_pipeline(args) -> pd.DataFrame:
             demo["effect_ild"] = args.effect_ild
         extra.write_text(yaml.safe_dump({"demo": demo, "seed": seed, "outdir": str(run)}))
         target = run / "abundance/composition_tests.tsv"
-        cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--snakefile",
-               str(ROOT / "Snakefile"), "--directory", str(ROOT), "--configfile",
-               str(ROOT / "config/config.yaml"), str(extra), "-q", str(target)]
+        cmd = [sys.executable, "-m", "snakemake", str(target), "--cores", str(args.cores), "--snakefile",
+               str(ROOT / "Snakefile"), "--directory", str(ROOT), "--quiet", "all", "--configfile",
+               str(ROOT / "config/config.yaml"), str(extra)]
         subprocess.run(cmd, check=True, cwd=ROOT)
         frames.append(pd.read_csv(target, sep="\t").assign(seed=seed))
         print(f"seed {seed} done", file=sys.stderr, flush=True)

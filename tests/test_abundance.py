@@ -28,11 +28,17 @@ CONTRAST = {"T": {"complication": "SRC", "case": {"SRC": True}, "control": {"SRC
 def test_detects_planted_effect_with_right_sign_and_ci():
     obs, sheet = _cohort(np.random.default_rng(0), effect=3.0)
     counts, res = differential_abundance(obs, sheet, CONTRAST)
-    a = res.set_index("cell_state").loc["A"]
+    within = res[res.denominator == "parent"].set_index("cell_state")
+    a = within.loc["A"]
     assert a.testable and a.pvalue < 0.001 and a.fdr < 0.01
     assert a.ci_low < np.log2(3.0) < a.ci_high and a.log2fc > 1
-    assert res.set_index("cell_state").loc["C"].pvalue > 0.01
+    assert within.loc["C"].pvalue > 0.01
     assert counts.loc["D00"].sum() == 800
+    # share of all cells: A still up; the parent-level test is the sharper one
+    every = res[res.denominator == "all"].set_index("cell_state")
+    assert every.loc["A"].log2fc > 0.8 and every.loc["A"].pvalue < 0.01
+    assert every.loc["A"].prop_case < a.prop_case  # a share of all cells is smaller than of the parent
+    assert len(res) == 8 and set(res.denominator) == {"parent", "all"}
 
 
 def test_null_is_calibrated():
@@ -40,7 +46,7 @@ def test_null_is_calibrated():
     for seed in range(150):
         obs, sheet = _cohort(np.random.default_rng(seed), effect=1.0, n_case=4, n_ctrl=17)
         _, res = differential_abundance(obs, sheet, CONTRAST)
-        pvals.append(res.set_index("cell_state").loc["A"].pvalue)
+        pvals.append(res[res.denominator == "parent"].set_index("cell_state").loc["A"].pvalue)
     rate = np.mean(np.array(pvals) < 0.05)
     assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)  # within Monte-Carlo error
 

@@ -45,6 +45,19 @@ def test_tables_well_formed(demo_run):
         assert set(hyp.cell_state) == {want}
         assert (demo_run / f"tables/complication_{comp}.md").read_text().startswith(f"# Complication {comp}")
         assert (demo_run / f"tables/complication_{comp}.tsv.provenance.json").exists()
+        # composition of all cells, Milo and pseudobulk summaries joined per state and contrast
+        for col in ("log2fc_all", "fdr_all", "milo_logfc", "milo_frac_sig", "de_genes_tested",
+                    "de_top_up", "prot_top_up"):
+            assert col in t.columns
+        assert t["milo_logfc"].notna().mean() > 0.5 and t["log2fc_all"].notna().any()
+        assert (t["de_genes_tested"].fillna(0) > 0).any()
+    for contrast in ("SRC_vs_SSc", "ILD_vs_SSc"):
+        de = pd.read_csv(demo_run / f"pseudobulk/{contrast}.genes.tsv", sep="\t")
+        assert {"gene", "log2FoldChange", "pvalue", "padj", "cell_state"} <= set(de.columns) and len(de)
+        enr = pd.read_csv(demo_run / f"pseudobulk/{contrast}.enrichment.tsv", sep="\t")
+        assert "HALLMARK_TNFA_SIGNALING_VIA_NFKB" in set(enr.gene_set)
+    nh = pd.read_csv(demo_run / "milo/nhoods.tsv", sep="\t")
+    assert set(nh.contrast) >= {"SRC_vs_SSc", "ILD_vs_SSc"} and (nh.design == "~age + condition").all()
 
 
 @pytest.mark.slow

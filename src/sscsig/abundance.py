@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ABUNDANCE = {"min_donors_per_group": 3, "min_parent_cells": 10, "min_state_cells": 10}
 
-COLUMNS = ["contrast", "complication", "cell_state", "parent", "n_case", "n_control", "cells_case",
+COLUMNS = ["contrast", "complication", "denominator", "cell_state", "parent", "n_case", "n_control", "cells_case",
            "cells_control", "prop_case", "prop_control", "log2fc", "ci_low", "ci_high", "pvalue",
            "fdr", "testable", "reason"]
 
@@ -174,16 +174,23 @@ def test_contrast(
     spec: dict,
     *,
     params: dict | None = None,
+    denominator: str = "parent",
 ) -> pd.DataFrame:
-    """All states of one contrast (see module docstring). Untestable states get a reason, no p-value."""
+    """All states of one contrast (see module docstring). Untestable states get a reason, no p-value.
+
+    ``denominator``: ``parent`` tests the state's share of its parent lineage (offset = parent cells),
+    ``all`` its share of all of the donor's annotated cells.
+    """
     p = {**DEFAULT_ABUNDANCE, **(params or {})}
+    if denominator not in ("parent", "all"):
+        raise ValueError(f"denominator must be 'parent' or 'all', not {denominator!r}")
     group = contrast_groups(donors, name, spec).reindex(counts.index)
     in_contrast = group.notna()
     covariates = list(spec.get("covariates", []))
     rows = []
     for state in sorted(counts.columns):
         parent = parents[state]
-        siblings = [s for s in counts.columns if parents[s] == parent]
+        siblings = [s for s in counts.columns if denominator == "all" or parents[s] == parent]
         n_parent = counts[siblings].sum(1)
         ok = in_contrast & (n_parent >= p["min_parent_cells"])
         g = group[ok]
@@ -191,7 +198,8 @@ def test_contrast(
         n = n_parent[ok]
         share = y / n
         row = {
-            "contrast": name, "complication": spec.get("complication", ""), "cell_state": state,
+            "contrast": name, "complication": spec.get("complication", ""), "denominator": denominator,
+            "cell_state": state,
             "parent": parent, "n_case": int((g == 1).sum()), "n_control": int((g == 0).sum()),
             "cells_case": int(y[g == 1].sum()), "cells_control": int(y[g == 0].sum()),
             "prop_case": float(share[g == 1].mean()) if (g == 1).any() else np.nan,
@@ -204,7 +212,8 @@ def test_contrast(
         if row["n_case"] < p["min_donors_per_group"] or row["n_control"] < p["min_donors_per_group"]:
             reason.append(
                 f"too few donors ({row['n_case']} case, {row['n_control']} control with >= "
-                f"{p['min_parent_cells']} {parent} cells; minimum {p['min_donors_per_group']} per group)"
+                f"{p['min_parent_cells']} {parent if denominator == 'parent' else 'annotated'} cells; "
+                f"minimum {p['min_donors_per_group']} per group)"
             )
         elif y.sum() < p["min_state_cells"]:
             reason.append(f"too few cells of the state ({int(y.sum())} < {p['min_state_cells']})")
@@ -236,6 +245,6 @@ def differential_abundance(
         needed |= set(spec["case"]) | set(spec["control"]) | set(spec.get("covariates", []))
     donors = donor_table(sheet, sorted(needed))
     donors = donors.reindex(counts.index)
-    results = [test_contrast(counts, parents, donors, name, spec, params=params)
-               for name, spec in contrasts.items()]
+    results = [test_contrast(counts, parents, donors, name, spec, params=params, denominator=d)
+               for name, spec in contrasts.items() for d in ("parent", "all")]
     return counts, pd.concat(results, ignore_index=True)

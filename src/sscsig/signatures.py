@@ -34,20 +34,29 @@ def read_gene_sets(path: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def resolve_gene_set_file(path: str | Path, *, base_dir: str | Path = ".") -> Path:
+    """A gene-set file: the path as given, else a file shipped in ``sscsig/data`` of that base name."""
+    p = Path(base_dir) / path
+    if p.exists():
+        return p
+    from importlib import resources
+
+    shipped = resources.files("sscsig") / "data" / Path(path).name
+    if not shipped.is_file():
+        raise InputError(f"gene set file {p} not found (nor shipped with sscsig)")
+    return Path(str(shipped))
+
+
 def resolve_signatures(spec: dict, *, base_dir: str | Path = ".") -> dict[str, dict]:
     """Config ``signatures`` -> ``{name: {genes, states}}``; ``gene_set`` entries read from ``gene_set_file``."""
     out = {}
     for name, sig in spec.items():
         genes = list(sig.get("genes") or [])
         if sig.get("gene_set"):
-            path = Path(base_dir) / sig["gene_set_file"]
-            if not path.exists():  # a file shipped with sscsig, named by its base name
-                from importlib import resources
-
-                shipped = resources.files("sscsig") / "data" / Path(sig["gene_set_file"]).name
-                if not shipped.is_file():
-                    raise InputError(f"signature {name!r}: gene_set_file {path} not found")
-                path = Path(str(shipped))
+            try:
+                path = resolve_gene_set_file(sig["gene_set_file"], base_dir=base_dir)
+            except InputError as exc:
+                raise InputError(f"signature {name!r}: {exc}") from None
             sets = read_gene_sets(path)
             if sig["gene_set"] not in sets:
                 raise InputError(f"signature {name!r}: gene set {sig['gene_set']!r} not in {path}")

@@ -145,6 +145,46 @@ def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, conf
     _io.write_tsv(res, out_results, config=config, step="abundance")
 
 
+def milo(inp: str, sheet_path: str, out_nhoods: str, out_states: str, config: dict) -> None:
+    from .abundance import donor_table
+    from .config import contrast_columns, load_sample_sheet
+    from .milo import run_milo
+
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    sel, cov = contrast_columns(config)
+    donors = donor_table(sheet, sorted(sel | cov))
+    obs, latent = _read_elems(inp, "obs", "obsm/X_integrated")
+    nh, states = run_milo(obs, latent, donors, config["contrasts"], params=config.get("milo"), seed=config["seed"])
+    _io.write_tsv(nh, out_nhoods, config=config, step="milo")
+    _io.write_tsv(states, out_states, config=config, step="milo")
+
+
+def pseudobulk(inp: str, sheet_path: str, contrast: str, out_genes: str, out_proteins: str,
+               out_summary: str, out_enrichment: str, config: dict) -> None:
+    from .abundance import donor_table
+    from .config import contrast_columns, load_sample_sheet
+    from .pseudobulk import enrichment, run_pseudobulk
+    from .signatures import read_gene_sets, resolve_gene_set_file
+
+    sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    sel, cov = contrast_columns(config)
+    donors = donor_table(sheet, sorted(sel | cov))
+    mdata = md.read_h5mu(inp)
+    rna, prot = mdata["rna"], mdata["prot"]
+    layer = "dsb" if "dsb" in prot.layers else "clr"
+    keep = ~prot.var["isotype"].to_numpy(bool)
+    params = config.get("pseudobulk") or {}
+    genes, prots, summary = run_pseudobulk(
+        rna.layers["counts"], rna.var_names, mdata.obs, prot.layers[layer][:, keep], prot.var_names[keep],
+        donors, {contrast: config["contrasts"][contrast]}, params=params, seed=config["seed"])
+    sets = read_gene_sets(resolve_gene_set_file(params.get("gene_sets_file", "genesets.tsv")))
+    enr = enrichment(genes, sets, min_size=params.get("min_set_size", 5))
+    _io.write_tsv(genes, out_genes, config=config, step="pseudobulk")
+    _io.write_tsv(prots, out_proteins, config=config, step="pseudobulk")
+    _io.write_tsv(enr, out_enrichment, config=config, step="pseudobulk")
+    _io.write_tsv(summary, out_summary, config=config, step="pseudobulk")
+
+
 def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_coverage: str, config: dict) -> None:
     from .config import load_sample_sheet
     from .signatures import donor_scores, resolve_signatures, score_cells, test_signatures
@@ -163,7 +203,8 @@ def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_c
 
 
 def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: str, out_md: str,
-           config: dict, merge_report: str | None = None, sheet_path: str | None = None) -> None:
+           config: dict, merge_report: str | None = None, sheet_path: str | None = None,
+           milo_states: str | None = None, de_summaries: list[str] | None = None) -> None:
     from .signatures import resolve_signatures
     from .tables import complication_table, to_markdown, write_table
 
@@ -173,6 +214,9 @@ def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: s
     table = complication_table(
         ab, sig, resolve_signatures(config.get("signatures") or {}), complication=complication,
         contrast_order=list(config["contrasts"]), hypotheses=config.get("hypotheses", []),
+        milo=pd.read_csv(milo_states, sep="\t") if milo_states else None,
+        de_summary=pd.concat([pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])
+                              for p in de_summaries]).drop(columns=["de_reason"]) if de_summaries else None,
     )
     warnings = _warnings(merge_report, sheet_path, config)
     write_table(table, out_tsv, to_markdown(table, complication=complication, warnings=warnings),

@@ -9,8 +9,11 @@ from ._io import atomic_path, write_tsv
 
 TABLE_COLUMNS = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_case",
                  "prop_control", "log2fc", "ci_low", "ci_high", "pvalue", "fdr", "testable",
-                 "hypothesis", "reason", "cells_case", "cells_control", "signature",
-                 "signature_effect", "signature_fdr"]
+                 "hypothesis", "reason", "cells_case", "cells_control", "prop_all_case",
+                 "prop_all_control", "log2fc_all", "fdr_all", "milo_nhoods", "milo_frac_sig",
+                 "milo_logfc", "de_genes_tested", "de_genes_fdr01", "de_top_up", "de_top_down",
+                 "prot_top_up", "prot_top_down", "signature", "signature_effect", "signature_fdr"]
+KEY = ["contrast", "cell_state"]
 
 
 def complication_table(
@@ -21,6 +24,8 @@ def complication_table(
     complication: str,
     contrast_order: list[str],
     hypotheses: list[dict],
+    milo: pd.DataFrame | None = None,
+    de_summary: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rows of the contrasts whose ``complication`` is ``complication``.
 
@@ -28,7 +33,21 @@ def complication_table(
     ``discovery`` otherwise. Each state carries the signature scored in it with the smallest p-value
     in that contrast. Rows are ordered by contrast (config order), then testable first, FDR, p-value.
     """
-    ab = abundance[abundance["complication"] == complication].copy()
+    ab = abundance[abundance["complication"] == complication]
+    if "denominator" in ab:
+        every = ab[ab["denominator"] == "all"].set_index(KEY)
+        ab = ab[ab["denominator"] == "parent"].copy()
+        ab = ab.join(every[["prop_case", "prop_control", "log2fc", "fdr"]].add_suffix("_all")
+                     .rename(columns={"prop_case_all": "prop_all_case", "prop_control_all": "prop_all_control"}),
+                     on=KEY)
+    else:
+        ab = ab.copy()
+    for extra in (milo, de_summary):
+        if extra is not None and len(extra):
+            ab = ab.join(extra.set_index(KEY), on=KEY)
+    for col in TABLE_COLUMNS:
+        if col not in ab:
+            ab[col] = np.nan
     pre = {h["cell_state"] for h in hypotheses if h["complication"] == complication}
     ab["hypothesis"] = np.where(ab["cell_state"].isin(pre), "hypothesis", "discovery")
     ab["signature"] = ""
@@ -58,11 +77,16 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
         lines.append("")
     lines.append("Share of each state within its parent lineage, donor-level quasi-Poisson GLM "
                  "(log2 fold change of the share, case vs control, adjusted for the contrast's "
-                 "covariates); BH FDR within the contrast. `hypothesis` rows were pre-specified.")
+                 "covariates); BH FDR within the contrast. `hypothesis` rows were pre-specified. "
+                 "*all cells*: the same test of the share of all cells. *Milo*: weighted mean log fold "
+                 "change of the state's neighbourhoods (share of its memberships in neighbourhoods at "
+                 "spatial FDR < 0.1). *DE*: pseudobulk PyDESeq2, genes at FDR < 0.1 and the top ones "
+                 "up / down; proteins likewise (OLS on donor means).")
     for contrast, sub in table.groupby("contrast", sort=False):
         lines += ["", f"## {contrast} ({int(sub['n_case'].max())} case vs {int(sub['n_control'].max())} control donors)", "",
-                  "| state | parent | case % | control % | log2FC [95% CI] | p | FDR | signature (effect, FDR) | |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| state | parent | case % | control % | log2FC [95% CI] | p | FDR | all cells log2FC (FDR) "
+                  "| Milo logFC (sig) | DE genes: n (up / down) | proteins up / down | signature (effect, FDR) | |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             if r["testable"]:
                 fc = f"{r['log2fc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
@@ -71,12 +95,28 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
                 fc, p, q = "not testable", "", ""
             sig = f"{r['signature']} ({r['signature_effect']:.3f}, {r['signature_fdr']:.2g})" if r["signature"] else ""
             mark = "**hypothesis**" if r["hypothesis"] == "hypothesis" else ""
+            every = (f"{r['log2fc_all']:.2f} ({r['fdr_all']:.2g})" if pd.notna(r.get("log2fc_all")) else "")
+            milo = (f"{r['milo_logfc']:.2f} ({r['milo_frac_sig']:.0%})" if pd.notna(r.get("milo_logfc")) else "")
+            de = ""
+            if pd.notna(r.get("de_genes_fdr01")):
+                de = f"{int(r['de_genes_fdr01'])} of {int(r['de_genes_tested'])}"
+                ups, downs = _text(r.get("de_top_up")), _text(r.get("de_top_down"))
+                if ups or downs:
+                    de += f" ({ups or '-'} / {downs or '-'})"
+            prot = ""
+            if _text(r.get("prot_top_up")) or _text(r.get("prot_top_down")):
+                prot = f"{_text(r.get('prot_top_up')) or '-'} / {_text(r.get('prot_top_down')) or '-'}"
             lines.append(f"| {r['cell_state']} | {r['parent']} | {100 * r['prop_case']:.2f} | "
-                         f"{100 * r['prop_control']:.2f} | {fc} | {p} | {q} | {sig} | {mark} |")
+                         f"{100 * r['prop_control']:.2f} | {fc} | {p} | {q} | {every} | {milo} | {de} | "
+                         f"{prot} | {sig} | {mark} |")
         untestable = sub[~sub["testable"].astype(bool)]
         for _, r in untestable.iterrows():
             lines.append(f"\n- {r['cell_state']}: {r['reason']}")
     return "\n".join(lines) + "\n"
+
+
+def _text(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).replace("ADT_", "")
 
 
 def write_table(table: pd.DataFrame, tsv_path, md_text: str, md_path, config: dict,

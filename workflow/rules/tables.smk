@@ -4,6 +4,9 @@ rule tables:
         signatures=f"{OUT}/signatures/tests.tsv",
         merge_report=f"{OUT}/cohort/merge_report.json",
         sheet=SHEET,
+        milo=f"{OUT}/milo/states.tsv",
+        de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in CONTRASTS
+                       if config["contrasts"][c]["complication"] == wc.complication],
     output:
         tsv=report(f"{OUT}/tables/complication_{{complication}}.tsv", category="Tables",
                    caption="../report/table.rst"),

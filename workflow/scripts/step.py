@@ -34,7 +34,13 @@ elif rule == "signatures":
     steps.signatures(i.h5mu, i.sheet, o.scores, o.tests, o.coverage, cfg)
 elif rule == "tables":
     steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg,
-                 merge_report=i.merge_report, sheet_path=i.sheet)
+                 merge_report=i.merge_report, sheet_path=i.sheet, milo_states=i.milo,
+                 de_summaries=list(i.de))
+elif rule == "milo":
+    steps.milo(i.h5mu, i.sheet, o.nhoods, o.states, cfg)
+elif rule == "pseudobulk":
+    steps.pseudobulk(i.h5mu, i.sheet, sm.wildcards.contrast, o.genes, o.proteins, o.summary,
+                     o.enrichment, cfg)
 elif rule == "report_figures":
     comps = list(cfg["complications"])
     steps.report(i.annotated, i.counts, i.sheet, dict(zip(comps, i.tables)), dict(zip(comps, i.mds)),

@@ -1,0 +1,147 @@
+"""Pseudobulk DE, protein tests, enrichment and Milo on data with planted truth; Kang 2018 positive control."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sscsig.milo import milo_contrast, subsample_per_donor
+from sscsig.pseudobulk import deseq2, enrichment, pseudobulk_counts, run_pseudobulk
+
+CONTRAST = {"complication": "X", "case": {"X": True}, "control": {"X": False}, "covariates": ["age"]}
+
+
+def _cohort(seed=0, n_case=6, n_ctrl=6, cells=60, n_genes=150, de_fold=4.0):
+    """Two states; gene G000 is x de_fold in state A of case donors; protein P0 up there too."""
+    rng = np.random.default_rng(seed)
+    base = rng.gamma(2.0, 0.5, n_genes)
+    counts, obs, prot = [], [], []
+    donors = {}
+    for i in range(n_case + n_ctrl):
+        case = i < n_case
+        d = f"D{i:02d}"
+        donors[d] = {"X": case, "age": float(rng.integers(30, 80))}
+        for state in ("A", "B"):
+            mu = np.tile(base, (cells, 1)) * np.exp(rng.normal(0, 0.1))
+            if case and state == "A":
+                mu[:, 0] *= de_fold
+            counts.append(rng.negative_binomial(5, 5 / (5 + mu)))
+            p = rng.normal(0, 1, (cells, 3))
+            if case and state == "A":
+                p[:, 0] += 1.0
+            prot.append(p)
+            obs += [(d, state)] * cells
+    obs = pd.DataFrame(obs, columns=["donor", "cell_state"], index=[f"c{i}" for i in range(len(obs))])
+    donors = pd.DataFrame.from_dict(donors, orient="index")
+    return np.vstack(counts), obs, np.vstack(prot), donors, [f"G{j:03d}" for j in range(n_genes)]
+
+
+def test_pseudobulk_sums_counts_per_donor_and_state():
+    counts, obs, _, _, genes = _cohort(n_genes=20)
+    pb = pseudobulk_counts(counts, obs, var_names=pd.Index(genes))
+    row = pb[(pb.obs["donor"] == "D03") & (pb.obs["cell_state"] == "B")]
+    sel = ((obs["donor"] == "D03") & (obs["cell_state"] == "B")).to_numpy()
+    assert np.allclose(np.asarray(row.X).ravel(), counts[sel].sum(0))
+    assert int(row.obs["n_cells"].iloc[0]) == sel.sum()
+
+
+def test_pseudobulk_de_finds_the_planted_gene_and_protein_only_where_planted():
+    counts, obs, prot, donors, genes = _cohort()
+    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST})
+    a = g[g.cell_state == "A"].set_index("gene")
+    assert a.loc["G000", "padj"] < 0.01 and a.loc["G000", "log2FoldChange"] > 1.5
+    assert (a.drop(index="G000")["padj"] < 0.1).mean() < 0.05
+    b = g[g.cell_state == "B"].set_index("gene")
+    assert b.loc["G000", "padj"] > 0.1
+    summ = s.set_index("cell_state")
+    assert summ.loc["A", "de_top_up"].split()[0] == "G000" and summ.loc["A", "prot_top_up"] == "P0"
+    assert summ.loc["B", "prot_top_up"] == ""
+    assert p[(p.cell_state == "A") & (p.protein == "P0")]["padj"].iloc[0] < 0.01
+
+
+def test_pseudobulk_too_few_donors_gives_a_reason():
+    counts, obs, prot, donors, genes = _cohort(n_case=2, n_ctrl=6, n_genes=30)
+    g, _, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST})
+    assert g.empty and s["de_reason"].str.contains("too few donors").all()
+
+
+def test_enrichment_scores_the_set_that_moves():
+    rng = np.random.default_rng(0)
+    genes = [f"G{j:03d}" for j in range(300)]
+    stat = rng.normal(0, 1, 300)
+    stat[:20] += 3
+    de = pd.DataFrame({"contrast": "T", "cell_state": "A", "gene": genes, "stat": stat})
+    res = enrichment(de, {"UP": genes[:20], "RANDOM": genes[100:130]}).set_index("gene_set")
+    assert res.loc["UP", "score"] > 3 and res.loc["UP", "pvalue"] < 1e-4
+    assert res.loc["RANDOM", "pvalue"] > 0.01
+
+
+def test_milo_finds_the_expanded_neighbourhoods():
+    rng = np.random.default_rng(1)
+    centres = {"A": (0, 0), "B": (6, 0), "C": (0, 6)}
+    latent, rows, donors = [], [], {}
+    for i in range(12):
+        case = i < 6
+        d = f"D{i:02d}"
+        donors[d] = {"X": case, "age": float(40 + i)}
+        w = np.array([3.0 if case else 1.0, 2.0, 2.0])
+        n = rng.multinomial(300, w / w.sum())
+        for (state, c), k in zip(centres.items(), n):
+            latent.append(rng.normal(c, 1.0, (k, 2)))
+            rows += [(d, state)] * k
+    obs = pd.DataFrame(rows, columns=["donor", "cell_state"], index=[f"c{i}" for i in range(len(rows))])
+    donors = pd.DataFrame.from_dict(donors, orient="index")
+    nh, st, reason = milo_contrast(obs, np.vstack(latent), donors, "T", CONTRAST, seed=0)
+    assert reason == "" and len(nh) > 20 and (nh["design"] == "~age + condition").all()
+    st = st.set_index("cell_state")
+    assert st.loc["A", "milo_logfc"] > 0.7 and st.loc["A", "milo_frac_sig"] > 0.1
+    assert st.loc["B", "milo_frac_sig"] < 0.05 and st.loc["C", "milo_frac_sig"] < 0.05
+    assert st.loc["B", "milo_logfc"] < st.loc["A", "milo_logfc"] - 0.7
+    assert st.loc["C", "milo_logfc"] < st.loc["A", "milo_logfc"] - 0.7
+    # seeded: the same call gives the same neighbourhoods
+    assert (nh["k"] == 60).all()
+    nh2, _, _ = milo_contrast(obs, np.vstack(latent), donors, "T", CONTRAST, seed=0)
+    pd.testing.assert_frame_equal(nh, nh2)
+
+
+def test_subsample_per_donor_caps_and_is_seeded():
+    obs = pd.DataFrame({"donor": ["a"] * 50 + ["b"] * 5})
+    idx = subsample_per_donor(obs, 10, seed=3)
+    assert (obs.iloc[idx]["donor"].value_counts() == pd.Series({"a": 10, "b": 5})).all()
+    assert np.array_equal(idx, subsample_per_donor(obs, 10, seed=3))
+
+
+@pytest.mark.realdata
+def test_kang2018_ifnb_positive_control(shared_data):
+    """IFN-beta-stimulated vs control PBMCs (2 donors): the type-I ISG score is higher in stimulated
+    cells for every donor and cell type, and pseudobulk DE ranks canonical ISGs at the top."""
+    import anndata as ad
+    import scanpy as sc
+
+    from sscsig.signatures import read_gene_sets, resolve_gene_set_file, score_cells
+
+    a = ad.read_h5ad(shared_data / "kang2018_ifnb_muscat_example_sce.h5ad")
+    a.X = a.layers["counts"].copy()
+    a.obs["donor"] = a.obs["sample_id"].str[-3:]
+    rice = read_gene_sets(resolve_gene_set_file("genesets.tsv"))["RICE_IFN_SCORE_6"]
+    norm = a.copy()
+    sc.pp.normalize_total(norm, target_sum=1e4)
+    sc.pp.log1p(norm)
+    scores, cover = score_cells(norm, {"ISG": {"genes": rice, "states": []}}, seed=0, min_coverage=0.5)
+    df = a.obs.assign(score=scores["ISG"].to_numpy())
+    means = df.groupby(["donor", "cluster_id", "group_id"], observed=True)["score"].mean().unstack("group_id")
+    assert len(means) == 10 and (means["stim"] > means["ctrl"]).all(), means
+    # pseudobulk DE of all cells, paired by donor: ~ donor + condition
+    pb = pseudobulk_counts(a.layers["counts"], a.obs.assign(cell_state="all", donor=a.obs["sample_id"]),
+                           var_names=a.var_names)
+    keep = np.asarray((pb.X >= 10).sum(0)).ravel() >= 2
+    counts = pd.DataFrame(np.asarray(pb.X[:, keep]).astype(int), index=pb.obs["donor"].to_numpy(),
+                          columns=pb.var_names[keep])
+    meta = pd.DataFrame({"ind": [s[-3:] for s in counts.index],
+                         "condition": ["1_case" if s.startswith("stim") else "0_control" for s in counts.index]},
+                        index=counts.index)
+    res = deseq2(counts, meta, ["ind"])
+    top = list(res.sort_values("stat", ascending=False).index[:30])
+    canonical = ["ISG15", "IFI6", "IFIT1", "IFIT3", "MX1", "ISG20", "IFITM3", "RSAD2", "IFI44L", "OAS1"]
+    found = [g for g in canonical if g in top]
+    assert len(found) >= 5, (found, top)
+    assert res.loc["ISG15", "padj"] < 1e-3 and res.loc["ISG15", "log2FoldChange"] > 2

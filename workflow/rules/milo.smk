@@ -1,0 +1,19 @@
+rule milo:
+    input:
+        h5mu=f"{OUT}/cohort/annotated.h5mu",
+        sheet=SHEET,
+    output:
+        nhoods=f"{OUT}/milo/nhoods.tsv",
+        states=f"{OUT}/milo/states.tsv",
+        provenance=multiext(f"{OUT}/milo/", "nhoods.tsv.provenance.json", "states.tsv.provenance.json"),
+    log:
+        f"{OUT}/logs/milo.log",
+    benchmark:
+        f"{OUT}/benchmarks/milo.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(2000, 2),
+        runtime=60,
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/step.py"

@@ -1,0 +1,23 @@
+rule pseudobulk:
+    input:
+        h5mu=f"{OUT}/cohort/annotated.h5mu",
+        sheet=SHEET,
+    output:
+        genes=f"{OUT}/pseudobulk/{{contrast}}.genes.tsv",
+        proteins=f"{OUT}/pseudobulk/{{contrast}}.proteins.tsv",
+        summary=f"{OUT}/pseudobulk/{{contrast}}.summary.tsv",
+        enrichment=f"{OUT}/pseudobulk/{{contrast}}.enrichment.tsv",
+        provenance=multiext(f"{OUT}/pseudobulk/{{contrast}}.", "genes.tsv.provenance.json",
+                            "proteins.tsv.provenance.json", "summary.tsv.provenance.json",
+                            "enrichment.tsv.provenance.json"),
+    log:
+        f"{OUT}/logs/pseudobulk/{{contrast}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/pseudobulk/{{contrast}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(2000, 4),
+        runtime=60,
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/step.py"
