@@ -12,7 +12,7 @@ Examples::
 
     python benchmarks/calibration.py pipeline --null --seeds 20 --cells-per-donor 200 --out /tmp/calib
     python benchmarks/calibration.py pipeline --seeds 20 --cells-per-donor 800 --out /tmp/power
-    python benchmarks/calibration.py counts --seeds 500 --out benchmarks/results/counts
+    python benchmarks/calibration.py counts --seeds 500 --out benchmarks/study_counts
 """
 
 from __future__ import annotations
@@ -132,9 +132,12 @@ def main(argv=None) -> int:
         per_seed.to_csv(out / "per_seed.tsv", sep="\t", index=False)
         text = report(per_seed, results)
     else:
+        null = run_counts(args, null=True)
+        text = "CALIBRATION (null cohorts)\n" + report(summarise(null), null)
         results = run_counts(args)
         per_seed = summarise(results)
-        text = report(per_seed, results)
+        text += "\n\nPOWER (default demo effects)\n" + report(per_seed, results)
+        results.to_csv(out / "results.tsv.gz", sep="\t", index=False)
         # power curve over effect size (both planted effects scaled together)
         curve = []
         for fc in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0):
@@ -146,7 +149,6 @@ def main(argv=None) -> int:
         # confounding: SRC donors the oldest; CD8.Naive falls with age
         conf = {}
         for label, cov in (("with age", ["age"]), ("without age", [])):
-            r = run_counts(args, null=True, covariates=cov) if not args.src_oldest else None
             a2 = argparse.Namespace(**{**vars(args), "src_oldest": True})
             r = run_counts(a2, null=True, covariates=cov)
             t = r[(r.contrast == "SRC_vs_SSc") & (r.cell_state == "CD8.Naive") & r.testable.astype(bool)]

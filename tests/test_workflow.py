@@ -211,3 +211,36 @@ def test_failed_job_leaves_no_outputs(small_cohort, tmp_path):
     qc = out / "qc"
     left = [p.name for p in qc.rglob("*") if p.is_file()] if qc.exists() else []
     assert left == [], left
+
+
+@pytest.mark.slow
+def test_snakemake_report_builds_and_renders_in_a_browser(demo_run, tmp_path):
+    """`snakemake --report` after the run; Debian's chromium renders it headless: a non-blank
+    screenshot, and the rendered page lists the report's categories and figures."""
+    import shutil
+
+    cfg = demo_run.parent / "tiny.yaml"
+    report = demo_run / "report.html"
+    proc = _snakemake(str(cfg), "--report", str(report), out=demo_run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert report.stat().st_size > 200_000
+    for png in (demo_run / "figures").glob("*.png"):
+        assert png.stat().st_size > 5_000, png
+    assert len(list((demo_run / "figures").glob("volcano_*.png"))) == 4
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (CI installs it: .ci/run)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+             "--virtual-time-budget=15000"]
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,1000", report.as_uri()],
+                   capture_output=True, text=True, timeout=180)
+    assert shot.exists() and shot.stat().st_size > 20_000
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.std() > 0.05  # not a blank page
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
+                         timeout=180).stdout
+    for word in ("QC", "Annotation", "Abundance", "Signatures", "Tables"):
+        assert word in dom, word

@@ -1,4 +1,5 @@
-"""Figures for the report: UMAPs, composition per donor, forest plots per complication."""
+"""Figures for the report: QC, UMAPs, marker heatmap, composition per donor, forest plots, Milo
+neighbourhoods, pseudobulk volcano plots, donor-level signature scores, tables as HTML."""
 
 from __future__ import annotations
 
@@ -144,3 +145,115 @@ def write_index(path, *, figures: list[str], tables: dict[str, str], warnings: l
     parts.append("</body></html>")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts))
+
+
+def donor_groups(donors: pd.DataFrame, complications: list[str]) -> pd.Series:
+    """A readable group per donor: ``HD``, or ``SSc`` plus its complications (``SSc SRC+ILD``)."""
+    out = {}
+    for d, row in donors.iterrows():
+        comps = [c for c in complications if bool(row.get(c, False)) and str(row.get(c)).lower() != "false"]
+        base = str(row.get("group", "")) or "donor"
+        out[d] = base + (" " + "+".join(comps) if comps else "")
+    return pd.Series(out)
+
+
+def heatmap_plot(mean_rna: pd.DataFrame, mean_prot: pd.DataFrame, path) -> None:
+    """States x (signature genes | proteins): per-column z-scores of the state means."""
+    def z(df):
+        return (df - df.mean()) / df.std().replace(0, 1)
+
+    fig, axes = plt.subplots(1, 2, figsize=(0.22 * (mean_rna.shape[1] + mean_prot.shape[1]) + 5,
+                                            0.3 * len(mean_rna) + 2),
+                             gridspec_kw={"width_ratios": [max(mean_rna.shape[1], 1), max(mean_prot.shape[1], 1)]})
+    for ax, df, title in ((axes[0], mean_rna, "signature genes (log-normalised)"),
+                          (axes[1], mean_prot, "proteins (normalised ADT)")):
+        im = ax.imshow(z(df).to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5)
+        ax.set_xticks(range(df.shape[1]), [c.replace("ADT_", "") for c in df.columns], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(df)), df.index, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    axes[1].set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.5, label="z-score across states")
+    _save(fig, path)
+
+
+def milo_plot(nhoods: pd.DataFrame, path, *, fdr: float = 0.1) -> None:
+    """Milo neighbourhoods per state (beeswarm-like strip), one panel per contrast; red: spatial FDR < fdr."""
+    contrasts = list(dict.fromkeys(nhoods["contrast"])) if len(nhoods) else []
+    fig, axes = plt.subplots(1, max(len(contrasts), 1), figsize=(4 * max(len(contrasts), 1), 6.5),
+                             squeeze=False, sharey=True)
+    states = sorted(nhoods["cell_state"].unique()) if len(nhoods) else []
+    rng = np.random.default_rng(0)
+    for ax, c in zip(axes[0], contrasts):
+        sub = nhoods[nhoods["contrast"] == c]
+        for i, st in enumerate(states):
+            pts = sub[sub["cell_state"] == st]
+            y = i + rng.uniform(-0.3, 0.3, len(pts))
+            sig = (pts["SpatialFDR"] < fdr).to_numpy()
+            ax.scatter(pts["logFC"][~sig], y[~sig], s=5, color="0.6", rasterized=True)
+            ax.scatter(pts["logFC"][sig], y[sig], s=7, color="crimson", rasterized=True)
+        ax.axvline(0, color="k", lw=0.7, ls="--")
+        ax.set_title(f"{c} ({sub['design'].iloc[0] if len(sub) else ''})", fontsize=8)
+        ax.set_xlabel("neighbourhood log2 fold change")
+        ax.set_yticks(range(len(states)), states, fontsize=7)
+    if not contrasts:
+        axes[0][0].text(0.5, 0.5, "Milo not run (see log)", ha="center")
+    fig.suptitle(f"Milo neighbourhoods by majority state (red: spatial FDR < {fdr})", fontsize=10)
+    _save(fig, path)
+
+
+def volcano_plot(de: pd.DataFrame, contrast: str, state: str, path, *, fdr: float = 0.1, label: int = 10) -> None:
+    """Pseudobulk DE of one state and contrast: log2 fold change vs -log10 p, FDR hits in red."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    sub = de[(de["contrast"] == contrast) & (de["cell_state"] == state)].dropna(subset=["pvalue"])
+    if len(sub):
+        y = -np.log10(sub["pvalue"].clip(lower=1e-300))
+        sig = (sub["padj"] < fdr).to_numpy()
+        ax.scatter(sub["log2FoldChange"][~sig], y[~sig], s=4, color="0.6", rasterized=True)
+        ax.scatter(sub["log2FoldChange"][sig], y[sig], s=6, color="crimson", rasterized=True)
+        for _, r in sub.assign(y=y).nsmallest(label, "pvalue").iterrows():
+            ax.text(r["log2FoldChange"], r["y"], str(r["gene"]), fontsize=6)
+        ax.set_title(f"{state}, {contrast}: {int(sig.sum())} of {len(sub)} genes at FDR < {fdr}", fontsize=9)
+    else:
+        ax.set_title(f"{state}, {contrast}: not testable (too few donors with cells)", fontsize=9)
+    ax.set_xlabel("log2 fold change (case / control, adjusted)")
+    ax.set_ylabel("-log10 p")
+    _save(fig, path)
+
+
+def signature_plot(scores: pd.DataFrame, groups: pd.Series, path) -> None:
+    """Donor-level signature scores (one point per donor) by donor group, one panel per signature."""
+    sigs = list(dict.fromkeys(scores["signature"]))
+    order = sorted(groups.unique())
+    fig, axes = plt.subplots(1, max(len(sigs), 1), figsize=(3.6 * max(len(sigs), 1), 4), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes[0], sigs):
+        sub = scores[scores["signature"] == name].dropna(subset=["score"])
+        g = groups.reindex(sub["donor"]).to_numpy()
+        for i, lev in enumerate(order):
+            v = sub["score"].to_numpy()[g == lev]
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14, color=plt.get_cmap("tab10")(i % 10))
+            if len(v):
+                ax.plot([i - 0.25, i + 0.25], [np.median(v)] * 2, color="k", lw=1.2)
+        ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{name}\n({sub['states'].iloc[0] if len(sub) else ''})", fontsize=8)
+        ax.set_ylabel("donor mean score")
+    fig.suptitle("signature scores per donor (points = donors, bars = medians)", fontsize=10)
+    _save(fig, path)
+
+
+def table_html(table: pd.DataFrame, complication: str, path, *, warnings: list[str] | None = None) -> None:
+    """A complication table as a standalone HTML page (for the Snakemake report)."""
+    shown = table.copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    warn = "".join(f"<p style='color:#a00'><b>Warning:</b> {w}</p>" for w in warnings or [])
+    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{complication}</title><style>"
+            "body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
+            "td,th{border:1px solid #ccc;padding:2px 4px}tr.hypothesis{background:#fee}</style></head>"
+            f"<body><h1>Complication {complication}</h1>{warn}"
+            + shown.to_html(index=False, escape=True, na_rep="").replace(
+                "<tr>\n      <td>", "<tr>\n      <td>")
+            + "</body></html>")
+    with atomic_path(path) as tmp:
+        tmp.write_text(html)

@@ -204,7 +204,8 @@ def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_c
 
 def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: str, out_md: str,
            config: dict, merge_report: str | None = None, sheet_path: str | None = None,
-           milo_states: str | None = None, de_summaries: list[str] | None = None) -> None:
+           milo_states: str | None = None, de_summaries: list[str] | None = None,
+           out_html: str | None = None) -> None:
     from .signatures import resolve_signatures
     from .tables import complication_table, to_markdown, write_table
 
@@ -221,33 +222,80 @@ def tables(abundance_tsv: str, signature_tsv: str, complication: str, out_tsv: s
     warnings = _warnings(merge_report, sheet_path, config)
     write_table(table, out_tsv, to_markdown(table, complication=complication, warnings=warnings),
                 out_md, config, warnings=warnings)
+    if out_html:
+        from .report import table_html
+
+        table_html(table, complication, out_html, warnings=warnings)
 
 
-def report(annotated: str, counts_tsv: str, sheet_path: str, tables_tsv: dict[str, str],
-           tables_md: dict[str, str], qc_png: str, out_dir: str, out_html: str, config: dict,
-           merge_report: str | None = None, qc_sample_pngs: list[str] | None = None) -> None:
+def hypothesis_pairs(config: dict) -> list[tuple[str, str]]:
+    """(contrast, state) of every pre-specified hypothesis, in each contrast of its complication."""
+    return [(c, h["cell_state"]) for h in config.get("hypotheses", [])
+            for c, spec in config["contrasts"].items() if spec.get("complication") == h["complication"]]
+
+
+def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path: str, out: dict[str, str],
+                   config: dict) -> None:
+    """UMAPs (``umap_<key>``), marker heatmap, composition per donor, donor-level signature scores."""
+    import numpy as np
+
     from . import report as rp
     from .abundance import donor_table
     from .config import load_sample_sheet
+    from .signatures import resolve_signatures
 
-    out = Path(out_dir)
-    obs, umap = _read_elems(annotated, "obs", "obsm/X_umap")
-    figs = []
-    for key in ("cell_state", "lineage", "batch", "group"):
-        if key in obs:
-            figs.append(str(out / f"umap_{key}.png"))
-            rp.umap_plot(obs, umap, key, figs[-1])
+    comps = list(config["complications"])
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
+    donors = donor_table(sheet, sorted({"group", *comps} & set(sheet.columns)))
+    groups = rp.donor_groups(donors, comps)
+    mdata = md.read_h5mu(annotated)
+    obs, umap = mdata.obs.copy(), mdata.obsm["X_umap"]
+    obs["donor_group"] = groups.reindex(obs["donor"].astype(str)).to_numpy()
+    for key in ("cell_state", "lineage", "batch", "group", *comps):
+        col = "donor_group" if key in comps else key
+        rp.umap_plot(obs.assign(**{key: obs[col].astype(str)}) if col in obs else obs, umap, key, out[f"umap_{key}"])
+    states = obs["cell_state"].astype(str)
+    sigs = resolve_signatures(config.get("signatures") or {})
+    rna, prot = mdata["rna"], mdata["prot"]
+    genes = [g for g in dict.fromkeys(g for s in sigs.values() for g in s["genes"]) if g in rna.var_names]
+    x = rna[:, genes].X
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    mean_rna = pd.DataFrame(x, columns=genes).groupby(states.to_numpy()).mean()
+    layer = "dsb" if "dsb" in prot.layers else "clr"
+    keep = ~prot.var["isotype"].to_numpy(bool)
+    mean_prot = pd.DataFrame(np.asarray(prot.layers[layer])[:, keep], columns=prot.var_names[keep]).groupby(
+        states.to_numpy()).mean()
+    rp.heatmap_plot(mean_rna, mean_prot.reindex(mean_rna.index), out["heatmap"])
     counts = pd.read_csv(counts_tsv, sep="\t", index_col=0)
-    donors = donor_table(sheet, list(config["complications"]))
-    figs.append(str(out / "composition.png"))
-    rp.composition_plot(counts, donors, list(config["complications"]), figs[-1])
+    rp.composition_plot(counts, donors, comps, out["composition"])
+    rp.signature_plot(pd.read_csv(scores_tsv, sep="\t"), groups, out["signatures"])
+
+
+def figures_stats(tables_tsv: dict[str, str], milo_nhoods: str, de_genes: dict[str, str], out: dict[str, str],
+                  config: dict) -> None:
+    """Forest plot per complication, Milo neighbourhoods, volcano plots of the hypothesis states."""
+    from . import report as rp
+
     for comp, path in tables_tsv.items():
-        figs.append(str(out / f"forest_{comp}.png"))
-        rp.forest_plot(pd.read_csv(path, sep="\t"), comp, figs[-1])
+        rp.forest_plot(pd.read_csv(path, sep="\t"), comp, out[f"forest_{comp}"])
+    try:
+        nh = pd.read_csv(milo_nhoods, sep="\t")
+    except pd.errors.EmptyDataError:
+        nh = pd.DataFrame(columns=["contrast", "cell_state", "logFC", "SpatialFDR", "design"])
+    rp.milo_plot(nh, out["milo"], fdr=(config.get("milo") or {}).get("fdr", 0.1))
+    for contrast, state in hypothesis_pairs(config):
+        de = pd.read_csv(de_genes[contrast], sep="\t")
+        rp.volcano_plot(de, contrast, state, out[f"volcano_{contrast}_{state}"],
+                        fdr=(config.get("pseudobulk") or {}).get("fdr", 0.1))
+
+
+def report(figures: list[str], tables_md: dict[str, str], out_html: str, config: dict,
+           merge_report: str | None = None, sheet_path: str | None = None) -> None:
+    """The one-page ``summary.html``: warnings, every figure, every table."""
+    from . import report as rp
+
     mds = {c: Path(p).read_text() for c, p in tables_md.items()}
-    rp.write_index(out_html, figures=[qc_png, *(qc_sample_pngs or []), *figs], tables=mds,
-                   warnings=_warnings(merge_report, sheet_path, config))
+    rp.write_index(out_html, figures=list(figures), tables=mds, warnings=_warnings(merge_report, sheet_path, config))
 
 
 __all__ = ["InputError"]

@@ -8,8 +8,9 @@ rule tables:
         de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in CONTRASTS
                        if config["contrasts"][c]["complication"] == wc.complication],
     output:
-        tsv=report(f"{OUT}/tables/complication_{{complication}}.tsv", category="Tables",
-                   caption="../report/table.rst"),
+        tsv=f"{OUT}/tables/complication_{{complication}}.tsv",
+        html=report(f"{OUT}/tables/complication_{{complication}}.html", category="Tables",
+                    caption="../report/table.rst"),
         md=f"{OUT}/tables/complication_{{complication}}.md",
         provenance=f"{OUT}/tables/complication_{{complication}}.tsv.provenance.json",
     log:

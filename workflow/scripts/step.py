@@ -35,7 +35,20 @@ elif rule == "signatures":
 elif rule == "tables":
     steps.tables(i.abundance, i.signatures, sm.wildcards.complication, o.tsv, o.md, cfg,
                  merge_report=i.merge_report, sheet_path=i.sheet, milo_states=i.milo,
-                 de_summaries=list(i.de))
+                 de_summaries=list(i.de), out_html=o.html)
+elif rule == "milo":
+    steps.milo(i.h5mu, i.sheet, o.nhoods, o.states, cfg)
+elif rule == "pseudobulk":
+    steps.pseudobulk(i.h5mu, i.sheet, sm.wildcards.contrast, o.genes, o.proteins, o.summary,
+                     o.enrichment, cfg)
+elif rule == "figures_cohort":
+    steps.figures_cohort(i.annotated, i.counts, i.scores, i.sheet, dict(o.items()), cfg)
+elif rule == "figures_stats":
+    steps.figures_stats(dict(zip(cfg["complications"], i.tables)), i.milo,
+                        dict(zip(cfg["contrasts"], i.de)), dict(o.items()), cfg)
+elif rule == "report_figures":
+    steps.report([i.qc_png, *i.qc_samples, *i.cohort, *i.stats], dict(zip(cfg["complications"], i.mds)),
+                 o.html, cfg, merge_report=i.merge_report, sheet_path=i.sheet)
 elif rule == "milo":
     steps.milo(i.h5mu, i.sheet, o.nhoods, o.states, cfg)
 elif rule == "pseudobulk":
