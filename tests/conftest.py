@@ -24,3 +24,20 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip(f"real-data fixtures not present at {SHARED}")
     return SHARED
+
+
+@pytest.fixture()
+def write_sheet(tmp_path, small_cohort):
+    """Write the small cohort's sample sheet (absolute paths), optionally changed by ``mutate(df)``."""
+    import pandas as pd
+
+    def write(mutate=None):
+        df = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+        df["path"] = [str(small_cohort / p) for p in df["path"]]
+        if mutate:
+            df = mutate(df)
+        path = tmp_path / "samples.tsv"
+        df.to_csv(path, sep="\t", index=False)
+        return path
+
+    return write

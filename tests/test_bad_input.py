@@ -31,16 +31,6 @@ def config():
     return yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
-def _write_sheet(tmp_path, small_cohort, mutate=None):
-    df = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
-    df["path"] = [str(small_cohort / p) for p in df["path"]]
-    if mutate:
-        df = mutate(df)
-    path = tmp_path / "samples.tsv"
-    df.to_csv(path, sep="\t", index=False)
-    return path
-
-
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -50,10 +40,10 @@ def _write_sheet(tmp_path, small_cohort, mutate=None):
          "SRC_vs_HD.*value 'Healthy' never occurs in column 'group'"),
     ],
 )
-def test_contrast_with_unknown_column_or_value_stops_up_front(tmp_path, small_cohort, config, edit, message):
+def test_contrast_with_unknown_column_or_value_stops_up_front(write_sheet, config, edit, message):
     edit(config)
     with pytest.raises(InputError, match=message):
-        load_sample_sheet(_write_sheet(tmp_path, small_cohort), config)
+        load_sample_sheet(write_sheet(), config)
 
 
 def test_duplicated_gene_symbols_are_made_unique_with_a_warning(tmp_path, caplog):

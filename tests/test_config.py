@@ -47,18 +47,8 @@ def test_empty_signature_rejected(config):
         validate_config(bad)
 
 
-def _sheet(tmp_path, small_cohort, mutate=None):
-    df = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
-    df["path"] = [str(small_cohort / p) for p in df["path"]]
-    if mutate:
-        df = mutate(df)
-    path = tmp_path / "samples.tsv"
-    df.to_csv(path, sep="\t", index=False)
-    return path
-
-
-def test_demo_sheet_loads(tmp_path, small_cohort, config):
-    sheet = load_sample_sheet(_sheet(tmp_path, small_cohort), config)
+def test_demo_sheet_loads(write_sheet, config):
+    sheet = load_sample_sheet(write_sheet(), config)
     assert len(sheet) == 27 and sheet["SRC"].dtype == bool
 
 
@@ -74,6 +64,6 @@ def test_demo_sheet_loads(tmp_path, small_cohort, config):
         (lambda d: pd.concat([d, d.iloc[[0]].assign(sample="SSc01_b", age=99)]), "donor 'SSc01' has conflicting 'age'"),
     ],
 )
-def test_bad_sheets_name_the_problem(tmp_path, small_cohort, config, mutate, message):
+def test_bad_sheets_name_the_problem(write_sheet, config, mutate, message):
     with pytest.raises(InputError, match=message):
-        load_sample_sheet(_sheet(tmp_path, small_cohort, mutate), config)
+        load_sample_sheet(write_sheet(mutate), config)
