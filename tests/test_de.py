@@ -145,3 +145,18 @@ def test_kang2018_ifnb_positive_control(shared_data):
     found = [g for g in canonical if g in top]
     assert len(found) >= 5, (found, top)
     assert res.loc["ISG15", "padj"] < 1e-3 and res.loc["ISG15", "log2FoldChange"] > 2
+
+
+def test_integration_metrics_tell_mixed_from_separated_batches():
+    from sscsig.metrics import integration_metrics
+
+    rng = np.random.default_rng(0)
+    types = np.repeat(["T", "B", "M"], 400)
+    batch = np.tile(["b1", "b2"], 600)
+    centre = {"T": (0, 0), "B": (8, 0), "M": (0, 8)}
+    mixed = np.array([centre[t] for t in types]) + rng.normal(0, 1, (1200, 2))
+    shifted = mixed + np.where(batch == "b2", 4.0, 0.0)[:, None]  # a batch effect splits every type
+    m = integration_metrics({"mixed": mixed, "batchy": shifted}, batch, types, seed=0).set_index("embedding")
+    assert m.loc["mixed", "ilisi"] > 0.8 > 0.3 > m.loc["batchy", "ilisi"]
+    assert m.loc["mixed", "batch_asw"] > m.loc["batchy", "batch_asw"] + 0.2
+    assert m.loc["mixed", "ari"] > 0.9 and m.loc["mixed", "celltype_asw"] > m.loc["batchy", "celltype_asw"]

@@ -82,6 +82,8 @@ def integrate(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
     prot_pcs = _pca(norm, p["n_pcs_prot"], seed)
     method = p["method"]
+    mdata.obsm["X_unintegrated"] = np.hstack(
+        [b / np.sqrt((b.var(0)).sum()) for b in (rna_pcs, prot_pcs)]).astype(np.float32)
     if method == "harmony" and n_batches > 1:
         meta = pd.DataFrame({key: mdata.obs[key].astype(str).to_numpy()})
         rna_pcs = _harmony(rna_pcs, meta, key, seed)

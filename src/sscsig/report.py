@@ -257,3 +257,19 @@ def table_html(table: pd.DataFrame, complication: str, path, *, warnings: list[s
             + "</body></html>")
     with atomic_path(path) as tmp:
         tmp.write_text(html)
+
+
+def metrics_plot(metrics: pd.DataFrame, path) -> None:
+    """Integration metrics per embedding: batch mixing (left) and biology conserved (right)."""
+    groups = [("batch mixing", ["batch_asw", "ilisi"]), ("biology conserved", ["celltype_asw", "ari", "nmi"])]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    w = 0.8 / max(len(metrics), 1)
+    for ax, (title, cols) in zip(axes, groups):
+        for i, (_, r) in enumerate(metrics.iterrows()):
+            ax.bar(np.arange(len(cols)) + i * w, [r[c] for c in cols], width=w, label=r["embedding"])
+        ax.set_xticks(np.arange(len(cols)) + w * (len(metrics) - 1) / 2, cols)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("score (higher is better)")
+    axes[1].legend(fontsize=7, frameon=False)
+    _save(fig, path)

@@ -271,6 +271,19 @@ def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path:
     rp.signature_plot(pd.read_csv(scores_tsv, sep="\t"), groups, out["signatures"])
 
 
+def integration_metrics(annotated: str, out_tsv: str, out_png: str, config: dict) -> None:
+    """Batch mixing and biological conservation of the integrated vs the unintegrated embedding."""
+    from .metrics import integration_metrics as run
+    from .report import metrics_plot
+
+    key = (config.get("integration") or {}).get("batch_key", "batch")
+    obs, integrated, raw = _read_elems(annotated, "obs", "obsm/X_integrated", "obsm/X_unintegrated")
+    method = (config.get("integration") or {}).get("method", "harmony")
+    m = run({method: integrated, "unintegrated (PCA)": raw}, obs[key], obs["cell_state"], seed=config["seed"])
+    _io.write_tsv(m, out_tsv, config=config, step="integration_metrics")
+    metrics_plot(m, out_png)
+
+
 def figures_stats(tables_tsv: dict[str, str], milo_nhoods: str, de_genes: dict[str, str], out: dict[str, str],
                   config: dict) -> None:
     """Forest plot per complication, Milo neighbourhoods, volcano plots of the hypothesis states."""

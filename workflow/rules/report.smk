@@ -41,6 +41,27 @@ rule figures_cohort:
         "../scripts/step.py"
 
 
+rule integration_metrics:
+    input:
+        annotated=f"{OUT}/cohort/annotated.h5mu",
+    output:
+        tsv=f"{OUT}/integration/metrics.tsv",
+        provenance=f"{OUT}/integration/metrics.tsv.provenance.json",
+        png=report(f"{OUT}/figures/integration_metrics.png", category="Integration",
+                   caption="../report/integration_metrics.rst"),
+    log:
+        f"{OUT}/logs/integration_metrics.log",
+    benchmark:
+        f"{OUT}/benchmarks/integration_metrics.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1500, 1),
+        runtime=20,
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/step.py"
+
+
 rule figures_stats:
     input:
         tables=expand(f"{OUT}/tables/complication_{{c}}.tsv", c=COMPLICATIONS),
@@ -77,6 +98,7 @@ rule report_figures:
         qc_samples=expand(f"{OUT}/qc/figures/{{sample}}.png", sample=SAMPLES),
         cohort=rules.figures_cohort.output,
         stats=rules.figures_stats.output,
+        metrics=rules.integration_metrics.output.png,
         mds=expand(f"{OUT}/tables/complication_{{c}}.md", c=COMPLICATIONS),
         merge_report=f"{OUT}/cohort/merge_report.json",
         sheet=SHEET,

@@ -43,11 +43,13 @@ elif rule == "pseudobulk":
                      o.enrichment, cfg)
 elif rule == "figures_cohort":
     steps.figures_cohort(i.annotated, i.counts, i.scores, i.sheet, dict(o.items()), cfg)
+elif rule == "integration_metrics":
+    steps.integration_metrics(i.annotated, o.tsv, o.png, cfg)
 elif rule == "figures_stats":
     steps.figures_stats(dict(zip(cfg["complications"], i.tables)), i.milo,
                         dict(zip(cfg["contrasts"], i.de)), dict(o.items()), cfg)
 elif rule == "report_figures":
-    steps.report([i.qc_png, *i.qc_samples, *i.cohort, *i.stats], dict(zip(cfg["complications"], i.mds)),
+    steps.report([i.qc_png, *i.qc_samples, i.metrics, *i.cohort, *i.stats], dict(zip(cfg["complications"], i.mds)),
                  o.html, cfg, merge_report=i.merge_report, sheet_path=i.sheet)
 elif rule == "milo":
     steps.milo(i.h5mu, i.sheet, o.nhoods, o.states, cfg)
