@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import mudata as md
@@ -41,3 +43,15 @@ def write_sheet(tmp_path, small_cohort):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_run")
+    cfg = out / "tiny.yaml"
+    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
+           "--config", f"outdir={out}/results", "-q"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "results"

@@ -15,18 +15,6 @@ REQUIRED = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_cas
             "log2fc", "ci_low", "ci_high", "pvalue", "fdr", "testable", "hypothesis"]
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_run")
-    cfg = out / "tiny.yaml"
-    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
-           "--config", f"outdir={out}/results", "-q"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "results"
-
-
 @pytest.mark.slow
 def test_tables_well_formed(demo_run):
     for comp in ("SRC", "ILD"):
