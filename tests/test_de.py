@@ -160,3 +160,14 @@ def test_integration_metrics_tell_mixed_from_separated_batches():
     assert m.loc["mixed", "ilisi"] > 0.8 > 0.3 > m.loc["batchy", "ilisi"]
     assert m.loc["mixed", "batch_asw"] > m.loc["batchy", "batch_asw"] + 0.2
     assert m.loc["mixed", "ari"] > 0.9 and m.loc["mixed", "celltype_asw"] > m.loc["batchy", "celltype_asw"]
+
+
+def test_disabled_pseudobulk_and_milo_run_nothing():
+    from sscsig.milo import run_milo
+
+    counts, obs, prot, donors, genes = _cohort(n_genes=30)
+    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST},
+                             params={"enabled": False})
+    assert g.empty and p.empty and s.empty
+    nh, st = run_milo(obs, np.zeros((len(obs), 2)), donors, {"T": CONTRAST}, params={"enabled": False})
+    assert nh.empty and st.empty

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
-from .qc import clr_per_cell
+from .qc import clr_per_cell, normalised_protein
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ def integrate(mdata: md.MuData, *, params: dict | None = None, seed: int = 0) ->
     )
     hv = rna.var["highly_variable"].to_numpy()
     rna_pcs = _pca(rna.X[:, hv], p["n_pcs_rna"], seed)
-    non_iso = ~prot.var["isotype"].to_numpy(bool)
-    prot_layer = "dsb" if "dsb" in prot.layers else "clr"
-    norm = np.asarray(prot.layers[prot_layer])[:, non_iso]
+    norm, _, prot_layer = normalised_protein(prot)
     norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
     prot_pcs = _pca(norm, p["n_pcs_prot"], seed)
     method = p["method"]

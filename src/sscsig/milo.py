@@ -128,9 +128,7 @@ def run_milo(obs: pd.DataFrame, latent: np.ndarray, donors: pd.DataFrame, contra
     """Every contrast; returns (all neighbourhoods, per-state summaries)."""
     p = {**DEFAULT_MILO, **(params or {})}
     nhs, states = [], []
-    for name, spec in contrasts.items():
-        if not p["enabled"]:
-            break
+    for name, spec in (contrasts.items() if p["enabled"] else ()):
         nh, st, reason = milo_contrast(obs, latent, donors, name, spec, params=p, seed=seed)
         if reason:
             log.warning("Milo skipped for contrast %s: %s", name, reason)

@@ -45,7 +45,7 @@ def pseudobulk_counts(counts, obs: pd.DataFrame, *, state_key: str = "cell_state
     return pb
 
 
-def deseq2(counts: pd.DataFrame, meta: pd.DataFrame, covariates: list[str], *, seed: int = 0) -> pd.DataFrame:
+def deseq2(counts: pd.DataFrame, meta: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
     """PyDESeq2 Wald test of ``condition`` (``1_case`` vs ``0_control``) adjusted for covariates."""
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
@@ -106,14 +106,13 @@ def run_pseudobulk(
     contrasts: dict,
     *,
     params: dict | None = None,
-    seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every state x contrast. Returns (gene results, protein results, per state x contrast summary)."""
     p = {**DEFAULT_PSEUDOBULK, **(params or {})}
     pb = pseudobulk_counts(counts, obs, var_names=pd.Index(gene_names))
     states = sorted(pb.obs["cell_state"].unique()) if p["states"] == "all" else list(p["states"])
     genes, prots, summary = [], [], []
-    for name, spec in contrasts.items():
+    for name, spec in (contrasts.items() if p["enabled"] else ()):
         covariates = list(spec.get("covariates", []))
         group = contrast_groups(donors, name, spec)
         for state in states:
@@ -141,7 +140,7 @@ def run_pseudobulk(
                 row["de_reason"] = f"only {mat.shape[1]} genes pass the expression filter"
                 summary.append(row)
                 continue
-            res = deseq2(mat, meta, covariates, seed=seed)
+            res = deseq2(mat, meta, covariates)
             res.insert(0, "cell_state", state)
             res.insert(0, "contrast", name)
             genes.append(res.reset_index())

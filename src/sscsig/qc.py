@@ -270,6 +270,16 @@ def _scrublet(rna, pre: np.ndarray, p: dict, seed: int):
     return flag, score, thr
 
 
+def normalised_protein(prot) -> tuple[np.ndarray, pd.Index, str]:
+    """The cohort's normalised protein without isotype controls: (values, names, layer used).
+
+    DSB (``layers['dsb']``) where the QC stage made it, CLR (``layers['clr']``) otherwise.
+    """
+    layer = "dsb" if "dsb" in prot.layers else "clr"
+    keep = ~prot.var["isotype"].to_numpy(bool)
+    return np.asarray(prot.layers[layer])[:, keep], prot.var_names[keep], layer
+
+
 def protein_norm_method(choice: str, *, has_empty: bool, sample: str) -> str:
     """Resolve ``qc.protein_norm`` (``auto`` | ``dsb`` | ``clr``) for one sample."""
     if choice not in ("auto", "dsb", "clr"):
@@ -346,5 +356,5 @@ def check_enough_cells(summary: dict, *, min_cells: int, policy: str) -> str | N
 
 
 __all__ = ["ADT_PREFIX", "DEFAULT_QC", "QCResult", "qc_sample", "clr_per_cell", "find_protein",
-           "mad_bounds", "check_enough_cells", "dsb_normalise", "select_empty_droplets",
+           "mad_bounds", "check_enough_cells", "dsb_normalise", "normalised_protein", "select_empty_droplets",
            "protein_norm_method"]

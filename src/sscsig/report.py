@@ -252,8 +252,7 @@ def table_html(table: pd.DataFrame, complication: str, path, *, warnings: list[s
             "body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
             "td,th{border:1px solid #ccc;padding:2px 4px}tr.hypothesis{background:#fee}</style></head>"
             f"<body><h1>Complication {complication}</h1>{warn}"
-            + shown.to_html(index=False, escape=True, na_rep="").replace(
-                "<tr>\n      <td>", "<tr>\n      <td>")
+            + shown.to_html(index=False, escape=True, na_rep="")
             + "</body></html>")
     with atomic_path(path) as tmp:
         tmp.write_text(html)

@@ -145,14 +145,20 @@ def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, conf
     _io.write_tsv(res, out_results, config=config, step="abundance")
 
 
-def milo(inp: str, sheet_path: str, out_nhoods: str, out_states: str, config: dict) -> None:
+def _contrast_donors(sheet_path: str, config: dict) -> pd.DataFrame:
+    """One row per donor with the sample-sheet columns the contrasts select on or adjust for."""
     from .abundance import donor_table
     from .config import contrast_columns, load_sample_sheet
-    from .milo import run_milo
 
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
     sel, cov = contrast_columns(config)
-    donors = donor_table(sheet, sorted(sel | cov))
+    return donor_table(sheet, sorted(sel | cov))
+
+
+def milo(inp: str, sheet_path: str, out_nhoods: str, out_states: str, config: dict) -> None:
+    from .milo import run_milo
+
+    donors = _contrast_donors(sheet_path, config)
     obs, latent = _read_elems(inp, "obs", "obsm/X_integrated")
     nh, states = run_milo(obs, latent, donors, config["contrasts"], params=config.get("milo"), seed=config["seed"])
     _io.write_tsv(nh, out_nhoods, config=config, step="milo")
@@ -161,22 +167,18 @@ def milo(inp: str, sheet_path: str, out_nhoods: str, out_states: str, config: di
 
 def pseudobulk(inp: str, sheet_path: str, contrast: str, out_genes: str, out_proteins: str,
                out_summary: str, out_enrichment: str, config: dict) -> None:
-    from .abundance import donor_table
-    from .config import contrast_columns, load_sample_sheet
     from .pseudobulk import enrichment, run_pseudobulk
+    from .qc import normalised_protein
     from .signatures import read_gene_sets, resolve_gene_set_file
 
-    sheet = load_sample_sheet(sheet_path, config, check_files=False)
-    sel, cov = contrast_columns(config)
-    donors = donor_table(sheet, sorted(sel | cov))
+    donors = _contrast_donors(sheet_path, config)
     mdata = md.read_h5mu(inp)
-    rna, prot = mdata["rna"], mdata["prot"]
-    layer = "dsb" if "dsb" in prot.layers else "clr"
-    keep = ~prot.var["isotype"].to_numpy(bool)
+    rna = mdata["rna"]
+    prot, prot_names, _ = normalised_protein(mdata["prot"])
     params = config.get("pseudobulk") or {}
     genes, prots, summary = run_pseudobulk(
-        rna.layers["counts"], rna.var_names, mdata.obs, prot.layers[layer][:, keep], prot.var_names[keep],
-        donors, {contrast: config["contrasts"][contrast]}, params=params, seed=config["seed"])
+        rna.layers["counts"], rna.var_names, mdata.obs, prot, prot_names,
+        donors, {contrast: config["contrasts"][contrast]}, params=params)
     sets = read_gene_sets(resolve_gene_set_file(params.get("gene_sets_file", "genesets.tsv")))
     enr = enrichment(genes, sets, min_size=params.get("min_set_size", 5))
     _io.write_tsv(genes, out_genes, config=config, step="pseudobulk")
@@ -242,6 +244,7 @@ def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path:
     from . import report as rp
     from .abundance import donor_table
     from .config import load_sample_sheet
+    from .qc import normalised_protein
     from .signatures import resolve_signatures
 
     comps = list(config["complications"])
@@ -261,10 +264,8 @@ def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path:
     x = rna[:, genes].X
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
     mean_rna = pd.DataFrame(x, columns=genes).groupby(states.to_numpy()).mean()
-    layer = "dsb" if "dsb" in prot.layers else "clr"
-    keep = ~prot.var["isotype"].to_numpy(bool)
-    mean_prot = pd.DataFrame(np.asarray(prot.layers[layer])[:, keep], columns=prot.var_names[keep]).groupby(
-        states.to_numpy()).mean()
+    prot_values, prot_names, _ = normalised_protein(prot)
+    mean_prot = pd.DataFrame(prot_values, columns=prot_names).groupby(states.to_numpy()).mean()
     rp.heatmap_plot(mean_rna, mean_prot.reindex(mean_rna.index), out["heatmap"])
     counts = pd.read_csv(counts_tsv, sep="\t", index_col=0)
     rp.composition_plot(counts, donors, comps, out["composition"])
