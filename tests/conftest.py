@@ -9,6 +9,8 @@ md.set_options(pull_on_update=False)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+# totalVI in the end-to-end tests: 30 epochs (the default, auto, scales to the data: 400 at 4k cells)
+TINY_TOTALVI = "integration:\n  totalvi:\n    max_epochs: 30\n"
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,7 @@ def write_sheet(tmp_path, small_cohort):
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
-    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n")
+    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n" + TINY_TOTALVI)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

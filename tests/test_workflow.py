@@ -9,6 +9,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_TOTALVI
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ["cell_state", "parent", "contrast", "n_case", "n_control", "prop_case", "prop_control",
@@ -50,14 +51,37 @@ def test_tables_well_formed(demo_run):
 
 @pytest.mark.slow
 def test_annotation_agrees_with_truth(demo_run):
+    """Tiny demo (150 cells/donor, totalVI 30 epochs): F1 against the simulator's truth on the true
+    singlets QC kept. The default demo (800 cells/donor, auto epochs) reaches lineage 0.97 / state 0.90
+    (README, `benchmarks/annotation.py`); here the state bar is lower because totalVI sees 5x fewer cells
+    for 30 epochs."""
+    from sscsig.metrics import annotation_f1
+
     obs = md.read_h5mu(demo_run / "cohort/annotated.h5mu").obs
     truth = pd.read_csv(demo_run / "demo/truth/cells.tsv", sep="\t")
     truth.index = truth["sample"] + "_" + truth["barcode"]
     t = truth.loc[obs.index]
-    good = ~t.is_doublet & ~t.is_low_quality
-    assert (obs.lineage[good].astype(str) == t.lineage[good]).mean() >= 0.85
-    assert (obs.cell_state[good].astype(str) == t.cell_state[good]).mean() >= 0.70
-    assert {"lineage", "cell_state"} <= set(obs.columns)
+    good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
+    _, lineage = annotation_f1(obs.lineage[good], t.lineage[good])
+    states, state = annotation_f1(obs.cell_state[good], t.cell_state[good])
+    f1 = states.set_index("label")["f1"]
+    assert lineage["macro_f1"] >= 0.90 and state["macro_f1"] >= 0.75, (lineage, state)
+    assert f1["CD14.EGR1"] >= 0.80 and f1["CD8.TEM_T2ISG"] >= 0.80, f1
+    assert {"lineage", "cell_state", "lineage_confidence", "cell_state_confidence"} <= set(obs.columns)
+
+
+@pytest.mark.slow
+def test_totalvi_and_wnn_mix_batches_better_than_unintegrated(demo_run):
+    m = pd.read_csv(demo_run / "integration/metrics.tsv", sep="\t").set_index("embedding")
+    assert {"totalVI", "WNN", "Harmony", "unintegrated (PCA)"} <= set(m.index)
+    assert bool(m.loc["totalVI", "pipeline_method"]) and m["pipeline_method"].sum() == 1
+    raw = m.loc["unintegrated (PCA)"]
+    for name in ("totalVI", "WNN"):
+        assert m.loc[name, "ilisi"] > raw["ilisi"] + 0.1 and m.loc[name, "batch_asw"] > raw["batch_asw"], m
+    integrated = md.read_h5mu(demo_run / "cohort/annotated.h5mu")
+    assert integrated.uns["integration"]["method"] == "totalvi"
+    assert integrated["prot"].layers["totalvi_denoised"].shape == integrated["prot"].shape
+    assert (demo_run / "cohort/totalvi_model/model.pt").exists()
 
 
 @pytest.mark.slow
@@ -108,7 +132,7 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
     ad.AnnData(X=small.X, obs=small.obs, var=small.var[["feature_types"]]).write_h5ad(tmp_path / "small.h5ad")
     sheet.loc[0, "path"] = str(tmp_path / "small.h5ad")
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
-    (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\n")
+    (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\n" + TINY_TOTALVI)
     out = tmp_path / "sheet_run"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
            str(tmp_path / "drop.yaml"), "--config", f"samples={tmp_path}/samples.tsv", f"outdir={out}", "-q"]

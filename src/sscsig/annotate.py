@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 UNASSIGNED = "Unassigned"
 COMPONENTS = ("protein_pos", "protein_neg", "protein_any", "rna_pos", "rna_neg")
 DEFAULT_ANNOTATION = {"min_confidence": 0.0, "smoothing": 0.5, "min_genes_per_module": 2,
-                      "substate_robust_z": 3.0}
+                      "substate_robust_z": 3.0, "protein_layer": "clr"}
+PROTEIN_LAYERS = ("clr", "dsb", "totalvi_denoised")
 
 
 def load_markers(path: str | Path) -> dict:
@@ -73,10 +74,19 @@ def _z(x: np.ndarray) -> np.ndarray:
 class _Scorer:
     """Caches protein CLR columns and RNA module scores over all cells."""
 
-    def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int):
+    def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr"):
         self.rna = mdata["rna"]
         self.prot = mdata["prot"]
-        self.clr = np.asarray(self.prot.layers["clr"])
+        if protein_layer not in PROTEIN_LAYERS:
+            raise InputError(f"annotation.protein_layer {protein_layer!r} is not one of {', '.join(PROTEIN_LAYERS)}")
+        if protein_layer not in self.prot.layers:
+            raise InputError(f"annotation.protein_layer {protein_layer!r}: the cohort has no prot.layers"
+                             f"[{protein_layer!r}] (dsb needs raw_path in the sheet; totalvi_denoised needs "
+                             "integration.method totalvi)")
+        x = self.prot.layers[protein_layer]
+        x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+        # denoised protein is on the count scale: log1p makes it comparable to CLR / DSB
+        self.clr = np.log1p(x) if protein_layer == "totalvi_denoised" else x
         self.seed = seed
         self.min_genes = min_genes
         self._modules: dict[tuple, np.ndarray] = {}
@@ -190,14 +200,15 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 def annotate(mdata: md.MuData, markers: dict, *, params: dict | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
-    Needs ``rna.X`` log-normalised, ``prot.layers['clr']`` and ``obsp['connectivities']``.
+    Needs ``rna.X`` log-normalised, the protein layer ``params['protein_layer']`` (``clr`` by
+    default; ``dsb``; ``totalvi_denoised``, scored as log1p) and ``obsp['connectivities']``.
 
     Returns
     -------
     A report: markers missing from the data, cells per label, cells unassigned.
     """
     p = {**DEFAULT_ANNOTATION, **(params or {})}
-    scorer = _Scorer(mdata, seed=seed, min_genes=p["min_genes_per_module"])
+    scorer = _Scorer(mdata, seed=seed, min_genes=p["min_genes_per_module"], protein_layer=p["protein_layer"])
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)

@@ -34,6 +34,24 @@ def clean_antibody_name(name: str) -> str:
     return _TOTALSEQ.sub("", str(name))
 
 
+def _read_h5mu_modalities(path: Path) -> md.MuData:
+    """The modalities of an .h5mu, read one by one (files whose global obs index is named
+    differently from the modalities' cannot be read whole by mudata without pulling columns)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "mod" not in f:
+            raise InputError(f"{path} is not a MuData file (no 'mod' group)")
+        names = list(f["mod"].keys())
+    mods = {}
+    for name in names:
+        a = md.read_h5ad(path, name)
+        a.obs.index.name = None
+        a.var.index.name = None
+        mods[name] = a
+    return md.MuData(mods)
+
+
 def _read_any(path: Path, sample: str) -> ad.AnnData | md.MuData:
     import scanpy as sc
 
@@ -45,7 +63,7 @@ def _read_any(path: Path, sample: str) -> ad.AnnData | md.MuData:
             return sc.read_10x_mtx(mtx, gex_only=False, var_names="gene_symbols", make_unique=False)
         suffix = path.name.lower()
         if suffix.endswith(".h5mu"):
-            return md.read_h5mu(path)
+            return _read_h5mu_modalities(path)
         if suffix.endswith(".h5ad"):
             return ad.read_h5ad(path)
         if suffix.endswith(".h5"):

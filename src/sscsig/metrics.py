@@ -5,8 +5,9 @@ subsample of cells:
 
 * ``batch_asw``: per cell type, silhouette of the batch labels; ``mean(1 - |s|)`` averaged over cell
   types (1 = batches fully mixed within every type).
-* ``ilisi``: per cell, inverse Simpson index of the batches among its ``k`` nearest neighbours,
-  median over cells, scaled to [0, 1] by ``(x - 1) / (n_batches - 1)``.
+* ``ilisi``: per cell, inverse Simpson index of the batches among its ``k`` nearest neighbours
+  (for a graph integration such as WNN: its graph neighbours), median over cells, scaled to [0, 1]
+  by ``(x - 1) / (n_batches - 1)``.
 * ``celltype_asw``: silhouette of the cell-type labels, ``(s + 1) / 2``.
 * ``ari`` / ``nmi``: k-means clusters (k = number of cell types, seeded) against the cell types.
 """
@@ -19,17 +20,35 @@ import pandas as pd
 METRIC_COLUMNS = ["embedding", "n_cells", "batch_asw", "ilisi", "celltype_asw", "ari", "nmi"]
 
 
-def ilisi(emb: np.ndarray, batch: np.ndarray, *, k: int = 30) -> float:
-    """Median inverse Simpson index of batches in each cell's kNN, scaled to [0, 1]."""
+def knn_indices(emb: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each cell's ``k`` nearest neighbours (itself excluded)."""
     from sklearn.neighbors import NearestNeighbors
 
+    k = min(k, len(emb) - 1)
+    return NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
+
+
+def graph_neighbours(distances) -> list[np.ndarray]:
+    """Each cell's neighbours in a sparse kNN distance graph (e.g. WNN)."""
+    import scipy.sparse as sp
+
+    g = sp.csr_matrix(distances)
+    return [g.indices[g.indptr[i]:g.indptr[i + 1]] for i in range(g.shape[0])]
+
+
+def ilisi(emb: np.ndarray | None, batch: np.ndarray, *, k: int = 30, neighbours=None) -> float:
+    """Median inverse Simpson index of batches in each cell's kNN, scaled to [0, 1].
+
+    ``neighbours`` (a list of index arrays, e.g. from a WNN graph) replaces the kNN of ``emb``.
+    """
     levels, codes = np.unique(batch, return_inverse=True)
     if len(levels) < 2:
         return np.nan
-    k = min(k, len(emb) - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
-    onehot = np.eye(len(levels))[codes[idx]]  # cells x k x batches
-    p = onehot.mean(1)
+    if neighbours is None:
+        neighbours = knn_indices(emb, k)
+    onehot = np.eye(len(levels))
+    p = np.vstack([onehot[codes[nb]].mean(0) if len(nb) else onehot[codes[i]]
+                   for i, nb in enumerate(neighbours)])
     simpson = 1.0 / np.maximum((p ** 2).sum(1), 1e-12)
     return float((np.median(simpson) - 1) / (len(levels) - 1))
 
@@ -47,26 +66,85 @@ def batch_asw(emb: np.ndarray, batch: np.ndarray, celltype: np.ndarray) -> float
     return float(np.mean(scores)) if scores else np.nan
 
 
-def integration_metrics(embeddings: dict[str, np.ndarray], batch, celltype, *, max_cells: int = 5000,
+def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
+    """Seeded, sorted subsample of ``range(n)`` of at most ``max_cells``."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, max_cells, replace=False)) if n > max_cells else np.arange(n)
+
+
+def compared_embeddings(rna_pcs: np.ndarray, prot_pcs: np.ndarray, batch, methods, *, seed: int = 0,
+                        wnn_neighbors: int = 20) -> dict:
+    """The cheap integrations rebuilt from stored PCs, for the metrics table.
+
+    ``harmony``: Harmony on each block, concatenated with equal weight; ``wnn``: the same blocks
+    plus muon's WNN graph (its neighbours are used for iLISI); ``pca``: the uncorrected blocks.
+    Returns ``{name: (embedding, neighbours or None)}``.
+    """
+    from .integrate import _unit_blocks, harmony, wnn_graph
+
+    out = {}
+    multi = len(np.unique(np.asarray(batch).astype(str))) > 1
+    corrected = None
+    for m in methods:
+        if m == "pca":
+            out["unintegrated (PCA)"] = (_unit_blocks(rna_pcs, prot_pcs), None)
+            continue
+        if corrected is None:
+            corrected = (harmony(rna_pcs, batch, seed), harmony(prot_pcs, batch, seed)) if multi \
+                else (rna_pcs, prot_pcs)
+        emb = _unit_blocks(*corrected)
+        if m == "harmony":
+            out["Harmony"] = (emb, None)
+        elif m == "wnn":
+            g = wnn_graph(*corrected, n_neighbors=wnn_neighbors, seed=seed)
+            out["WNN"] = (emb, graph_neighbours(g.obsp["wnn_distances"]))
+        else:
+            raise ValueError(f"cannot rebuild integration {m!r} from PCs")
+    return out
+
+
+def integration_metrics(embeddings: dict, batch, celltype, *, max_cells: int | None = 5000,
                         seed: int = 0, k: int = 30) -> pd.DataFrame:
-    """One row per embedding with the metrics of the module docstring."""
+    """One row per embedding with the metrics of the module docstring.
+
+    ``embeddings`` maps a name to a matrix, or to ``(matrix, neighbours)`` where ``neighbours``
+    (cells already subsampled by the caller, ``max_cells=None``) is a graph's neighbour lists.
+    """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
     batch, celltype = np.asarray(batch).astype(str), np.asarray(celltype).astype(str)
     n = len(batch)
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(n, max_cells, replace=False)) if n > max_cells else np.arange(n)
+    pick = subsample(n, max_cells, seed) if max_cells else np.arange(n)
     b, c = batch[pick], celltype[pick]
     rows = []
-    for name, emb in embeddings.items():
+    for name, item in embeddings.items():
+        emb, neigh = item if isinstance(item, tuple) else (item, None)
+        if neigh is not None and len(pick) != n:
+            raise ValueError("graph neighbours need the cells subsampled by the caller (max_cells=None)")
         e = np.asarray(emb, dtype=np.float64)[pick]
         n_types = len(np.unique(c))
         clusters = KMeans(n_clusters=n_types, n_init=4, random_state=seed).fit_predict(e)
         rows.append({
             "embedding": name, "n_cells": len(pick),
-            "batch_asw": batch_asw(e, b, c), "ilisi": ilisi(e, b, k=k),
+            "batch_asw": batch_asw(e, b, c), "ilisi": ilisi(e, b, k=k, neighbours=neigh),
             "celltype_asw": float((silhouette_score(e, c) + 1) / 2) if n_types > 1 else np.nan,
             "ari": float(adjusted_rand_score(c, clusters)), "nmi": float(normalized_mutual_info_score(c, clusters)),
         })
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def annotation_f1(pred, truth) -> tuple[pd.DataFrame, dict]:
+    """Per-label precision, recall and F1 of predicted vs true labels, and the macro-F1.
+
+    The macro average runs over the true labels (a predicted label absent from the truth, such as
+    ``Unassigned``, counts against recall but gets no row of its own).
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    pred, truth = np.asarray(pred).astype(str), np.asarray(truth).astype(str)
+    labels = sorted(np.unique(truth))
+    p, r, f, n = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
+    table = pd.DataFrame({"label": labels, "precision": p, "recall": r, "f1": f, "n_true": n})
+    return table, {"macro_f1": float(np.mean(f)), "accuracy": float((pred == truth).mean()),
+                   "n_cells": int(len(truth))}

@@ -99,12 +99,17 @@ def _warnings(merge_report: str | None, sheet_path: str | None = None, config: d
     return out
 
 
-def integrate_and_cluster(inp: str, out: str, config: dict) -> None:
+def integrate_and_cluster(inp: str, out: str, config: dict, *, model_dir: str | None = None,
+                          threads: int | None = None) -> None:
     from .cluster import cluster
     from .integrate import integrate
 
+    if threads:  # one thread count for torch / BLAS: the same results wherever the job runs
+        import torch
+
+        torch.set_num_threads(int(threads))
     mdata = md.read_h5mu(inp)
-    integrate(mdata, params=config.get("integration"), seed=config["seed"])
+    integrate(mdata, params=config.get("integration"), seed=config["seed"], model_dir=model_dir)
     cluster(mdata, params=config.get("clustering"), seed=config["seed"])
     _io.stamp(mdata, config, step="integrate")
     _io.write_h5mu(mdata, out)
@@ -277,10 +282,24 @@ def integration_metrics(annotated: str, out_tsv: str, out_png: str, config: dict
     from .metrics import integration_metrics as run
     from .report import metrics_plot
 
-    key = (config.get("integration") or {}).get("batch_key", "batch")
-    obs, integrated, raw = _read_elems(annotated, "obs", "obsm/X_integrated", "obsm/X_unintegrated")
-    method = (config.get("integration") or {}).get("method", "harmony")
-    m = run({method: integrated, "unintegrated (PCA)": raw}, obs[key], obs["cell_state"], seed=config["seed"])
+    from .integrate import DEFAULT_INTEGRATION
+    from .metrics import compared_embeddings, subsample
+
+    p = {**DEFAULT_INTEGRATION, **(config.get("integration") or {})}
+    key, method, seed = p["batch_key"], p["method"], config["seed"]
+    obs, integrated, rna_pcs, prot_pcs = _read_elems(
+        annotated, "obs", "obsm/X_integrated", "obsm/X_pca_rna", "obsm/X_pca_prot")
+    pick = subsample(len(obs), 5000, seed)  # every embedding scored on the same cells
+    batch = obs[key].astype(str).to_numpy()[pick]
+    emb = {}
+    if method == "totalvi":
+        emb["totalVI"] = integrated[pick]
+    rebuilt = [m for m in dict.fromkeys([method, *p["compare"], "pca"]) if m != "totalvi"]
+    emb.update(compared_embeddings(rna_pcs[pick], prot_pcs[pick], batch, rebuilt, seed=seed,
+                                   wnn_neighbors=p["wnn_neighbors"]))
+    m = run(emb, batch, obs["cell_state"].to_numpy()[pick], max_cells=None, seed=seed)
+    m.insert(1, "pipeline_method", m["embedding"].str.lower().str.startswith(
+        {"totalvi": "totalvi", "wnn": "wnn", "harmony": "harmony", "pca": "unintegrated"}[method]))
     _io.write_tsv(m, out_tsv, config=config, step="integration_metrics")
     metrics_plot(m, out_png)
 

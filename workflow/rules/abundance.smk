@@ -12,7 +12,7 @@ rule abundance:
     benchmark:
         f"{OUT}/benchmarks/abundance.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=mem_mb_fixed(2000),
         runtime=30,
     conda:
         "../../envs/sscsig.yaml"

@@ -10,7 +10,7 @@ rule annotate:
         f"{OUT}/benchmarks/annotate.tsv"
     resources:
         mem_mb=mem_mb_from_input(3000, 6),
-        runtime=60,
+        runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"
     script:

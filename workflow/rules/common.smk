@@ -18,3 +18,21 @@ def mem_mb_from_input(base_mb, per_input_mb_factor):
         return int((base_mb + per_input_mb_factor * input.size_mb) * attempt)
 
     return _mem
+
+
+def mem_mb_fixed(mb):
+    """A resources callable for rules whose inputs are small tables: ``mb`` x the retry attempt."""
+
+    def _mem(wildcards, attempt):
+        return int(mb * attempt)
+
+    return _mem
+
+
+def runtime_from_input(base_min, per_gb_min):
+    """A runtime (minutes) callable: base + per-GB-of-input minutes, grown with the retry attempt."""
+
+    def _runtime(wildcards, input, attempt):
+        return int((base_min + per_gb_min * input.size_mb / 1024) * attempt)
+
+    return _runtime

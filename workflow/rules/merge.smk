@@ -12,7 +12,7 @@ rule merge:
         f"{OUT}/benchmarks/merge.tsv"
     resources:
         mem_mb=mem_mb_from_input(2000, 4),
-        runtime=30,
+        runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"
     script:

@@ -12,7 +12,7 @@ rule milo:
         f"{OUT}/benchmarks/milo.tsv"
     resources:
         mem_mb=mem_mb_from_input(2000, 2),
-        runtime=60,
+        runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"
     script:

@@ -16,7 +16,7 @@ rule pseudobulk:
         f"{OUT}/benchmarks/pseudobulk/{{contrast}}.tsv"
     resources:
         mem_mb=mem_mb_from_input(2000, 4),
-        runtime=60,
+        runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"
     script:

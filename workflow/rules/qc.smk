@@ -14,7 +14,7 @@ rule qc:
         f"{OUT}/benchmarks/qc/{{sample}}.tsv"
     resources:
         mem_mb=mem_mb_from_input(1500, 20),
-        runtime=30,
+        runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"
     script:
@@ -34,7 +34,7 @@ rule qc_summary:
     benchmark:
         f"{OUT}/benchmarks/qc_summary.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(1000),
         runtime=10,
     conda:
         "../../envs/sscsig.yaml"

@@ -34,7 +34,7 @@ rule figures_cohort:
         f"{OUT}/benchmarks/figures_cohort.tsv"
     resources:
         mem_mb=mem_mb_from_input(2000, 3),
-        runtime=20,
+        runtime=runtime_from_input(20, 20),
     conda:
         "../../envs/sscsig.yaml"
     script:
@@ -55,7 +55,7 @@ rule integration_metrics:
         f"{OUT}/benchmarks/integration_metrics.tsv"
     resources:
         mem_mb=mem_mb_from_input(1500, 1),
-        runtime=20,
+        runtime=runtime_from_input(20, 20),
     conda:
         "../../envs/sscsig.yaml"
     script:
@@ -84,7 +84,7 @@ rule figures_stats:
     benchmark:
         f"{OUT}/benchmarks/figures_stats.tsv"
     resources:
-        mem_mb=1500,
+        mem_mb=mem_mb_fixed(1500),
         runtime=20,
     conda:
         "../../envs/sscsig.yaml"
@@ -109,7 +109,7 @@ rule report_figures:
     benchmark:
         f"{OUT}/benchmarks/report.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(1000),
         runtime=10,
     conda:
         "../../envs/sscsig.yaml"

@@ -12,7 +12,7 @@ rule simulate:
     benchmark:
         f"{OUT}/benchmarks/simulate.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb_fixed(4000),
         runtime=30,
     conda:
         "../../envs/sscsig.yaml"

@@ -18,7 +18,7 @@ rule tables:
     benchmark:
         f"{OUT}/benchmarks/tables/{{complication}}.tsv"
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb_fixed(1000),
         runtime=10,
     conda:
         "../../envs/sscsig.yaml"

@@ -25,7 +25,8 @@ elif rule == "merge":
     samples = [s.rsplit("/", 1)[-1].removesuffix(".h5mu") for s in i.h5mu]
     steps.merge(dict(zip(samples, i.h5mu)), list(i.summaries), i.sheet, o.h5mu, cfg, out_report=o.report)
 elif rule == "integrate":
-    steps.integrate_and_cluster(i[0], o[0], cfg)
+    steps.integrate_and_cluster(i[0], o.h5mu, cfg, model_dir=o.model[0] if len(o.model) else None,
+                                threads=sm.threads)
 elif rule == "annotate":
     steps.annotate(i.h5mu, i.markers, o[0], cfg)
 elif rule == "abundance":
@@ -51,16 +52,6 @@ elif rule == "figures_stats":
 elif rule == "report_figures":
     steps.report([i.qc_png, *i.qc_samples, i.metrics, *i.cohort, *i.stats], dict(zip(cfg["complications"], i.mds)),
                  o.html, cfg, merge_report=i.merge_report, sheet_path=i.sheet)
-elif rule == "milo":
-    steps.milo(i.h5mu, i.sheet, o.nhoods, o.states, cfg)
-elif rule == "pseudobulk":
-    steps.pseudobulk(i.h5mu, i.sheet, sm.wildcards.contrast, o.genes, o.proteins, o.summary,
-                     o.enrichment, cfg)
-elif rule == "report_figures":
-    comps = list(cfg["complications"])
-    steps.report(i.annotated, i.counts, i.sheet, dict(zip(comps, i.tables)), dict(zip(comps, i.mds)),
-                 i.qc_png, o.figures, o.html, cfg, merge_report=i.merge_report,
-                 qc_sample_pngs=list(i.qc_samples))
 else:
     raise SystemExit(f"no sscsig step for rule {rule!r}")
 

@@ -1,0 +1,94 @@
+"""totalVI vs WNN (and Harmony): wall time and peak memory of the integrate step (run by hand).
+
+    python benchmarks/integration.py --cells 20000 100000 --methods totalvi wnn --work /tmp/bench_int \
+        --out benchmarks/integration.tsv
+
+For each size a demo cohort of 27 donors is simulated (``sscsig simulate``), its samples are merged
+without QC, and each method runs ``sscsig.steps.integrate_and_cluster`` (integration + neighbours +
+Leiden + UMAP, 2 threads) in a fresh process; wall time and the child's peak RSS are recorded with the
+totalVI epochs. ``--merged PATH`` benchmarks an existing merged.h5mu instead of simulating.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+CHILD = """
+import json, sys, yaml
+from sscsig import steps
+cfg = yaml.safe_load(open('config/config.yaml'))
+cfg['integration']['method'] = sys.argv[3]
+steps.integrate_and_cluster(sys.argv[1], sys.argv[2], cfg, threads=2)
+import mudata as md
+uns = md.read_h5mu(sys.argv[2], backed='r').uns['integration']
+print('FACTS', json.dumps({k: (dict(v) if hasattr(v, 'keys') else v) for k, v in uns.items()}, default=str))
+"""
+
+
+def merged_cohort(cells: int, work: Path, seed: int = 0) -> Path:
+    import mudata as md
+
+    from sscsig.ingest import read_sample
+    from sscsig.merge import merge_samples
+    from sscsig.simulate import DemoParams, simulate_cohort
+
+    md.set_options(pull_on_update=False)
+    out = work / f"cohort_{cells}"
+    merged = out / "merged.h5mu"
+    if merged.exists():
+        return merged
+    sheet = simulate_cohort(out, DemoParams(seed=seed, cells_per_donor=max(1, round(cells / 27))))
+    samples = {s: read_sample(out / p, sample=s) for s, p in zip(sheet["sample"], sheet["path"])}
+    mdata, _ = merge_samples(samples, sheet)
+    mdata.write(merged)
+    return merged
+
+
+def run(merged: Path, method: str, out: Path) -> dict:
+    log = out.with_suffix(".log")
+    t0 = time.time()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(merged), str(out), method], stdout=fh,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.time() - t0
+    text = log.read_text()
+    if status:
+        raise SystemExit(text[-3000:])
+    facts = json.loads(next(line for line in text.splitlines() if line.startswith("FACTS"))[6:])
+    tv = facts.get("totalvi") if isinstance(facts.get("totalvi"), dict) else {}
+    return {"method": method, "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+            "epochs": tv.get("epochs_trained"), "train_s": tv.get("train_seconds")}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, nargs="*", default=[20000, 100000])
+    ap.add_argument("--merged", type=Path, nargs="*", default=[])
+    ap.add_argument("--methods", nargs="+", default=["totalvi", "wnn"])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/sscsig_bench_integration"))
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    inputs = [*a.merged, *(merged_cohort(c, a.work) for c in a.cells)]
+    rows = []
+    for merged in inputs:
+        import mudata as md
+
+        n = md.read_h5mu(merged, backed="r").n_obs
+        for method in a.methods:
+            r = {"cells": n, **run(merged, method, a.work / f"int_{n}_{method}.h5mu")}
+            print(r, flush=True)
+            rows.append(r)
+    table = pd.DataFrame(rows)
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
+    print(table.to_string(index=False))
+    if a.out:
+        table.to_csv(a.out, sep="\t", index=False)
