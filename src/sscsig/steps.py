@@ -140,6 +140,24 @@ def _obs(path: str) -> pd.DataFrame:
     return _read_elems(path, "obs")[0]
 
 
+def _read_modality(path: str, mod: str, *, x: str | None = "X", layers=()):
+    """One modality of an h5mu with only the matrices a rule needs (``x``: the element read as ``X``,
+    e.g. ``"layers/counts"``; ``layers``: extra layers, those absent skipped), in the cohort's cell order."""
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        g = f[f"mod/{mod}"]
+        cells = read_elem(f["obs"]).index
+        a = ad.AnnData(X=read_elem(g[x]) if x else None, obs=pd.DataFrame(index=read_elem(g["obs"]).index),
+                       var=read_elem(g["var"]),
+                       layers={k: read_elem(g[f"layers/{k}"]) for k in layers if f"layers/{k}" in g})
+    if not a.obs_names.equals(cells):
+        raise ValueError(f"{path}: modality {mod!r} cells are not in the cohort's order")
+    return a
+
+
 def abundance(inp: str, sheet_path: str, out_counts: str, out_results: str, config: dict) -> None:
     from .abundance import differential_abundance
     from .config import load_sample_sheet
@@ -177,12 +195,11 @@ def pseudobulk(inp: str, sheet_path: str, contrast: str, out_genes: str, out_pro
     from .signatures import read_gene_sets, resolve_gene_set_file
 
     donors = _contrast_donors(sheet_path, config)
-    mdata = md.read_h5mu(inp)
-    rna = mdata["rna"]
-    prot, prot_names, _ = normalised_protein(mdata["prot"])
+    rna = _read_modality(inp, "rna", x="layers/counts")  # raw counts only, not the log-normalised X
+    prot, prot_names, _ = normalised_protein(_read_modality(inp, "prot", x=None, layers=("dsb", "clr")))
     params = config.get("pseudobulk") or {}
     genes, prots, summary = run_pseudobulk(
-        rna.layers["counts"], rna.var_names, mdata.obs, prot, prot_names,
+        rna.X, rna.var_names, _obs(inp), prot, prot_names,
         donors, {contrast: config["contrasts"][contrast]}, params=params)
     sets = read_gene_sets(resolve_gene_set_file(params.get("gene_sets_file", "genesets.tsv")))
     enr = enrichment(genes, sets, min_size=params.get("min_set_size", 5))
@@ -198,11 +215,11 @@ def signatures(inp: str, sheet_path: str, out_scores: str, out_tests: str, out_c
 
     sp = config.get("signature_params", {})
     sigs = resolve_signatures(config.get("signatures") or {})
-    mdata = md.read_h5mu(inp)
+    rna = _read_modality(inp, "rna")  # log-normalised X only
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
-    cell_scores, cover = score_cells(mdata["rna"], sigs, seed=config["seed"],
+    cell_scores, cover = score_cells(rna, sigs, seed=config["seed"],
                                      min_coverage=sp.get("min_gene_coverage", 0.5))
-    scores = donor_scores(mdata.obs, cell_scores, sigs, min_cells=sp.get("min_cells_per_donor", 5))
+    scores = donor_scores(_obs(inp), cell_scores, sigs, min_cells=sp.get("min_cells_per_donor", 5))
     tests = test_signatures(scores, sheet, config["contrasts"], params=sp)
     _io.write_tsv(scores, out_scores, config=config, step="signatures")
     _io.write_tsv(tests, out_tests, config=config, step="signatures")
@@ -256,15 +273,15 @@ def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path:
     sheet = load_sample_sheet(sheet_path, config, check_files=False)
     donors = donor_table(sheet, sorted({"group", *comps} & set(sheet.columns)))
     groups = rp.donor_groups(donors, comps)
-    mdata = md.read_h5mu(annotated)
-    obs, umap = mdata.obs.copy(), mdata.obsm["X_umap"]
+    obs, umap = _read_elems(annotated, "obs", "obsm/X_umap")
     obs["donor_group"] = groups.reindex(obs["donor"].astype(str)).to_numpy()
     for key in ("cell_state", "lineage", "batch", "group", *comps):
         col = "donor_group" if key in comps else key
         rp.umap_plot(obs.assign(**{key: obs[col].astype(str)}) if col in obs else obs, umap, key, out[f"umap_{key}"])
     states = obs["cell_state"].astype(str)
     sigs = resolve_signatures(config.get("signatures") or {})
-    rna, prot = mdata["rna"], mdata["prot"]
+    rna = _read_modality(annotated, "rna")
+    prot = _read_modality(annotated, "prot", x=None, layers=("dsb", "clr"))
     genes = [g for g in dict.fromkeys(g for s in sigs.values() for g in s["genes"]) if g in rna.var_names]
     x = rna[:, genes].X
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
