@@ -55,16 +55,19 @@ def run(merged: Path, method: str, out: Path) -> dict:
     log = out.with_suffix(".log")
     t0 = time.time()
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(merged), str(out), method], stdout=fh,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-        _, status, usage = os.wait4(proc.pid, 0)
+        # GNU time reports the child's own peak RSS (ru_maxrss of a process forked from this big
+        # Python process would start at this process's high-water mark)
+        status = subprocess.call(["/usr/bin/time", "-f", "MAXRSS_KB %M", sys.executable, "-c", CHILD,
+                                  str(merged), str(out), method], stdout=fh, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
     wall = time.time() - t0
     text = log.read_text()
     if status:
         raise SystemExit(text[-3000:])
     facts = json.loads(next(line for line in text.splitlines() if line.startswith("FACTS"))[6:])
+    rss_kb = int(next(line for line in text.splitlines() if line.startswith("MAXRSS_KB")).split()[1])
     tv = facts.get("totalvi") if isinstance(facts.get("totalvi"), dict) else {}
-    return {"method": method, "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+    return {"method": method, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_kb / 1024),
             "epochs": tv.get("epochs_trained"), "train_s": tv.get("train_seconds")}
 
 

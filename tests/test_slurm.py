@@ -52,3 +52,24 @@ def test_tiny_demo_on_slurm_equals_local_run(demo_run, tmp_path):
     print(acct)
     completed = [line for line in acct.splitlines() if "|COMPLETED|" in line]
     assert len(completed) >= 27 + 10, acct  # 27 QC jobs and the cohort-level rules
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_integrate_requests_a_gpu_only_when_asked(tmp_path, gpu):
+    """`integration.gpu: true` puts gpu=1 on the integrate job (the plugin's --gpus=1); no other rule
+    ever asks for one. Every job's memory and runtime are derived from its input and the attempt."""
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text(f"integration:\n  gpu: {str(gpu).lower()}\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config/config.yaml",
+                           str(cfg), "--config", f"outdir={tmp_path}/out"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs, rule = {}, None
+    for line in proc.stdout.splitlines():
+        if line.startswith("rule "):
+            rule = line[5:].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            jobs.setdefault(rule, line)
+    assert "gpu=1" in jobs["integrate"] if gpu else "gpu=0" in jobs["integrate"], jobs["integrate"]
+    assert not [r for r, res in jobs.items() if r != "integrate" and "gpu=1" in res]
+    assert all("mem_mb=" in res and "runtime=" in res for r, res in jobs.items() if r != "all")
