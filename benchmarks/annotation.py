@@ -14,24 +14,12 @@ from pathlib import Path
 import mudata as md
 import pandas as pd
 
-from sscsig.metrics import annotation_f1
+from sscsig.metrics import annotation_vs_truth
 
 
 def evaluate(results: Path) -> tuple[dict, pd.DataFrame]:
     obs = md.read_h5mu(results / "cohort/annotated.h5mu", backed="r").obs
-    truth = pd.read_csv(results / "demo/truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
-    t = truth.loc[obs.index]
-    good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
-    lin_table, lin = annotation_f1(obs.lineage[good], t.lineage[good])
-    state_table, state = annotation_f1(obs.cell_state[good], t.cell_state[good])
-    f1 = state_table.set_index("label")["f1"]
-    summary = {"cells_kept": int(len(obs)), "kept_true_singlets": int(good.sum()),
-               "lineage_macro_f1": lin["macro_f1"], "state_macro_f1": state["macro_f1"],
-               "lineage_accuracy": lin["accuracy"], "state_accuracy": state["accuracy"],
-               "f1_CD14.EGR1": float(f1.get("CD14.EGR1", float("nan"))),
-               "f1_CD8.TEM_T2ISG": float(f1.get("CD8.TEM_T2ISG", float("nan")))}
-    return summary, pd.concat([lin_table.assign(level="lineage"), state_table.assign(level="cell_state")])
+    return annotation_vs_truth(obs, results / "demo/truth/cells.tsv")
 
 
 if __name__ == "__main__":
