@@ -235,7 +235,7 @@ def test_snakemake_report_builds_and_renders_in_a_browser(demo_run, tmp_path):
         assert png.stat().st_size > 5_000, png
     assert len(list((demo_run / "figures").glob("volcano_*.png"))) == 4
     m = pd.read_csv(demo_run / "integration/metrics.tsv", sep="\t")
-    assert list(m.embedding) == ["harmony", "unintegrated (PCA)"]
+    assert list(m.embedding) == ["totalVI", "WNN", "Harmony", "unintegrated (PCA)"]
     assert m[["batch_asw", "ilisi", "celltype_asw", "ari", "nmi"]].apply(lambda c: c.between(0, 1)).all().all()
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
