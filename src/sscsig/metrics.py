@@ -1,15 +1,15 @@
-"""Integration metrics: batch mixing and conservation of biology, per embedding.
+"""Integration metrics (scib-metrics) and annotation accuracy.
 
-A small implementation of the scIB definitions (Luecken et al., Nat Methods 2022) on a seeded
-subsample of cells:
+The scIB definitions (Luecken et al., Nat Methods 2022) as implemented by ``scib-metrics``, on a
+seeded subsample of cells shared by every embedding:
 
-* ``batch_asw``: per cell type, silhouette of the batch labels; ``mean(1 - |s|)`` averaged over cell
-  types (1 = batches fully mixed within every type).
-* ``ilisi``: per cell, inverse Simpson index of the batches among its ``k`` nearest neighbours
-  (for a graph integration such as WNN: its graph neighbours), median over cells, scaled to [0, 1]
-  by ``(x - 1) / (n_batches - 1)``.
-* ``celltype_asw``: silhouette of the cell-type labels, ``(s + 1) / 2``.
-* ``ari`` / ``nmi``: k-means clusters (k = number of cell types, seeded) against the cell types.
+* ``batch_asw``: ``scib_metrics.silhouette_batch``: per cell type, ``1 - |silhouette|`` of the
+  batch labels, averaged (1 = batches fully mixed within every type).
+* ``ilisi``: ``scib_metrics.ilisi_knn`` on each cell's ``k`` nearest neighbours (for a graph
+  integration such as WNN: its own graph neighbours), median, scaled to [0, 1].
+* ``celltype_asw``: ``scib_metrics.silhouette_label``, ``(s + 1) / 2``.
+* ``ari`` / ``nmi``: ``scib_metrics.nmi_ari_cluster_labels_kmeans`` (k-means with k = number of
+  cell types) against the cell types.
 """
 
 from __future__ import annotations
@@ -20,50 +20,34 @@ import pandas as pd
 METRIC_COLUMNS = ["embedding", "n_cells", "batch_asw", "ilisi", "celltype_asw", "ari", "nmi"]
 
 
-def knn_indices(emb: np.ndarray, k: int) -> np.ndarray:
-    """Indices of each cell's ``k`` nearest neighbours (itself excluded)."""
+def knn(emb: np.ndarray, k: int):
+    """``scib_metrics`` neighbour results: each cell's ``k`` nearest neighbours (itself excluded)."""
+    from scib_metrics.nearest_neighbors import NeighborsResults
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, len(emb) - 1)
-    return NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb)
+    return NeighborsResults(indices=idx[:, 1:], distances=dist[:, 1:])
 
 
-def graph_neighbours(distances) -> list[np.ndarray]:
-    """Each cell's neighbours in a sparse kNN distance graph (e.g. WNN)."""
+def graph_neighbours(distances):
+    """Neighbour results from a sparse kNN distance graph (e.g. WNN): the ``k`` nearest of each cell's
+    graph neighbours, ``k`` = the smallest number any cell has."""
     import scipy.sparse as sp
+    from scib_metrics.nearest_neighbors import NeighborsResults
 
     g = sp.csr_matrix(distances)
-    return [g.indices[g.indptr[i]:g.indptr[i + 1]] for i in range(g.shape[0])]
-
-
-def ilisi(emb: np.ndarray | None, batch: np.ndarray, *, k: int = 30, neighbours=None) -> float:
-    """Median inverse Simpson index of batches in each cell's kNN, scaled to [0, 1].
-
-    ``neighbours`` (a list of index arrays, e.g. from a WNN graph) replaces the kNN of ``emb``.
-    """
-    levels, codes = np.unique(batch, return_inverse=True)
-    if len(levels) < 2:
-        return np.nan
-    if neighbours is None:
-        neighbours = knn_indices(emb, k)
-    onehot = np.eye(len(levels))
-    p = np.vstack([onehot[codes[nb]].mean(0) if len(nb) else onehot[codes[i]]
-                   for i, nb in enumerate(neighbours)])
-    simpson = 1.0 / np.maximum((p ** 2).sum(1), 1e-12)
-    return float((np.median(simpson) - 1) / (len(levels) - 1))
-
-
-def batch_asw(emb: np.ndarray, batch: np.ndarray, celltype: np.ndarray) -> float:
-    """scIB batch ASW: 1 - |silhouette of batch| within each cell type, averaged over types."""
-    from sklearn.metrics import silhouette_samples
-
-    scores = []
-    for ct in np.unique(celltype):
-        m = celltype == ct
-        if m.sum() < 10 or len(np.unique(batch[m])) < 2:
-            continue
-        scores.append(float(np.mean(1 - np.abs(silhouette_samples(emb[m], batch[m])))))
-    return float(np.mean(scores)) if scores else np.nan
+    counts = np.diff(g.indptr)
+    k = int(counts.min())
+    if k < 1:
+        raise ValueError("a cell has no neighbours in the graph")
+    idx = np.empty((g.shape[0], k), dtype=np.int64)
+    dist = np.empty((g.shape[0], k))
+    for i in range(g.shape[0]):
+        row = slice(g.indptr[i], g.indptr[i + 1])
+        order = np.argsort(g.data[row], kind="stable")[:k]
+        idx[i], dist[i] = g.indices[row][order], g.data[row][order]
+    return NeighborsResults(indices=idx, distances=dist)
 
 
 def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
@@ -108,28 +92,30 @@ def integration_metrics(embeddings: dict, batch, celltype, *, max_cells: int | N
     """One row per embedding with the metrics of the module docstring.
 
     ``embeddings`` maps a name to a matrix, or to ``(matrix, neighbours)`` where ``neighbours``
-    (cells already subsampled by the caller, ``max_cells=None``) is a graph's neighbour lists.
+    (:func:`graph_neighbours`; cells already subsampled by the caller, ``max_cells=None``) replaces
+    the matrix's own kNN for iLISI.
     """
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    import scib_metrics
 
     batch, celltype = np.asarray(batch).astype(str), np.asarray(celltype).astype(str)
     n = len(batch)
     pick = subsample(n, max_cells, seed) if max_cells else np.arange(n)
     b, c = batch[pick], celltype[pick]
+    multi_batch, multi_type = len(np.unique(b)) > 1, len(np.unique(c)) > 1
     rows = []
     for name, item in embeddings.items():
         emb, neigh = item if isinstance(item, tuple) else (item, None)
         if neigh is not None and len(pick) != n:
             raise ValueError("graph neighbours need the cells subsampled by the caller (max_cells=None)")
-        e = np.asarray(emb, dtype=np.float64)[pick]
-        n_types = len(np.unique(c))
-        clusters = KMeans(n_clusters=n_types, n_init=4, random_state=seed).fit_predict(e)
+        e = np.asarray(emb, dtype=np.float32)[pick]
+        clus = scib_metrics.nmi_ari_cluster_labels_kmeans(e, c) if multi_type else {"ari": np.nan, "nmi": np.nan}
         rows.append({
             "embedding": name, "n_cells": len(pick),
-            "batch_asw": batch_asw(e, b, c), "ilisi": ilisi(e, b, k=k, neighbours=neigh),
-            "celltype_asw": float((silhouette_score(e, c) + 1) / 2) if n_types > 1 else np.nan,
-            "ari": float(adjusted_rand_score(c, clusters)), "nmi": float(normalized_mutual_info_score(c, clusters)),
+            "batch_asw": float(scib_metrics.silhouette_batch(e, c, b)) if multi_batch else np.nan,
+            "ilisi": float(scib_metrics.ilisi_knn(neigh if neigh is not None else knn(e, k), b))
+            if multi_batch else np.nan,
+            "celltype_asw": float(scib_metrics.silhouette_label(e, c)) if multi_type else np.nan,
+            "ari": float(clus["ari"]), "nmi": float(clus["nmi"]),
         })
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
