@@ -14,6 +14,8 @@ seeded subsample of cells shared by every embedding:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 
@@ -48,6 +50,20 @@ def graph_neighbours(distances):
         order = np.argsort(g.data[row], kind="stable")[:k]
         idx[i], dist[i] = g.indices[row][order], g.data[row][order]
     return NeighborsResults(indices=idx, distances=dist)
+
+
+@contextmanager
+def _jax_x32():
+    """scib-metrics' k-means fails when jax runs in 64-bit mode, which importing pertpy switches on:
+    run it in 32-bit mode and restore the setting."""
+    import jax
+
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
@@ -108,7 +124,8 @@ def integration_metrics(embeddings: dict, batch, celltype, *, max_cells: int | N
         if neigh is not None and len(pick) != n:
             raise ValueError("graph neighbours need the cells subsampled by the caller (max_cells=None)")
         e = np.asarray(emb, dtype=np.float32)[pick]
-        clus = scib_metrics.nmi_ari_cluster_labels_kmeans(e, c) if multi_type else {"ari": np.nan, "nmi": np.nan}
+        with _jax_x32():
+            clus = scib_metrics.nmi_ari_cluster_labels_kmeans(e, c) if multi_type else {"ari": np.nan, "nmi": np.nan}
         rows.append({
             "embedding": name, "n_cells": len(pick),
             "batch_asw": float(scib_metrics.silhouette_batch(e, c, b)) if multi_batch else np.nan,
