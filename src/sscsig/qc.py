@@ -252,6 +252,9 @@ def _scrublet(rna, pre: np.ndarray, p: dict, seed: int):
         random_state=seed,
         verbose=False,
         n_prin_comps=min(30, sub.n_obs - 1, sub.n_vars - 1),
+        # exact kNN (scikit-learn): above 4,096 cells + simulated doublets scanpy would switch to
+        # pynndescent, whose numba compilation costs each QC job ~35 s, far more than the search
+        use_approx_neighbors=False,
     )
     score = np.full(rna.n_obs, np.nan)
     score[pre] = sub.obs["doublet_score"].to_numpy()
