@@ -72,6 +72,10 @@ def subsample(n: int, max_cells: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, max_cells, replace=False)) if n > max_cells else np.arange(n)
 
 
+#: Display name of each integration method in the metrics table and its figure.
+EMBEDDING_NAMES = {"totalvi": "totalVI", "wnn": "WNN", "harmony": "Harmony", "pca": "unintegrated (PCA)"}
+
+
 def compared_embeddings(rna_pcs: np.ndarray, prot_pcs: np.ndarray, batch, methods, *, seed: int = 0,
                         wnn_neighbors: int = 20) -> dict:
     """The cheap integrations rebuilt from stored PCs, for the metrics table.
@@ -87,17 +91,17 @@ def compared_embeddings(rna_pcs: np.ndarray, prot_pcs: np.ndarray, batch, method
     corrected = None
     for m in methods:
         if m == "pca":
-            out["unintegrated (PCA)"] = (_unit_blocks(rna_pcs, prot_pcs), None)
+            out[EMBEDDING_NAMES["pca"]] = (_unit_blocks(rna_pcs, prot_pcs), None)
             continue
         if corrected is None:
             corrected = (harmony(rna_pcs, batch, seed), harmony(prot_pcs, batch, seed)) if multi \
                 else (rna_pcs, prot_pcs)
         emb = _unit_blocks(*corrected)
         if m == "harmony":
-            out["Harmony"] = (emb, None)
+            out[EMBEDDING_NAMES["harmony"]] = (emb, None)
         elif m == "wnn":
             g = wnn_graph(*corrected, n_neighbors=wnn_neighbors, seed=seed)
-            out["WNN"] = (emb, graph_neighbours(g.obsp["wnn_distances"]))
+            out[EMBEDDING_NAMES["wnn"]] = (emb, graph_neighbours(g.obsp["wnn_distances"]))
         else:
             raise ValueError(f"cannot rebuild integration {m!r} from PCs")
     return out

@@ -300,7 +300,7 @@ def integration_metrics(annotated: str, out_tsv: str, out_png: str, config: dict
     from .report import metrics_plot
 
     from .integrate import DEFAULT_INTEGRATION
-    from .metrics import compared_embeddings, subsample
+    from .metrics import EMBEDDING_NAMES, compared_embeddings, subsample
 
     p = {**DEFAULT_INTEGRATION, **(config.get("integration") or {})}
     key, method, seed = p["batch_key"], p["method"], config["seed"]
@@ -310,13 +310,12 @@ def integration_metrics(annotated: str, out_tsv: str, out_png: str, config: dict
     batch = obs[key].astype(str).to_numpy()[pick]
     emb = {}
     if method == "totalvi":
-        emb["totalVI"] = integrated[pick]
+        emb[EMBEDDING_NAMES["totalvi"]] = integrated[pick]
     rebuilt = [m for m in dict.fromkeys([method, *p["compare"], "pca"]) if m != "totalvi"]
     emb.update(compared_embeddings(rna_pcs[pick], prot_pcs[pick], batch, rebuilt, seed=seed,
                                    wnn_neighbors=p["wnn_neighbors"]))
     m = run(emb, batch, obs["cell_state"].to_numpy()[pick], max_cells=None, seed=seed)
-    m.insert(1, "pipeline_method", m["embedding"].str.lower().str.startswith(
-        {"totalvi": "totalvi", "wnn": "wnn", "harmony": "harmony", "pca": "unintegrated"}[method]))
+    m.insert(1, "pipeline_method", m["embedding"] == EMBEDDING_NAMES[method])
     _io.write_tsv(m, out_tsv, config=config, step="integration_metrics")
     metrics_plot(m, out_png)
 
