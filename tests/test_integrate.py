@@ -35,13 +35,17 @@ def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
 
     from sscsig.integrate import integrate
 
+    import torch
+
     params = {"method": "totalvi", "n_hvg": 300, "totalvi": {"max_epochs": 8, "denoise_samples": 2}}
+    assert not torch.are_deterministic_algorithms_enabled()
     runs = []
     for i in range(2):
         m = merged.copy()
         integrate(m, params=params, seed=7, model_dir=tmp_path / f"model{i}")
         runs.append(m)
     a, b = runs
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's torch setting is restored
     assert a.obsm["X_integrated"].shape == (a.n_obs, 20)
     assert np.array_equal(a.obsm["X_integrated"], b.obsm["X_integrated"])  # seeded: identical
     den = a["prot"].layers["totalvi_denoised"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import mudata as md
@@ -141,6 +142,20 @@ def _gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+@contextmanager
+def _torch_deterministic():
+    """torch's deterministic kernels for the block, then the caller's setting back."""
+    import torch
+
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
 def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, params: dict | None = None,
                 seed: int = 0, model_dir: str | Path | None = None) -> dict:
     """Train TOTALVI on HVG + protein counts; return latent, denoised protein and training facts.
@@ -149,11 +164,9 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, par
     """
     import anndata as ad
     import scvi
-    import torch
 
     p = {**DEFAULT_TOTALVI, **(params or {})}
     scvi.settings.seed = seed
-    torch.use_deterministic_algorithms(True, warn_only=True)
     rna, prot = mdata["rna"], mdata["prot"]
     obs = pd.DataFrame(index=mdata.obs_names)
     if batch_key:
@@ -172,20 +185,21 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, par
     epochs = p["max_epochs"]
     if epochs == "auto":
         epochs = auto_epochs(sub.n_obs, on_gpu=on_gpu, params=p)
-    model = scvi.model.TOTALVI(sub, n_latent=p["n_latent"])
-    t0 = time.time()
-    model.train(max_epochs=int(epochs), accelerator="gpu" if on_gpu else "cpu", devices=1,
-                batch_size=p["batch_size"], early_stopping=True,
-                early_stopping_patience=p["early_stopping_patience"],
-                enable_progress_bar=False)
-    train_s = time.time() - t0
-    hist = model.history
-    trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else int(epochs)
-    latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
-    batches = sorted(obs["batch"].unique()) if batch_key else None
-    _, denoised = model.get_normalized_expression(
-        n_samples=p["denoise_samples"], return_mean=True, transform_batch=batches,
-        gene_list=[str(r.var_names[0])], include_protein_background=False, return_numpy=True)
+    with _torch_deterministic():
+        model = scvi.model.TOTALVI(sub, n_latent=p["n_latent"])
+        t0 = time.time()
+        model.train(max_epochs=int(epochs), accelerator="gpu" if on_gpu else "cpu", devices=1,
+                    batch_size=p["batch_size"], early_stopping=True,
+                    early_stopping_patience=p["early_stopping_patience"],
+                    enable_progress_bar=False)
+        train_s = time.time() - t0
+        hist = model.history
+        trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else int(epochs)
+        latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
+        batches = sorted(obs["batch"].unique()) if batch_key else None
+        _, denoised = model.get_normalized_expression(
+            n_samples=p["denoise_samples"], return_mean=True, transform_batch=batches,
+            gene_list=[str(r.var_names[0])], include_protein_background=False, return_numpy=True)
     if model_dir is not None:
         model.save(str(model_dir), save_anndata=False, overwrite=True)
     val = hist.get("elbo_validation")
