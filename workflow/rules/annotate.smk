@@ -9,7 +9,7 @@ rule annotate:
     benchmark:
         f"{OUT}/benchmarks/annotate.tsv"
     resources:
-        mem_mb=mem_mb_from_input(3000, 6),
+        mem_mb=mem_mb_from_input(1000, 2),
         runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"

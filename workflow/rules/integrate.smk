@@ -19,7 +19,7 @@ rule integrate:
         f"{OUT}/benchmarks/integrate.tsv"
     threads: 2
     resources:
-        mem_mb=mem_mb_from_input(3000, 6),
+        mem_mb=mem_mb_from_input(1500, 4.5),
         runtime=runtime_from_input(30, 40),
         # totalVI trains on a GPU where the config asks for one (Slurm: --gpus=1 via the plugin)
         gpu=1 if INTEGRATION.get("gpu", False) else 0,

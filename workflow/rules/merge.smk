@@ -11,7 +11,7 @@ rule merge:
     benchmark:
         f"{OUT}/benchmarks/merge.tsv"
     resources:
-        mem_mb=mem_mb_from_input(2000, 4),
+        mem_mb=mem_mb_from_input(1000, 2.5),
         runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"

@@ -11,7 +11,7 @@ rule milo:
     benchmark:
         f"{OUT}/benchmarks/milo.tsv"
     resources:
-        mem_mb=mem_mb_from_input(2000, 2),
+        mem_mb=mem_mb_from_input(2000, 0.25),
         runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"

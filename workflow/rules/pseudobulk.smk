@@ -15,7 +15,7 @@ rule pseudobulk:
     benchmark:
         f"{OUT}/benchmarks/pseudobulk/{{contrast}}.tsv"
     resources:
-        mem_mb=mem_mb_from_input(2000, 4),
+        mem_mb=mem_mb_from_input(1000, 2),
         runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"

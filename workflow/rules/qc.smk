@@ -13,7 +13,7 @@ rule qc:
     benchmark:
         f"{OUT}/benchmarks/qc/{{sample}}.tsv"
     resources:
-        mem_mb=mem_mb_from_input(1500, 20),
+        mem_mb=mem_mb_from_input(1000, 50),
         runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"

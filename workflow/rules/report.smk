@@ -33,7 +33,7 @@ rule figures_cohort:
     benchmark:
         f"{OUT}/benchmarks/figures_cohort.tsv"
     resources:
-        mem_mb=mem_mb_from_input(2000, 3),
+        mem_mb=mem_mb_from_input(1000, 0.7),
         runtime=runtime_from_input(20, 20),
     conda:
         "../../envs/sscsig.yaml"
@@ -54,7 +54,7 @@ rule integration_metrics:
     benchmark:
         f"{OUT}/benchmarks/integration_metrics.tsv"
     resources:
-        mem_mb=mem_mb_from_input(1500, 1),
+        mem_mb=mem_mb_from_input(1000, 0.7),
         runtime=runtime_from_input(20, 20),
     conda:
         "../../envs/sscsig.yaml"

@@ -13,7 +13,7 @@ rule signatures:
     benchmark:
         f"{OUT}/benchmarks/signatures.tsv"
     resources:
-        mem_mb=mem_mb_from_input(2000, 4),
+        mem_mb=mem_mb_from_input(1000, 1.3),
         runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"
