@@ -295,12 +295,12 @@ def figures_cohort(annotated: str, counts_tsv: str, scores_tsv: str, sheet_path:
 
 
 def integration_metrics(annotated: str, out_tsv: str, out_png: str, config: dict) -> None:
-    """Batch mixing and biological conservation of the integrated vs the unintegrated embedding."""
-    from .metrics import integration_metrics as run
-    from .report import metrics_plot
-
+    """Batch mixing and biological conservation of the pipeline's embedding, the ``compare`` methods
+    and the unintegrated PCA, all on the same seeded 5,000 cells."""
     from .integrate import DEFAULT_INTEGRATION
     from .metrics import EMBEDDING_NAMES, compared_embeddings, subsample
+    from .metrics import integration_metrics as run
+    from .report import metrics_plot
 
     p = {**DEFAULT_INTEGRATION, **(config.get("integration") or {})}
     key, method, seed = p["batch_key"], p["method"], config["seed"]
