@@ -14,7 +14,7 @@ from pathlib import Path
 import mudata as md
 import pandas as pd
 
-from sscsig.metrics import annotation_vs_truth
+from sscsig.annotate import annotation_vs_truth
 
 
 def evaluate(results: Path) -> tuple[dict, pd.DataFrame]:

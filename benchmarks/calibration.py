@@ -88,11 +88,12 @@ def run_pipeline(args) -> pd.DataFrame:
 
 
 def run_counts(args, *, effect_src=None, effect_ild=None, null=None, covariates=None) -> pd.DataFrame:
-    from sscsig.abundance import test_contrast
-    from sscsig.simulate import DemoParams, simulate_state_counts
-    from sscsig import _states as S
+    from sscsig.config import validate_config
+    from sscsig.demo import STATE_LINEAGE, DemoParams, simulate_state_counts
+    from sscsig.design import Design
+    from sscsig.stats import test_contrast
 
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     contrasts = {k: v for k, v in cfg["contrasts"].items() if k in PRIMARY}
     if covariates is not None:
         contrasts = {k: {**v, "covariates": covariates} for k, v in contrasts.items()}
@@ -103,10 +104,10 @@ def run_counts(args, *, effect_src=None, effect_ild=None, null=None, covariates=
                             effect_src=effect_src or args.effect_src or 3.0,
                             effect_ild=effect_ild or args.effect_ild or 3.0)
         counts, sheet = simulate_state_counts(params)
-        donors = sheet.set_index("donor")
-        for name, spec in contrasts.items():
-            frames.append(test_contrast(counts, dict(S.STATE_LINEAGE), donors, name, spec,
-                                        params=cfg.get("abundance")).assign(seed=seed))
+        design = Design.from_sheet(sheet, contrasts=contrasts, complications=cfg["complications"])
+        options = {k: v for k, v in cfg["abundance"].items() if k != "fdr"}
+        for c in design.contrasts.values():
+            frames.append(test_contrast(counts, dict(STATE_LINEAGE), design.donors, c, **options).assign(seed=seed))
     return pd.concat(frames, ignore_index=True)
 
 

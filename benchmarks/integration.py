@@ -4,8 +4,8 @@
         --out benchmarks/integration.tsv
 
 For each size a demo cohort of 27 donors is simulated (``sscsig simulate``), its samples are merged
-without QC, and each method runs ``sscsig.steps.integrate_and_cluster`` (integration + neighbours +
-Leiden + UMAP, 2 threads) in a fresh process; wall time and the child's peak RSS are recorded with the
+without QC, and each method runs what rule ``integrate`` runs (``sscsig.integrate.integrate`` +
+``cluster``: integration + neighbours + Leiden + UMAP, 2 threads) in a fresh process; wall time and the child's peak RSS are recorded with the
 totalVI epochs. ``--merged PATH`` benchmarks an existing merged.h5mu instead of simulating.
 """
 
@@ -22,11 +22,18 @@ import pandas as pd
 
 CHILD = """
 import json, sys, yaml
-from sscsig import steps
-cfg = yaml.safe_load(open('config/config.yaml'))
-cfg['integration']['method'] = sys.argv[3]
-steps.integrate_and_cluster(sys.argv[1], sys.argv[2], cfg, threads=2)
-import mudata as md
+import mudata as md, torch
+from sscsig.config import validate_config
+from sscsig.integrate import cluster, integrate
+from sscsig.io import write_h5mu
+cfg = validate_config(yaml.safe_load(open('config/config.yaml')))
+opts = {k: v for k, v in cfg['integration'].items() if k not in ('compare', 'gpu')}
+opts['method'] = sys.argv[3]
+torch.set_num_threads(2)
+m = md.read_h5mu(sys.argv[1])
+integrate(m, **opts, seed=cfg['seed'])
+cluster(m, **cfg['clustering'], seed=cfg['seed'])
+write_h5mu(m, sys.argv[2])
 uns = md.read_h5mu(sys.argv[2], backed='r').uns['integration']
 print('FACTS', json.dumps({k: (dict(v) if hasattr(v, 'keys') else v) for k, v in uns.items()}, default=str))
 """
@@ -35,9 +42,9 @@ print('FACTS', json.dumps({k: (dict(v) if hasattr(v, 'keys') else v) for k, v in
 def merged_cohort(cells: int, work: Path, seed: int = 0) -> Path:
     import mudata as md
 
-    from sscsig.ingest import read_sample
-    from sscsig.merge import merge_samples
-    from sscsig.simulate import DemoParams, simulate_cohort
+    from sscsig.demo import DemoParams, simulate_cohort
+    from sscsig.io import read_sample
+    from sscsig.qc import merge_samples
 
     md.set_options(pull_on_update=False)
     out = work / f"cohort_{cells}"

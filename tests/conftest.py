@@ -16,7 +16,7 @@ TINY_TOTALVI = "integration:\n  totalvi:\n    max_epochs: 30\n"
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
     """A small simulated cohort (27 donors x ~120 cells), written once per session."""
-    from sscsig.simulate import DemoParams, simulate_cohort
+    from sscsig.demo import DemoParams, simulate_cohort
 
     out = tmp_path_factory.mktemp("cohort")
     simulate_cohort(out, DemoParams(seed=3, cells_per_donor=120))

@@ -2,8 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sscsig.abundance import contrast_groups, differential_abundance, donor_table, quasi_poisson_test
-from sscsig.ingest import InputError
+from sscsig.design import Design, contrast_groups, donor_table
+from sscsig.errors import InputError
+from sscsig.stats import differential_abundance, quasi_poisson_test
+
+
+def _design(sheet, contrasts=None):
+    return Design.from_sheet(sheet, contrasts=contrasts or CONTRAST, complications=["SRC"])
 
 
 def _cohort(rng, effect, n_case=6, n_ctrl=10, cells=400):
@@ -27,7 +32,7 @@ CONTRAST = {"T": {"complication": "SRC", "case": {"SRC": True}, "control": {"SRC
 
 def test_detects_planted_effect_with_right_sign_and_ci():
     obs, sheet = _cohort(np.random.default_rng(0), effect=3.0)
-    counts, res = differential_abundance(obs, sheet, CONTRAST)
+    counts, res = differential_abundance(obs, _design(sheet))
     within = res[res.denominator == "parent"].set_index("cell_state")
     a = within.loc["A"]
     assert a.testable and a.pvalue < 0.001 and a.fdr < 0.01
@@ -45,7 +50,7 @@ def test_null_is_calibrated():
     pvals = []
     for seed in range(150):
         obs, sheet = _cohort(np.random.default_rng(seed), effect=1.0, n_case=4, n_ctrl=17)
-        _, res = differential_abundance(obs, sheet, CONTRAST)
+        _, res = differential_abundance(obs, _design(sheet))
         pvals.append(res[res.denominator == "parent"].set_index("cell_state").loc["A"].pvalue)
     rate = np.mean(np.array(pvals) < 0.05)
     assert rate <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)  # within Monte-Carlo error
@@ -53,7 +58,7 @@ def test_null_is_calibrated():
 
 def test_too_few_donors_gives_reason_not_pvalue():
     obs, sheet = _cohort(np.random.default_rng(1), effect=2.0, n_case=2, n_ctrl=10)
-    _, res = differential_abundance(obs, sheet, CONTRAST)
+    _, res = differential_abundance(obs, _design(sheet))
     assert not res.testable.any()
     assert res.pvalue.isna().all() and res.fdr.isna().all()
     assert res.reason.str.contains("too few donors").all()
@@ -83,19 +88,17 @@ def _demo_tests(seed, *, null, src_oldest=False, covariates=("age",)):
     import yaml
     from pathlib import Path
 
-    from sscsig import _states as S
-    from sscsig.abundance import test_contrast
-    from sscsig.simulate import DemoParams, simulate_state_counts
+    from sscsig.demo import STATE_LINEAGE, DemoParams, simulate_state_counts
+    from sscsig.stats import test_contrast
 
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
     counts, sheet = simulate_state_counts(DemoParams(seed=seed, cells_per_donor=800, null=null,
                                                      src_oldest=src_oldest))
-    donors = sheet.set_index("donor")
-    out = []
-    for name in ("SRC_vs_SSc", "ILD_vs_SSc"):
-        spec = {**cfg["contrasts"][name], "covariates": list(covariates)}
-        out.append(test_contrast(counts, dict(S.STATE_LINEAGE), donors, name, spec))
-    return pd.concat(out)
+    contrasts = {name: {**cfg["contrasts"][name], "covariates": list(covariates)}
+                 for name in ("SRC_vs_SSc", "ILD_vs_SSc")}
+    design = Design.from_sheet(sheet, contrasts=contrasts, complications=["SRC", "ILD"])
+    return pd.concat([test_contrast(counts, dict(STATE_LINEAGE), design.donors, c)
+                      for c in design.contrasts.values()])
 
 
 def test_demo_design_null_is_calibrated_and_default_effects_are_found():

@@ -16,19 +16,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from sscsig import _io
+from sscsig import io as _io
 from sscsig.annotate import load_markers
-from sscsig.config import design_warnings, load_sample_sheet
-from sscsig.ingest import InputError, read_sample
+from sscsig.config import design_from_sheet, load_sample_sheet, validate_config
+from sscsig.errors import InputError
+from sscsig.io import read_sample
 from sscsig.qc import check_enough_cells, qc_sample
-from sscsig.signatures import score_cells
+from sscsig.stats import score_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def config():
-    return yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
 
 
 @pytest.mark.parametrize(
@@ -97,9 +98,12 @@ def test_absent_signature_genes_warn_and_report_coverage_then_error_when_too_few
 
 def test_zero_cells_left_after_qc(small_cohort):
     m = read_sample(small_cohort / "HD04_PBMC/filtered_feature_bc_matrix.h5", sample="HD04_PBMC")
-    res = qc_sample(m, params={"min_genes": 100_000, "scrublet": False}, seed=0)
+    res = qc_sample(m, min_genes=100_000, scrublet=False, on_too_few_cells="drop", seed=0)
     assert res.summary["cells_kept"] == 0 and res.kept.n_obs == 0
     assert res.summary["removed_low_genes"] == res.summary["cells_in"]
+    assert res.summary["dropped"] and "sample dropped" in res.summary["warning"]
+    with pytest.raises(InputError, match="sample 'HD04_PBMC': 0 cells left after QC"):
+        qc_sample(m, min_genes=100_000, scrublet=False, on_too_few_cells="stop", seed=0)
     with pytest.raises(InputError, match="sample 'HD04_PBMC': 0 cells left after QC"):
         check_enough_cells(res.summary, min_cells=1, policy="stop")
     assert "sample dropped" in check_enough_cells(res.summary, min_cells=1, policy="drop")
@@ -107,10 +111,10 @@ def test_zero_cells_left_after_qc(small_cohort):
 
 def test_complication_confounded_with_batch_is_a_warning(small_cohort, config):
     sheet = load_sample_sheet(small_cohort / "samples.tsv", config)
-    assert design_warnings(sheet, config) == []  # the demo design is not confounded
+    assert design_from_sheet(sheet, config).warnings == []  # the demo design is not confounded
     conf = sheet.copy()
     conf["batch"] = np.where(conf["SRC"], "B_src", "B_other")
-    warnings = design_warnings(conf, config)
+    warnings = design_from_sheet(conf, config).warnings
     assert any("'SRC_vs_SSc' is perfectly confounded with batch" in w for w in warnings)
     assert any("complication 'SRC' is perfectly confounded" in w for w in warnings)
     assert not any("ILD" in w for w in warnings)

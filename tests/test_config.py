@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from sscsig.config import cohort_mode, load_sample_sheet, validate_config
-from sscsig.ingest import InputError
+from sscsig.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

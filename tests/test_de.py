@@ -4,10 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sscsig.milo import milo_contrast, subsample_per_donor
-from sscsig.pseudobulk import deseq2, enrichment, pseudobulk_counts, run_pseudobulk
+from sscsig.design import Design
+from sscsig.stats import deseq2, enrichment, milo_contrast, pseudobulk_counts, run_pseudobulk, subsample_per_donor
 
 CONTRAST = {"complication": "X", "case": {"X": True}, "control": {"X": False}, "covariates": ["age"]}
+
+
+def _design(donors):
+    return Design.from_donors(donors, contrasts={"T": CONTRAST})
 
 
 def _cohort(seed=0, n_case=6, n_ctrl=6, cells=60, n_genes=150, de_fold=4.0):
@@ -46,7 +50,7 @@ def test_pseudobulk_sums_counts_per_donor_and_state():
 
 def test_pseudobulk_de_finds_the_planted_gene_and_protein_only_where_planted():
     counts, obs, prot, donors, genes = _cohort()
-    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST})
+    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors))
     a = g[g.cell_state == "A"].set_index("gene")
     assert a.loc["G000", "padj"] < 0.01 and a.loc["G000", "log2FoldChange"] > 1.5
     assert (a.drop(index="G000")["padj"] < 0.1).mean() < 0.05
@@ -60,7 +64,7 @@ def test_pseudobulk_de_finds_the_planted_gene_and_protein_only_where_planted():
 
 def test_pseudobulk_too_few_donors_gives_a_reason():
     counts, obs, prot, donors, genes = _cohort(n_case=2, n_ctrl=6, n_genes=30)
-    g, _, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST})
+    g, _, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors))
     assert g.empty and s["de_reason"].str.contains("too few donors").all()
 
 
@@ -90,7 +94,8 @@ def test_milo_finds_the_expanded_neighbourhoods():
             rows += [(d, state)] * k
     obs = pd.DataFrame(rows, columns=["donor", "cell_state"], index=[f"c{i}" for i in range(len(rows))])
     donors = pd.DataFrame.from_dict(donors, orient="index")
-    nh, st, reason = milo_contrast(obs, np.vstack(latent), donors, "T", CONTRAST, seed=0)
+    design = _design(donors)
+    nh, st, reason = milo_contrast(obs, np.vstack(latent), design.donors, design.contrasts["T"], seed=0)
     assert reason == "" and len(nh) > 20 and (nh["design"] == "~age + condition").all()
     st = st.set_index("cell_state")
     assert st.loc["A", "milo_logfc"] > 0.7 and st.loc["A", "milo_frac_sig"] > 0.1
@@ -99,7 +104,7 @@ def test_milo_finds_the_expanded_neighbourhoods():
     assert st.loc["C", "milo_logfc"] < st.loc["A", "milo_logfc"] - 0.7
     # seeded: the same call gives the same neighbourhoods
     assert (nh["k"] == 60).all()
-    nh2, _, _ = milo_contrast(obs, np.vstack(latent), donors, "T", CONTRAST, seed=0)
+    nh2, _, _ = milo_contrast(obs, np.vstack(latent), design.donors, design.contrasts["T"], seed=0)
     pd.testing.assert_frame_equal(nh, nh2)
 
 
@@ -117,7 +122,8 @@ def test_kang2018_ifnb_positive_control(shared_data):
     import anndata as ad
     import scanpy as sc
 
-    from sscsig.signatures import read_gene_sets, resolve_gene_set_file, score_cells
+    from sscsig.config import read_gene_sets, resolve_gene_set_file
+    from sscsig.stats import score_cells
 
     a = ad.read_h5ad(shared_data / "kang2018_ifnb_muscat_example_sce.h5ad")
     a.X = a.layers["counts"].copy()
@@ -148,7 +154,7 @@ def test_kang2018_ifnb_positive_control(shared_data):
 
 
 def test_integration_metrics_tell_mixed_from_separated_batches():
-    from sscsig.metrics import integration_metrics
+    from sscsig.integrate import integration_metrics
 
     rng = np.random.default_rng(0)
     types = np.repeat(["T", "B", "M"], 400)
@@ -163,11 +169,10 @@ def test_integration_metrics_tell_mixed_from_separated_batches():
 
 
 def test_disabled_pseudobulk_and_milo_run_nothing():
-    from sscsig.milo import run_milo
+    from sscsig.stats import run_milo
 
     counts, obs, prot, donors, genes = _cohort(n_genes=30)
-    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], donors, {"T": CONTRAST},
-                             params={"enabled": False})
+    g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors), enabled=False)
     assert g.empty and p.empty and s.empty
-    nh, st = run_milo(obs, np.zeros((len(obs), 2)), donors, {"T": CONTRAST}, params={"enabled": False})
+    nh, st = run_milo(obs, np.zeros((len(obs), 2)), _design(donors), enabled=False)
     assert nh.empty and st.empty

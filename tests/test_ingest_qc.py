@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sscsig.ingest import InputError, read_sample
-from sscsig.qc import (check_enough_cells, clr_per_cell, dsb_normalise, mad_bounds, protein_norm_method,
-                       qc_sample, select_empty_droplets)
+from sscsig.errors import InputError
+from sscsig.io import read_sample
+from sscsig.protein import clr_per_cell, dsb_normalise, protein_norm_method, select_empty_droplets
+from sscsig.qc import check_enough_cells, mad_bounds, qc_sample
 
 
 def test_read_demo_sample_types_and_prefix(small_cohort):
@@ -82,7 +83,7 @@ def test_too_few_cells_policy():
 def test_qc_meets_targets_on_the_demo_cohort(tmp_path):
     """Issue 3's targets at the demo's default depth: >= 90% of low-quality cells and >= 70% of
     heterotypic doublets removed, <= 5% of good cells lost (27 samples x ~800 cells)."""
-    from sscsig.simulate import DemoParams, simulate_cohort
+    from sscsig.demo import DemoParams, simulate_cohort
 
     sheet = simulate_cohort(tmp_path, DemoParams(seed=5, cells_per_donor=800))
     truth = pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t")
@@ -100,16 +101,16 @@ def test_qc_meets_targets_on_the_demo_cohort(tmp_path):
 
 def test_scrublet_expected_rate_calls_that_share(small_cohort):
     m = read_sample(small_cohort / "SSc02_PBMC/filtered_feature_bc_matrix.h5", sample="SSc02_PBMC")
-    res = qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_expected_rate": 0.1}, seed=1)
+    res = qc_sample(m, scrublet_min_cells=50, scrublet_expected_rate=0.1, seed=1)
     f = res.flags
     pre = ~f[[c for c in f if c.startswith("qc_") and c not in ("qc_scrublet_doublet", "qc_protein_doublet", "qc_pass")]].any(axis=1)
     assert f.qc_scrublet_doublet.sum() == round(0.1 * pre.sum())
     thr = res.thresholds["scrublet_threshold"]
     assert (f.doublet_score[f.qc_scrublet_doublet] >= thr).all()
-    again = qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_expected_rate": 0.1}, seed=1)
+    again = qc_sample(m, scrublet_min_cells=50, scrublet_expected_rate=0.1, seed=1)
     assert again.flags.equals(f)  # seeded
     with pytest.raises(InputError, match="scrublet_threshold"):
-        qc_sample(m, params={"scrublet_min_cells": 50, "scrublet_threshold": "otsu"})
+        qc_sample(m, scrublet_min_cells=50, scrublet_threshold="otsu")
 
 
 def test_isotype_outliers_are_flagged(small_cohort):
@@ -118,21 +119,21 @@ def test_isotype_outliers_are_flagged(small_cohort):
     x = m["prot"].X.toarray()
     x[:3, iso] *= 50  # three sticky cells / aggregates
     m["prot"].X = x
-    res = qc_sample(m, params={"scrublet": False}, seed=0)
+    res = qc_sample(m, scrublet=False, seed=0)
     assert res.flags.qc_isotype_outlier.iloc[:3].all()
     assert res.flags.qc_isotype_outlier.iloc[3:].mean() < 0.02
     assert res.summary["removed_isotype_outlier"] >= 3
 
 
 def test_dsb_on_simulated_raw_droplets(tmp_path):
-    from sscsig.simulate import DemoParams, simulate_cohort
+    from sscsig.demo import DemoParams, simulate_cohort
 
     sheet = simulate_cohort(tmp_path, DemoParams(seed=2, cells_per_donor=150, with_raw=True))
     row = sheet.iloc[0]
     cells = read_sample(tmp_path / row["path"], sample=row["sample"])
     raw = read_sample(tmp_path / row["raw_path"], sample=row["sample"])
     assert raw.n_obs > 3 * cells.n_obs and cells.obs_names.isin(raw.obs_names).all()
-    res = qc_sample(cells, params={"scrublet": False}, empty=raw, seed=0)
+    res = qc_sample(cells, scrublet=False, empty=raw, seed=0)
     assert res.summary["protein_norm"] == "dsb" and res.summary["dsb_empty_droplets"] >= 100
     dsb = res.kept["prot"].layers["dsb"]
     assert dsb.shape == res.kept["prot"].shape and np.isfinite(dsb).all()
@@ -192,7 +193,7 @@ def test_real_10x_mtx_folder(shared_data):
     assert set(m["rna"].var_names).isdisjoint(m["prot"].var_names)
     assert m["prot"].var["isotype"].sum() == 3
     assert {"ADT_CD3", "ADT_CD4", "ADT_CD8a", "ADT_CD14", "ADT_CD19"} <= set(m["prot"].var_names)
-    res = qc_sample(m, params={"min_genes": 0, "scrublet": False}, seed=0)
+    res = qc_sample(m, min_genes=0, scrublet=False, seed=0)
     assert 0 < res.summary["cells_kept"] <= 1024
     assert res.kept["prot"].layers["clr"].shape == (res.summary["cells_kept"], 17)
     assert res.summary["protein_norm"] == "clr"

@@ -12,8 +12,8 @@ from sscsig.integrate import auto_epochs
 @pytest.fixture(scope="module")
 def merged(small_cohort):
     """9 samples (3 batches) of the small simulated cohort, merged without QC (~1,100 cells)."""
-    from sscsig.ingest import read_sample
-    from sscsig.merge import merge_samples
+    from sscsig.io import read_sample
+    from sscsig.qc import merge_samples
 
     sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
     sheet = sheet.groupby("batch").head(3).reset_index(drop=True)
@@ -27,7 +27,7 @@ def test_auto_epochs_scale_with_cells_and_device():
     assert auto_epochs(20_000, on_gpu=False) == 100
     assert auto_epochs(230_000, on_gpu=False) == 20  # floor
     assert auto_epochs(100_000, on_gpu=True) == 80
-    assert auto_epochs(50_000, on_gpu=False, params={"epoch_budget_cells": {"cpu": 1_000_000}}) == 20
+    assert auto_epochs(50_000, on_gpu=False, epoch_budget_cells={"cpu": 1_000_000}) == 20
 
 
 def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
@@ -42,7 +42,7 @@ def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
     runs = []
     for i in range(2):
         m = merged.copy()
-        integrate(m, params=params, seed=7, model_dir=tmp_path / f"model{i}")
+        integrate(m, **params, seed=7, model_dir=tmp_path / f"model{i}")
         runs.append(m)
     a, b = runs
     assert not torch.are_deterministic_algorithms_enabled()  # the caller's torch setting is restored
@@ -57,20 +57,19 @@ def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
     registry = scvi.model.TOTALVI.load_registry(str(tmp_path / "model0"))  # the saved model is complete
     assert registry["model_name"] == "TOTALVI"
     c = merged.copy()
-    integrate(c, params=params, seed=8)
+    integrate(c, **params, seed=8)
     assert not np.array_equal(a.obsm["X_integrated"], c.obsm["X_integrated"])  # the seed matters
 
 
 def test_wnn_builds_a_weighted_graph_that_clustering_uses(merged):
-    from sscsig.cluster import cluster
-    from sscsig.integrate import integrate
+    from sscsig.integrate import cluster, integrate
 
     m = merged.copy()
-    integrate(m, params={"method": "wnn"}, seed=0)
+    integrate(m, method="wnn", seed=0)
     assert {"wnn_connectivities", "wnn_distances"} <= set(m.obsp)
     w_rna, w_prot = m.obs["rna:mod_weight"].to_numpy(), m.obs["prot:mod_weight"].to_numpy()
     assert np.allclose(w_rna + w_prot, 1, atol=1e-4) and 0 < w_prot.mean() < 1
-    cluster(m, params={"resolutions": [1.0]}, seed=0)
+    cluster(m, resolutions=[1.0], seed=0)
     assert (m.obsp["connectivities"] != m.obsp["wnn_connectivities"]).nnz == 0  # clusters on the WNN graph
     assert m.obs["leiden_1.0"].nunique() >= 5 and m.obsm["X_umap"].shape == (m.n_obs, 2)
 
@@ -78,11 +77,10 @@ def test_wnn_builds_a_weighted_graph_that_clustering_uses(merged):
 def test_integrations_mix_batches_better_than_unintegrated(merged):
     """Harmony and WNN (rebuilt from the stored PCs as the metrics rule does) raise iLISI and batch
     ASW above the unintegrated PCA on the simulated batch effects, keeping cell types apart."""
-    from sscsig.integrate import integrate
-    from sscsig.metrics import compared_embeddings, integration_metrics
+    from sscsig.integrate import compared_embeddings, integrate, integration_metrics
 
     m = merged.copy()
-    integrate(m, params={"method": "pca"}, seed=0)
+    integrate(m, method="pca", seed=0)
     truth = m.obs["sample"].astype(str)  # batches
     types = _true_lineages(m)
     emb = compared_embeddings(m.obsm["X_pca_rna"], m.obsm["X_pca_prot"], m.obs["batch"], ["wnn", "harmony", "pca"])
@@ -98,7 +96,7 @@ def test_integrations_mix_batches_better_than_unintegrated(merged):
 def _true_lineages(m):
     """Lineage of each cell from the simulator's markers: the protein with the highest CLR among a
     few lineage-defining ones (good enough to score conservation on ~1k simulated cells)."""
-    from sscsig.qc import clr_per_cell, find_protein
+    from sscsig.protein import clr_per_cell, find_protein
 
     prot = m["prot"]
     names = ["CD3", "CD19", "CD14", "CD56"]
@@ -108,7 +106,7 @@ def _true_lineages(m):
 
 
 def test_annotation_f1_counts_unassigned_against_recall():
-    from sscsig.metrics import annotation_f1
+    from sscsig.annotate import annotation_f1
 
     truth = ["A"] * 4 + ["B"] * 4
     pred = ["A", "A", "A", "Unassigned", "B", "B", "B", "A"]
@@ -130,16 +128,15 @@ def test_real_pbmc_lineages_agree_with_singler(shared_data, method):
     import h5py
 
     from sscsig.annotate import annotate, load_markers
-    from sscsig.cluster import cluster
-    from sscsig.ingest import read_sample
-    from sscsig.integrate import integrate
+    from sscsig.integrate import cluster, integrate
+    from sscsig.io import read_sample
 
     path = shared_data / "pbmc10k_protein_v3_200cells_scvi.h5mu"
     m = read_sample(path, sample="pbmc10k")
     with h5py.File(path, "r") as f:
         singler = ad.io.read_elem(f["obs"])["celltype_main_singler"].astype(str).to_numpy()
-    integrate(m, params={"method": method, "totalvi": {"max_epochs": 100}}, seed=0)
-    cluster(m, params={"resolutions": [1.0]}, seed=0)
+    integrate(m, method=method, totalvi={"max_epochs": 100}, seed=0)
+    cluster(m, resolutions=[1.0], seed=0)
     annotate(m, load_markers(Path(__file__).resolve().parents[1] / "config/markers.yaml"), seed=0)
     lin = m.obs["lineage"].astype(str).to_numpy()
     allowed = {"CD4_T": {"CD4+ T-cells"}, "CD8_T": {"CD8+ T-cells"}, "Mono": {"Monocytes"},

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
-from sscsig import simulate as S
-from sscsig._states import STATE_LINEAGE
+from sscsig.demo import STATE_LINEAGE
+from sscsig.demo import _simulate as S
 
 
 def _sha(path):
@@ -13,7 +13,7 @@ def _sha(path):
 
 
 def test_design_matches_reference_study():
-    d = S.design()
+    d = S.study_design()
     assert len(d) == 27 and (d.group == "SSc").sum() == 21 and (d.group == "HD").sum() == 6
     ssc = d[d.group == "SSc"]
     assert ssc.SRC.sum() == 4 and ssc.ILD.sum() == 12 and (ssc.SRC & ssc.ILD).sum() == 2
@@ -24,7 +24,7 @@ def test_design_matches_reference_study():
 
 
 def test_src_oldest_variant_confounds_age():
-    d = S.design(src_oldest=True)
+    d = S.study_design(src_oldest=True)
     ssc = d[d.group == "SSc"]
     assert ssc[ssc.SRC].age.min() >= ssc[~ssc.SRC].age.max()
     assert sorted(ssc.age) == sorted(S.AGES_SSC)
@@ -65,7 +65,7 @@ def test_truth_tables(small_cohort):
 
 
 def test_planted_effect_raises_share_and_null_does_not():
-    rng_donor = S.design().iloc[0]  # SRC and ILD donor
+    rng_donor = S.study_design().iloc[0]  # SRC and ILD donor
     shares = {}
     for null in (False, True):
         p = S.DemoParams(seed=1, null=null)
@@ -79,7 +79,7 @@ def test_planted_effect_raises_share_and_null_does_not():
 
 
 def test_state_counts_equal_the_truth_of_the_full_simulator(small_cohort):
-    from sscsig.simulate import DemoParams, simulate_state_counts
+    from sscsig.demo import DemoParams, simulate_state_counts
 
     counts, sheet = simulate_state_counts(DemoParams(seed=3, cells_per_donor=120))
     truth = pd.read_csv(small_cohort / "truth/cells.tsv", sep="\t")

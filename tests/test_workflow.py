@@ -55,7 +55,7 @@ def test_annotation_agrees_with_truth(demo_run):
     singlets QC kept. The default demo (800 cells/donor, auto epochs) reaches lineage 0.97 / state 0.90
     (README, `benchmarks/annotation.py`); here the state bar is lower because totalVI sees 5x fewer cells
     for 30 epochs."""
-    from sscsig.metrics import annotation_vs_truth
+    from sscsig.annotate import annotation_vs_truth
 
     obs = md.read_h5mu(demo_run / "cohort/annotated.h5mu").obs
     summary, table = annotation_vs_truth(obs, demo_run / "demo/truth/cells.tsv")
@@ -96,13 +96,31 @@ def test_qc_outputs_and_dsb_in_the_run(demo_run):
 def test_every_rule_logged_and_benchmarked(demo_run):
     assert (demo_run / "qc/summary.tsv").exists()
     bench = list((demo_run / "benchmarks").rglob("*.tsv"))
-    assert len(bench) >= 27 + 8
+    rules = {"simulate", "design", "qc_summary", "merge", "integrate", "annotate", "integration_metrics",
+             "abundance", "milo", "signatures", "figures_cohort", "figures_stats"}
+    assert {b.stem for b in bench} >= rules and len(bench) >= 27 + 4 + 2 + len(rules)
     for b in bench:
         assert "max_rss" in b.read_text().splitlines()[0]
-    html = (demo_run / "summary.html").read_text()
-    assert html.count("<img") >= 6
+    logs = {p.stem for p in (demo_run / "logs").rglob("*.log")}
+    assert logs >= rules | {"SSc01_PBMC", "SRC_vs_SSc", "SRC"}
+    assert "totalVI" in (demo_run / "logs/integrate.log").read_text()  # the script's logging reaches the log
+    assert not (demo_run / "summary.html").exists()  # one report: snakemake --report
     for png in (demo_run / "figures").glob("*.png"):
         assert png.stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_design_is_written_once_and_read_by_the_statistics(demo_run):
+    """The design rule writes the validated sheet, the donors and each contrast's groups; no other rule
+    reads the sample sheet (rule files: only design.smk names SHEET as an input)."""
+    donors = pd.read_csv(demo_run / "design/donors.tsv", sep="\t", index_col="donor")
+    groups = pd.read_csv(demo_run / "design/groups.tsv", sep="\t", index_col="donor")
+    assert len(donors) == 27 and list(groups.columns) == ["SRC_vs_SSc", "SRC_vs_HD", "ILD_vs_SSc", "ILD_vs_HD"]
+    assert (groups["SRC_vs_SSc"] == 1).sum() == 4 and (groups["SRC_vs_SSc"] == 0).sum() == 17
+    assert (groups["ILD_vs_SSc"] == 1).sum() == 10 and (groups["ILD_vs_SSc"] == 0).sum() == 7
+    assert json.loads((demo_run / "design/warnings.json").read_text()) == []
+    readers = [f.name for f in (ROOT / "workflow/rules").glob("*.smk") if "SHEET" in f.read_text()]
+    assert sorted(readers) == ["common.smk", "design.smk"]
 
 
 @pytest.mark.slow
@@ -142,7 +160,7 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
     assert f"'{dropped}'" in (out / "tables/complication_SRC.md").read_text()
     assert any(dropped in w for w in json.loads((out / "tables/complication_ILD.tsv.provenance.json")
                                                 .read_text())["warnings"])
-    assert dropped in (out / "summary.html").read_text()
+    assert dropped in (out / "tables/complication_SRC.html").read_text()  # the report's table item
 
 
 def test_bad_config_stops_before_any_output(tmp_path):
@@ -205,19 +223,98 @@ def test_sigkill_during_integration_then_rerun_incomplete_gives_identical_tables
         assert first[name] == second[name], f"{name} differs between the two runs"
 
 
+def _workflow_copy(dest: Path) -> Path:
+    """The workflow (Snakefile, rules, scripts, config) copied to ``dest``, to change a script there."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    shutil.copy(ROOT / "Snakefile", dest)
+    for d in ("workflow", "config", "envs"):
+        shutil.copytree(ROOT / d, dest / d)
+    return dest
+
+
 @pytest.mark.slow
 def test_failed_job_leaves_no_outputs(small_cohort, tmp_path):
-    """A job that fails after writing its outputs (failure injected in the rule's script) leaves
-    none of them: Snakemake removes the outputs of failed jobs, and the run stops with the error."""
+    """A job that fails after writing its outputs leaves none of them: Snakemake removes the outputs
+    of failed jobs, and the run stops with the error. The failure is injected into a copy of the
+    workflow (the qc script raises after its last write), not into the pipeline's code."""
+    wf = _workflow_copy(tmp_path / "wf")
+    script = wf / "workflow/scripts/qc.py"
+    script.write_text(script.read_text() + "\n    raise RuntimeError('injected failure after the outputs were written')\n")
     out = tmp_path / "failing"
-    proc = _snakemake("--until", "qc_summary", out=out, config=[f"samples={small_cohort}/samples.tsv"],
-                      env={"SSCSIG_FAIL_AFTER_RULE": "qc"})
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--until", "qc_summary", "--config", f"outdir={out}",
+           f"samples={small_cohort}/samples.tsv", "-q"]
+    proc = subprocess.run(cmd, cwd=wf, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "SSCSIG_FAIL_AFTER_RULE=qc" in "".join(p.read_text() for p in (out / "logs/qc").glob("*.log"))
-    assert list((out / "logs/qc").glob("*.log"))
+    assert "injected failure" in "".join(p.read_text() for p in (out / "logs/qc").glob("*.log"))
+    assert "RuntimeError: injected failure" in proc.stderr  # one line on the console names it
     qc = out / "qc"
     left = [p.name for p in qc.rglob("*") if p.is_file()] if qc.exists() else []
     assert left == [], left
+
+
+def _rna_only(small_cohort, tmp_path, sample_index=0):
+    """The small cohort's sheet with one sample replaced by its RNA-only library (.h5ad)."""
+    import anndata as ad
+    import scanpy as sc
+
+    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+    sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
+    a = sc.read_10x_h5(sheet.loc[sample_index, "path"], gex_only=True)
+    a.var_names_make_unique()
+    bad = tmp_path / "rna_only.h5ad"
+    ad.AnnData(X=a.X, obs=a.obs, var=a.var[["feature_types"]]).write_h5ad(bad)
+    sheet.loc[sample_index, "path"] = str(bad)
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    return tmp_path / "samples.tsv", sheet.loc[sample_index, "sample"], bad
+
+
+def test_input_file_errors_stop_the_run_before_any_job_with_one_line(small_cohort, tmp_path):
+    """An RNA-only library in the sheet: `snakemake` (and `sscsig validate`) open every file's header
+    at start-up and stop with one line naming the sample and the file; no job runs, nothing is written."""
+    sheet, sample, bad = _rna_only(small_cohort, tmp_path)
+    out = tmp_path / "never"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", f"samples={sheet}",
+                           f"outdir={out}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert [line for line in text.splitlines() if "sscsig" in line or "Error" in line] == [
+        f"sscsig: error: sample {sample!r}: {bad} has no 'Antibody Capture' features "
+        "(found ['Gene Expression']); sscsig needs the antibody-derived tags of a CITE-seq library"]
+    assert "Traceback" not in text
+    assert not out.exists()
+    v = subprocess.run([sys.executable, "-m", "sscsig.cli", "validate", "--samples", str(sheet)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert v.returncode == 2 and f"sample {sample!r}: {bad} has no 'Antibody Capture' features" in v.stderr
+
+
+@pytest.mark.slow
+def test_input_error_inside_a_job_is_one_console_line_and_not_retried(small_cohort, tmp_path):
+    """A sample that QC leaves with too few cells (qc.on_too_few_cells: stop) fails its job with one
+    console line naming the rule, the sample and the reason; the traceback is in the job's log; with
+    the default profile the deterministic failure is not retried."""
+    import anndata as ad
+    import scanpy as sc
+
+    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
+    sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
+    small = sc.read_10x_h5(sheet.loc[0, "path"], gex_only=False)[:30].copy()
+    small.var_names_make_unique()
+    ad.AnnData(X=small.X, obs=small.obs, var=small.var[["feature_types"]]).write_h5ad(tmp_path / "small.h5ad")
+    sheet.loc[0, "path"] = str(tmp_path / "small.h5ad")
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    out = tmp_path / "run"
+    s = sheet.loc[0, "sample"]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/default", "--cores", "2",
+                           "--until", "qc_summary", "--config", f"samples={tmp_path}/samples.tsv", f"outdir={out}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("sscsig: error:")]
+    assert len(errors) == 1, errors  # once: not retried
+    assert errors[0].startswith(f"sscsig: error: rule qc (sample={s}): sample {s!r}: ") and "cells left after QC" in errors[0]
+    log = (out / f"logs/qc/{s}.log").read_text()
+    assert "Traceback" in log and "InputError" in log
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from sscsig._states import program_genes  # noqa: E402
+from sscsig.demo._states import program_genes  # noqa: E402
 
 N_TOP = 2400
 src = Path(__file__).resolve().parents[2] / "shared/data/pbmc10k_protein_v3_200cells_scvi.h5mu"

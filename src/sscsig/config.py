@@ -1,12 +1,18 @@
-"""Configuration and sample-sheet validation (JSON schemas in ``config/schemas`` plus cross-checks).
+"""Configuration and sample-sheet validation: JSON schemas in ``config/schemas`` plus cross-checks.
 
-Everything here runs before any expensive step: the Snakefile calls :func:`validate_config` and
-:func:`load_sample_sheet` at parse time, so a typo stops the run with a message that names the
-file, column, sample or key, and nothing is written.
+The schema is the one place where settings and their defaults are defined (``default:``);
+:func:`validate_config` checks a config against it and fills in every default, so the stages
+receive complete sections and no module keeps a copy of the defaults. The Snakefile calls
+:func:`validate_config` and :func:`load_sample_sheet` once at start-up (``workflow/rules/common.smk``),
+so a typo stops the run with one line that names the file, column, sample or key, before any job
+runs and before anything is written.
 """
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
@@ -14,27 +20,50 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .ingest import InputError
+from .design import Design, contrast_columns, contrast_groups, donor_table, parse_bool
+from .errors import InputError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schemas"
 REQUIRED_COLUMNS = ["sample", "donor", "batch", "path"]
-TRUE = {"true", "1", "yes", "t", "y"}
-FALSE = {"false", "0", "no", "f", "n"}
 
 
-def _schema(name: str, schema_dir: str | Path | None = None) -> dict:
+@lru_cache(maxsize=None)
+def _schema(name: str, schema_dir: str | None = None) -> dict:
     path = Path(schema_dir or SCHEMA_DIR) / name
     return yaml.safe_load(path.read_text())
 
 
-def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> None:
-    """Validate ``config`` against ``config.schema.yaml`` and cross-check hypotheses/contrasts."""
-    validator = jsonschema.Draft202012Validator(_schema("config.schema.yaml", schema_dir))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+def _with_defaults(validator_class):
+    """A validator that also fills in each property's ``default`` (the jsonschema FAQ recipe, as
+    Snakemake's ``validate(set_default=True)``): a section absent from the config gets its schema
+    default (``{}``), whose own properties then get theirs."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> dict:
+    """Check ``config`` against ``config.schema.yaml``, fill in the schema's defaults (in place) and
+    cross-check complications, contrasts, hypotheses and signatures.
+
+    Returns
+    -------
+    The same dict, completed. Raises :class:`InputError` naming the first offending key.
+    """
+    schema = _schema("config.schema.yaml", str(schema_dir) if schema_dir else None)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = ".".join(map(str, e.absolute_path)) or "(top level)"
         raise InputError(f"config: {where}: {e.message}")
+    _with_defaults(jsonschema.Draft202012Validator)(schema).validate(config)
     comps = set(config["complications"])
     for name, spec in config["contrasts"].items():
         if spec["complication"] not in comps:
@@ -42,14 +71,30 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> No
                 f"config: contrasts.{name}.complication {spec['complication']!r} is not listed in "
                 f"complications {sorted(comps)}"
             )
-    for h in config.get("hypotheses", []):
+    for h in config["hypotheses"]:
         if h["complication"] not in comps:
             raise InputError(f"config: hypothesis {h} names an unknown complication")
-    for name, sig in (config.get("signatures") or {}).items():
+    for name, sig in config["signatures"].items():
         if not sig.get("genes") and not sig.get("gene_set"):
             raise InputError(f"config: signatures.{name} needs 'genes' or 'gene_set' (empty signature)")
         if sig.get("gene_set") and not sig.get("gene_set_file"):
             raise InputError(f"config: signatures.{name}.gene_set needs gene_set_file")
+    return config
+
+
+@lru_cache(maxsize=None)
+def _defaults() -> dict:
+    minimal = {"outdir": "results", "seed": 0, "complications": ["X"],
+               "contrasts": {"x": {"complication": "X", "case": {"X": True}, "control": {"X": False}}}}
+    return validate_config(minimal)
+
+
+def default(path: str):
+    """The schema default of a setting, e.g. ``default("qc.nmads")`` (a copy)."""
+    value = _defaults()
+    for key in path.split("."):
+        value = value[key]
+    return copy.deepcopy(value)
 
 
 def cohort_mode(config: dict) -> str:
@@ -62,29 +107,55 @@ def cohort_mode(config: dict) -> str:
     return mode
 
 
-def parse_bool(value, *, column: str, sample: str) -> bool:
-    text = str(value).strip().lower()
-    if text in TRUE:
-        return True
-    if text in FALSE:
-        return False
-    raise InputError(
-        f"sample sheet: column {column!r} must be boolean (true/false), sample {sample!r} has {value!r}"
-    )
+def resolve_gene_set_file(path: str | Path, *, base_dir: str | Path = ".") -> Path:
+    """A gene-set file: the path as given, else a file shipped in ``sscsig/data`` of that base name."""
+    p = Path(base_dir) / path
+    if p.exists():
+        return p
+    shipped = resources.files("sscsig") / "data" / Path(path).name
+    if not shipped.is_file():
+        raise InputError(f"gene set file {p} not found (nor shipped with sscsig)")
+    return Path(str(shipped))
 
 
-def contrast_columns(config: dict) -> tuple[set[str], set[str]]:
-    """Sample-sheet columns used by contrasts as selectors and as covariates."""
-    sel, cov = set(), set()
-    for spec in config["contrasts"].values():
-        sel |= set(spec["case"]) | set(spec["control"])
-        cov |= set(spec.get("covariates", []))
-    return sel, cov
+def read_gene_sets(path: str | Path) -> dict[str, list[str]]:
+    """Gene sets from a TSV: ``name<TAB>gene gene ...`` per line, ``#`` comments."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, genes = line.partition("\t")
+        out[name.strip()] = genes.split()
+    return out
 
 
-def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample sheet",
-                       base_dir: str | Path = ".", check_files: bool = True) -> pd.DataFrame:
-    """Cross-checks beyond the row schema; returns the sheet with typed columns and resolved paths."""
+def resolve_signatures(spec: dict, *, base_dir: str | Path = ".") -> dict[str, dict]:
+    """Config ``signatures`` -> ``{name: {genes, states}}``; ``gene_set`` entries read from ``gene_set_file``."""
+    out = {}
+    for name, sig in spec.items():
+        genes = list(sig.get("genes") or [])
+        if sig.get("gene_set"):
+            try:
+                path = resolve_gene_set_file(sig["gene_set_file"], base_dir=base_dir)
+            except InputError as exc:
+                raise InputError(f"signature {name!r}: {exc}") from None
+            sets = read_gene_sets(path)
+            if sig["gene_set"] not in sets:
+                raise InputError(f"signature {name!r}: gene set {sig['gene_set']!r} not in {path}")
+            genes += sets[sig["gene_set"]]
+        if not genes:
+            raise InputError(f"signature {name!r}: empty gene list")
+        if not sig.get("states"):
+            raise InputError(f"signature {name!r}: no cell states to score it in")
+        out[name] = {"genes": list(dict.fromkeys(genes)), "states": list(sig["states"])}
+    return out
+
+
+def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts: dict,
+                       source: str = "sample sheet", base_dir: str | Path = ".",
+                       check_files: bool = True) -> pd.DataFrame:
+    """Cross-checks beyond the row schema (config ``complications`` and ``contrasts``); returns the
+    sheet with typed columns and resolved paths."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: required column(s) {missing} missing (has {list(df.columns)})")
@@ -97,18 +168,18 @@ def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample 
     dup = df["sample"][df["sample"].duplicated()].unique()
     if len(dup):
         raise InputError(f"{source}: duplicate sample id(s) {list(dup)}")
-    for comp in config["complications"]:
+    for comp in complications:
         if comp not in df.columns:
             raise InputError(f"{source}: no column for complication {comp!r} (listed in config complications)")
         df[comp] = [parse_bool(v, column=comp, sample=s) for v, s in zip(df[comp], df["sample"])]
-    sel, cov = contrast_columns(config)
+    sel, cov = contrast_columns(contrasts)
     for col in sorted(sel | cov):
         if col not in df.columns:
             raise InputError(f"{source}: column {col!r} used by a contrast is missing")
     if "age" in df.columns:
         df["age"] = pd.to_numeric(df["age"], errors="raise") if df["age"].notna().any() else df["age"]
     # donor-level attributes must agree across a donor's samples
-    donor_cols = sorted((sel | cov | set(config["complications"]) | {"group", "age", "sex"}) & set(df.columns))
+    donor_cols = sorted((sel | cov | set(complications) | {"group", "age", "sex"}) & set(df.columns))
     for donor, sub in df.groupby("donor"):
         for col in donor_cols:
             vals = sub[col].dropna().astype(str).unique()
@@ -117,17 +188,15 @@ def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample 
                     f"{source}: donor {donor!r} has conflicting {col!r} values {list(vals)} "
                     f"across samples {list(sub['sample'])}"
                 )
-    for spec_name, spec in config["contrasts"].items():
+    for spec_name, spec in contrasts.items():
         for col in spec.get("covariates", []):
             if df[col].isna().any():
                 bad = list(df.loc[df[col].isna(), "sample"])
                 raise InputError(
                     f"{source}: covariate {col!r} of contrast {spec_name!r} is missing (NaN) for samples {bad}"
                 )
-    from .abundance import contrast_groups, donor_table
-
-    donors = donor_table(df, sorted(sel | cov | set(config["complications"])))
-    for spec_name, spec in config["contrasts"].items():
+    donors = donor_table(df, sorted(sel | cov | set(complications)))
+    for spec_name, spec in contrasts.items():
         try:
             contrast_groups(donors, spec_name, spec)
         except InputError as exc:
@@ -150,40 +219,26 @@ def check_sample_sheet(df: pd.DataFrame, config: dict, *, source: str = "sample 
     return df
 
 
-def design_warnings(sheet: pd.DataFrame, config: dict, *, batch_key: str = "batch") -> list[str]:
-    """Design problems that do not stop a run but must be read beside its results.
-
-    A contrast whose case and control donors come from disjoint batches (or a complication whose
-    status is constant within every batch) is perfectly confounded with batch: no model can tell the
-    complication from the batch effect, and integration may remove the signal.
-    """
-    from .abundance import contrast_groups, donor_table
-
-    if batch_key not in sheet.columns:
-        return []
-    out = []
-    sel, cov = contrast_columns(config)
-    donors = donor_table(sheet, sorted(sel | cov | set(config["complications"]) | {batch_key}))
-    for name, spec in config["contrasts"].items():
-        g = contrast_groups(donors, name, spec).dropna()
-        b = donors.loc[g.index, batch_key].astype(str)
-        case_b, ctrl_b = set(b[g == 1]), set(b[g == 0])
-        if case_b and ctrl_b and not (case_b & ctrl_b):
-            out.append(f"contrast {name!r} is perfectly confounded with {batch_key}: case donors only in "
-                       f"{sorted(case_b)}, control donors only in {sorted(ctrl_b)}; its results cannot "
-                       "separate the complication from the batch effect")
-    for comp in config["complications"]:
-        per_batch = donors.groupby(donors[batch_key].astype(str))[comp].nunique()
-        if donors[comp].nunique() > 1 and (per_batch == 1).all() and len(per_batch) > 1:
-            out.append(f"complication {comp!r} is perfectly confounded with {batch_key} (every batch has "
-                       "donors of one status only)")
-    return out
-
-
-def load_sample_sheet(path: str | Path, config: dict, *, check_files: bool = True,
+def load_sample_sheet(path: str | Path, config: dict | None = None, *, complications: list[str] | None = None,
+                      contrasts: dict | None = None, check_files: bool = True,
                       schema_dir: str | Path | None = None) -> pd.DataFrame:
     """Read, schema-validate and cross-check a sample sheet; relative paths are resolved against
-    the sheet's folder."""
+    the sheet's folder.
+
+    Parameters
+    ----------
+    path
+        The sheet (TSV).
+    config
+        A validated config (:func:`validate_config`), whose ``complications`` and ``contrasts`` are
+        used; or give those two as keyword arguments.
+    check_files
+        Also require every ``path`` / ``raw_path`` to exist.
+    """
+    if config is not None:
+        complications, contrasts = config["complications"], config["contrasts"]
+    if complications is None or contrasts is None:
+        raise TypeError("load_sample_sheet needs a config or complications= and contrasts=")
     path = Path(path)
     if not path.exists():
         raise InputError(f"sample sheet not found: {path}")
@@ -199,12 +254,24 @@ def load_sample_sheet(path: str | Path, config: dict, *, check_files: bool = Tru
         if bad.any():
             raise InputError(f"sample sheet {path}: column 'age' is not numeric for samples {list(typed.loc[bad, 'sample'])}")
         typed["age"] = num
-    validator = jsonschema.Draft202012Validator(_schema("samples.schema.yaml", schema_dir))
-    for i, row in typed.iterrows():
+    validator = jsonschema.Draft202012Validator(
+        _schema("samples.schema.yaml", str(schema_dir) if schema_dir else None))
+    for _, row in typed.iterrows():
         record = {k: v for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
         err = next(iter(validator.iter_errors(record)), None)
         if err is not None:
             where = ".".join(map(str, err.absolute_path)) or "row"
             raise InputError(f"sample sheet {path}: sample {row.get('sample')!r}: {where}: {err.message}")
-    return check_sample_sheet(typed, config, source=f"sample sheet {path}", base_dir=path.parent,
-                              check_files=check_files)
+    return check_sample_sheet(typed, complications=complications, contrasts=contrasts,
+                              source=f"sample sheet {path}", base_dir=path.parent, check_files=check_files)
+
+
+def design_from_sheet(sheet: pd.DataFrame, config: dict) -> Design:
+    """The :class:`~sscsig.design.Design` of a validated sheet under a validated config."""
+    return Design.from_sheet(sheet, contrasts=config["contrasts"], complications=config["complications"],
+                             batch_key=config["integration"]["batch_key"])
+
+
+__all__ = ["REQUIRED_COLUMNS", "check_sample_sheet", "cohort_mode", "default", "design_from_sheet",
+           "load_sample_sheet", "read_gene_sets", "resolve_gene_set_file", "resolve_signatures",
+           "validate_config"]

@@ -1,12 +1,17 @@
+# Donor-level differential abundance of cell states per contrast (sscsig.stats).
+
+
 rule abundance:
     input:
         h5mu=f"{OUT}/cohort/annotated.h5mu",
-        sheet=SHEET,
+        **DESIGN,
     output:
         counts=f"{OUT}/abundance/donor_state_counts.tsv",
         results=f"{OUT}/abundance/composition_tests.tsv",
         provenance=multiext(f"{OUT}/abundance/", "donor_state_counts.tsv.provenance.json",
                             "composition_tests.tsv.provenance.json"),
+    params:
+        abundance=section("abundance", drop=("fdr",)),  # fdr: the figures' threshold
     log:
         f"{OUT}/logs/abundance.log",
     benchmark:
@@ -17,4 +22,4 @@ rule abundance:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/abundance.py"

@@ -1,9 +1,15 @@
+# Cell states from marker scores (sscsig.annotate).
+
+
 rule annotate:
     input:
         h5mu=f"{OUT}/cohort/integrated.h5mu",
         markers=config["annotation"]["markers"],
     output:
         f"{OUT}/cohort/annotated.h5mu",
+    params:
+        annotation=section("annotation", drop=("markers",)),
+        seed=config["seed"],
     log:
         f"{OUT}/logs/annotate.log",
     benchmark:
@@ -14,4 +20,4 @@ rule annotate:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/annotate.py"

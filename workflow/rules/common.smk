@@ -1,4 +1,57 @@
-# Shared helpers of the rule files.
+# Validation of the config and the sample sheet (once, here), the cohort's samples, and helpers of
+# the rule files. A problem with the config, the sheet or an input file's header stops the run here
+# with one line naming the key, sample or file, before any job runs and before anything is written.
+import sys
+
+from sscsig.config import cohort_mode, load_sample_sheet, resolve_gene_set_file, resolve_signatures, validate_config
+from sscsig.demo import sample_path, study_design
+from sscsig.design import contrasts_of, hypothesis_pairs
+from sscsig.errors import InputError
+from sscsig.io import check_inputs
+
+try:
+    validate_config(config)  # fills in the schema's defaults
+    MODE = cohort_mode(config)
+    OUT = config["outdir"].rstrip("/")
+    SIGNATURES = resolve_signatures(config["signatures"])  # name -> {genes, states}
+    GENE_SETS = str(resolve_gene_set_file(config["pseudobulk"]["gene_sets_file"]))
+    if MODE == "demo":
+        SHEET = f"{OUT}/demo/samples.tsv"
+        SAMPLES = list(study_design(src_oldest=config["demo"]["src_oldest"])["sample"])
+        DATA = {s: str(sample_path(f"{OUT}/demo", s)) for s in SAMPLES}
+        RAW = {s: str(sample_path(f"{OUT}/demo", s, raw=True)) for s in SAMPLES} if config["demo"]["with_raw"] else {}
+    else:
+        SHEET = config["samples"]
+        _sheet = load_sample_sheet(SHEET, config)
+        if workflow.is_main_process:  # not again inside each cluster job
+            for _w in check_inputs(_sheet, rna_type=config["features"]["rna_type"],
+                                   protein_type=config["features"]["protein_type"],
+                                   panel_policy=config["qc"]["panel_policy"]):
+                print(f"sscsig: warning: {_w}", file=sys.stderr)
+        SAMPLES = list(_sheet["sample"])
+        DATA = dict(zip(_sheet["sample"], _sheet["path"]))
+        RAW = {s: r for s, r in zip(_sheet["sample"], _sheet.get("raw_path", [""] * len(_sheet))) if r}
+except InputError as exc:
+    sys.exit(f"sscsig: error: {exc}")
+
+COMPLICATIONS = list(config["complications"])
+CONTRASTS = list(config["contrasts"])
+HYPOTHESES = hypothesis_pairs(config["hypotheses"], config["contrasts"])  # (contrast, state)
+
+# the design files every statistics rule reads (rule design)
+DESIGN = {k: f"{OUT}/design/{k}.tsv" for k in ("donors", "groups", "contrasts")}
+DESIGN["warnings"] = f"{OUT}/design/warnings.json"
+
+
+wildcard_constraints:
+    sample="|".join(SAMPLES) if SAMPLES else "NONE",
+    complication="|".join(COMPLICATIONS),
+    contrast="|".join(CONTRASTS),
+
+
+def section(name, *, drop=()):
+    """A config section for a rule's params, without the keys that belong to another rule or function."""
+    return {k: v for k, v in config[name].items() if k not in drop}
 
 
 def sample_data(wildcards):

@@ -1,11 +1,18 @@
+# The kept cells of every sample in one cohort MuData, annotated with the sheet's columns (sscsig.qc).
+
+
 rule merge:
     input:
         h5mu=expand(f"{OUT}/qc/{{sample}}.h5mu", sample=SAMPLES),
         summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
-        sheet=SHEET,
+        samples=f"{OUT}/design/samples.tsv",
     output:
         h5mu=f"{OUT}/cohort/merged.h5mu",
         report=f"{OUT}/cohort/merge_report.json",
+    params:
+        h5mu={s: f"{OUT}/qc/{s}.h5mu" for s in SAMPLES},
+        panel_policy=config["qc"]["panel_policy"],
+        complications=COMPLICATIONS,
     log:
         f"{OUT}/logs/merge.log",
     benchmark:
@@ -16,4 +23,4 @@ rule merge:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/merge.py"

@@ -1,11 +1,17 @@
+# Neighbourhood differential abundance (Milo) per contrast (sscsig.stats).
+
+
 rule milo:
     input:
         h5mu=f"{OUT}/cohort/annotated.h5mu",
-        sheet=SHEET,
+        **DESIGN,
     output:
         nhoods=f"{OUT}/milo/nhoods.tsv",
         states=f"{OUT}/milo/states.tsv",
         provenance=multiext(f"{OUT}/milo/", "nhoods.tsv.provenance.json", "states.tsv.provenance.json"),
+    params:
+        milo=config["milo"],
+        seed=config["seed"],
     log:
         f"{OUT}/logs/milo.log",
     benchmark:
@@ -16,4 +22,4 @@ rule milo:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/milo.py"

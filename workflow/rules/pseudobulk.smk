@@ -1,7 +1,11 @@
+# Pseudobulk differential expression per state, one job per contrast, and its enrichment (sscsig.stats).
+
+
 rule pseudobulk:
     input:
         h5mu=f"{OUT}/cohort/annotated.h5mu",
-        sheet=SHEET,
+        gene_sets=GENE_SETS,
+        **DESIGN,
     output:
         genes=f"{OUT}/pseudobulk/{{contrast}}.genes.tsv",
         proteins=f"{OUT}/pseudobulk/{{contrast}}.proteins.tsv",
@@ -10,6 +14,9 @@ rule pseudobulk:
         provenance=multiext(f"{OUT}/pseudobulk/{{contrast}}.", "genes.tsv.provenance.json",
                             "proteins.tsv.provenance.json", "summary.tsv.provenance.json",
                             "enrichment.tsv.provenance.json"),
+    params:
+        pseudobulk=section("pseudobulk", drop=("gene_sets_file", "min_set_size")),
+        min_set_size=config["pseudobulk"]["min_set_size"],
     log:
         f"{OUT}/logs/pseudobulk/{{contrast}}.log",
     benchmark:
@@ -20,4 +27,4 @@ rule pseudobulk:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/pseudobulk.py"

@@ -1,3 +1,6 @@
+# Per-sample quality control (sscsig.qc) and the cohort's QC summary.
+
+
 rule qc:
     input:
         data=sample_data,
@@ -8,6 +11,10 @@ rule qc:
                    subcategory="per sample", caption="../report/qc_sample.rst"),
         cells=f"{OUT}/qc/{{sample}}.cells.tsv",
         summary=f"{OUT}/qc/{{sample}}.summary.json",
+    params:
+        qc=section("qc", drop=("panel_policy",)),  # panel_policy is the merge's
+        features=config["features"],
+        seed=config["seed"],
     log:
         f"{OUT}/logs/qc/{{sample}}.log",
     benchmark:
@@ -18,7 +25,7 @@ rule qc:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/qc.py"
 
 
 rule qc_summary:
@@ -27,8 +34,7 @@ rule qc_summary:
     output:
         tsv=f"{OUT}/qc/summary.tsv",
         provenance=f"{OUT}/qc/summary.tsv.provenance.json",
-        png=report(f"{OUT}/qc/summary.png", category="QC",
-                   caption="../report/qc.rst"),
+        png=report(f"{OUT}/qc/summary.png", category="QC", caption="../report/qc.rst"),
     log:
         f"{OUT}/logs/qc_summary.log",
     benchmark:
@@ -39,4 +45,4 @@ rule qc_summary:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/qc_summary.py"

@@ -1,13 +1,20 @@
+# Donor-level gene-signature scores in their states, tested per contrast (sscsig.stats).
+
+
 rule signatures:
     input:
         h5mu=f"{OUT}/cohort/annotated.h5mu",
-        sheet=SHEET,
+        **DESIGN,
     output:
         scores=f"{OUT}/signatures/donor_scores.tsv",
         tests=f"{OUT}/signatures/tests.tsv",
         coverage=f"{OUT}/signatures/gene_coverage.tsv",
         provenance=multiext(f"{OUT}/signatures/", "donor_scores.tsv.provenance.json",
                             "tests.tsv.provenance.json", "gene_coverage.tsv.provenance.json"),
+    params:
+        signatures=SIGNATURES,
+        signature_params=config["signature_params"],
+        seed=config["seed"],
     log:
         f"{OUT}/logs/signatures.log",
     benchmark:
@@ -18,4 +25,4 @@ rule signatures:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/signatures.py"

@@ -1,18 +1,26 @@
+# One table per complication: every state's composition, Milo, pseudobulk and signature results
+# (sscsig.report), with the merge's and the design's warnings on top.
+
+
 rule tables:
     input:
         abundance=f"{OUT}/abundance/composition_tests.tsv",
         signatures=f"{OUT}/signatures/tests.tsv",
-        merge_report=f"{OUT}/cohort/merge_report.json",
-        sheet=SHEET,
         milo=f"{OUT}/milo/states.tsv",
-        de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in CONTRASTS
-                       if config["contrasts"][c]["complication"] == wc.complication],
+        de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in contrasts_of(config["contrasts"], wc.complication)],
+        merge_report=f"{OUT}/cohort/merge_report.json",
+        design_warnings=DESIGN["warnings"],
     output:
         tsv=f"{OUT}/tables/complication_{{complication}}.tsv",
         html=report(f"{OUT}/tables/complication_{{complication}}.html", category="Tables",
                     caption="../report/table.rst"),
         md=f"{OUT}/tables/complication_{{complication}}.md",
         provenance=f"{OUT}/tables/complication_{{complication}}.tsv.provenance.json",
+    params:
+        contrast_order=CONTRASTS,
+        hypotheses=config["hypotheses"],
+        milo_fdr=config["milo"]["fdr"],
+        de_fdr=config["pseudobulk"]["fdr"],
     log:
         f"{OUT}/logs/tables/{{complication}}.log",
     benchmark:
@@ -23,4 +31,4 @@ rule tables:
     conda:
         "../../envs/sscsig.yaml"
     script:
-        "../scripts/step.py"
+        "../scripts/tables.py"

@@ -1,0 +1,294 @@
+"""Hierarchical, marker-driven annotation: lineage from protein + RNA, then fine states per lineage.
+
+For every label the marker file defines components (``protein_pos``, ``protein_neg``,
+``protein_any``, ``rna_pos``, ``rna_neg``). Each component is z-scored over the cells being
+labelled (all cells for lineages, the lineage's cells for states), the label's score is the mean of
+its components, scores are smoothed over the kNN graph of the integrated space (a cell's score
+averaged with its neighbours'), and the best label wins. ``*_confidence`` is the margin between the
+best and second-best smoothed score; cells below ``min_confidence`` are ``Unassigned``. Lineages
+are also sub-clustered (Leiden restricted to each lineage) for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import yaml
+
+from ..design import UNASSIGNED
+from ..errors import InputError
+from ..protein import find_protein
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("protein_pos", "protein_neg", "protein_any", "rna_pos", "rna_neg")
+PROTEIN_LAYERS = ("clr", "dsb", "totalvi_denoised")
+
+
+def load_markers(path: str | Path) -> dict:
+    """Read and check a marker file (``lineages`` and ``states`` per lineage)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"marker file not found: {path}")
+    markers = yaml.safe_load(path.read_text()) or {}
+    for key in ("lineages", "states"):
+        if not markers.get(key):
+            raise InputError(f"marker file {path}: '{key}' is missing or empty")
+    for name, comp in markers["lineages"].items():
+        _check_label(path, f"lineages.{name}", comp)
+    for lineage, states in markers["states"].items():
+        if lineage not in markers["lineages"]:
+            raise InputError(f"marker file {path}: states given for unknown lineage {lineage!r}")
+        if not states:
+            raise InputError(f"marker file {path}: states.{lineage} is empty")
+        for name, comp in states.items():
+            _check_label(path, f"states.{lineage}.{name}", comp)
+    return markers
+
+
+def _check_label(path: Path, where: str, comp) -> None:
+    if not isinstance(comp, dict):
+        raise InputError(f"marker file {path}: {where} must be a mapping of components")
+    for sub, sub_comp in (comp.get("substates") or {}).items():
+        _check_label(path, f"{where}.substates.{sub}", sub_comp)
+    unknown = set(comp) - set(COMPONENTS) - {"substates"}
+    if unknown:
+        raise InputError(f"marker file {path}: {where} has unknown keys {sorted(unknown)}; allowed {list(COMPONENTS)}")
+    if not any(comp.get(c) for c in COMPONENTS):
+        raise InputError(f"marker file {path}: {where} has no markers (empty marker list)")
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std(0)
+    return (x - x.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
+
+
+class _Scorer:
+    """Caches protein CLR columns and RNA module scores over all cells."""
+
+    def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr"):
+        self.rna = mdata["rna"]
+        self.prot = mdata["prot"]
+        if protein_layer not in PROTEIN_LAYERS:
+            raise InputError(f"annotation.protein_layer {protein_layer!r} is not one of {', '.join(PROTEIN_LAYERS)}")
+        if protein_layer not in self.prot.layers:
+            raise InputError(f"annotation.protein_layer {protein_layer!r}: the cohort has no prot.layers"
+                             f"[{protein_layer!r}] (dsb needs raw_path in the sheet; totalvi_denoised needs "
+                             "integration.method totalvi)")
+        x = self.prot.layers[protein_layer]
+        x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+        # denoised protein is on the count scale: log1p makes it comparable to CLR / DSB
+        self.clr = np.log1p(x) if protein_layer == "totalvi_denoised" else x
+        self.seed = seed
+        self.min_genes = min_genes
+        self._modules: dict[tuple, np.ndarray] = {}
+        self.missing: set[str] = set()
+
+    def protein(self, names: list[str]) -> np.ndarray | None:
+        cols = []
+        for n in names:
+            var = find_protein(self.prot.var, n)
+            if var is None:
+                self.missing.add(f"protein {n}")
+                continue
+            cols.append(self.prot.var_names.get_loc(var))
+        return self.clr[:, cols] if cols else None
+
+    def module(self, genes: list[str]) -> np.ndarray | None:
+        key = tuple(sorted(genes))
+        if key not in self._modules:
+            import scanpy as sc
+
+            present = [g for g in genes if g in self.rna.var_names]
+            self.missing.update(f"gene {g}" for g in genes if g not in self.rna.var_names)
+            if len(present) < self.min_genes:
+                self._modules[key] = None
+            else:
+                tmp = sc.AnnData(X=self.rna.X, var=pd.DataFrame(index=self.rna.var_names))
+                sc.tl.score_genes(tmp, present, random_state=self.seed, score_name="s")
+                self._modules[key] = tmp.obs["s"].to_numpy()
+        return self._modules[key]
+
+    def score(self, comp: dict, rows: np.ndarray) -> np.ndarray | None:
+        parts = []
+        for kind in COMPONENTS:
+            names = comp.get(kind) or []
+            if not names:
+                continue
+            if kind.startswith("protein"):
+                m = self.protein(names)
+                if m is None:
+                    continue
+                z = _z(m[rows])
+                val = z.max(1) if kind == "protein_any" else z.mean(1)
+            else:
+                m = self.module(names)
+                if m is None:
+                    continue
+                val = _z(m[rows][:, None])[:, 0]
+            parts.append(-val if kind.endswith("neg") else val)
+        return np.mean(parts, axis=0) if parts else None
+
+    def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str) -> tuple[list[str], list[np.ndarray]]:
+        """Scores of every label that has markers in the data (others are skipped with a warning)."""
+        names, scores = [], []
+        for name, comp in labels.items():
+            s = self.score(comp, rows)
+            if s is None:
+                log.warning("%s %s: none of its markers is in the data; not assigned", kind, name)
+                continue
+            names.append(name)
+            scores.append(s)
+        return names, scores
+
+
+def _smooth(scores: np.ndarray, graph: sp.spmatrix, weight: float) -> np.ndarray:
+    if weight <= 0:
+        return scores
+    g = sp.csr_matrix(graph, dtype=np.float64)
+    deg = np.asarray(g.sum(1)).ravel()
+    g = sp.diags(1 / np.where(deg > 0, deg, 1)) @ g
+    neigh = g @ scores
+    has = (deg > 0)[:, None]
+    return np.where(has, (1 - weight) * scores + weight * neigh, scores)
+
+
+def _robust_z(x: np.ndarray) -> np.ndarray:
+    med = np.median(x)
+    mad = np.median(np.abs(x - med)) * 1.4826
+    return (x - med) / (mad if mad > 1e-9 else 1.0)
+
+
+def _gate_substates(
+    scorer: "_Scorer", subs: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float, robust_z: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Module-high substates of a base state: robust z (median/MAD over the base's cells) of the
+    smoothed substate score above ``substate_robust_z``; the highest z wins. Returns labels (None =
+    stays base) and the winning z."""
+    sub_graph = graph[rows][:, rows]
+    names, scores = scorer.score_labels(subs, rows, kind="substate")
+    zs = [_robust_z(_smooth(s[:, None], sub_graph, smoothing)[:, 0]) for s in scores]
+    out = np.full(len(rows), None, dtype=object)
+    if not names:
+        return out, np.zeros(len(rows))
+    z = np.column_stack(zs)
+    best = z.argmax(1)
+    bz = z[np.arange(len(rows)), best]
+    hit = bz > robust_z
+    out[hit] = np.array(names, dtype=object)[best[hit]]
+    return out, bz
+
+
+def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-scores, axis=1)
+    best = scores[np.arange(len(scores)), order[:, 0]]
+    second = scores[np.arange(len(scores)), order[:, 1]] if scores.shape[1] > 1 else best - np.inf
+    conf = best - second
+    out = np.array(labels, dtype=object)[order[:, 0]]
+    out[conf < min_conf] = UNASSIGNED
+    return out, np.where(np.isfinite(conf), conf, 10.0)
+
+
+def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
+             min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
+             seed: int = 0) -> dict:
+    """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
+
+    Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
+    ``totalvi_denoised``, scored as log1p) and ``obsp['connectivities']``. The keyword options are
+    config ``annotation`` (besides ``markers``, the file :func:`load_markers` reads).
+
+    Parameters
+    ----------
+    mdata
+        Integrated, clustered cohort.
+    markers
+        :func:`load_markers`' result.
+    smoothing
+        Weight of the kNN neighbours' mean score in a cell's smoothed score (0: no smoothing).
+    min_confidence
+        Cells whose best-minus-second smoothed score is below this are ``Unassigned``.
+    min_genes_per_module
+        An RNA component needs this many of its genes in the data, else it is left out.
+    substate_robust_z
+        Robust z (median/MAD within the base state) above which a cell joins a module-high substate.
+    protein_layer
+        The normalised protein layer scored.
+    seed
+        Seed of the control genes of ``scanpy.tl.score_genes``.
+
+    Returns
+    -------
+    A report: markers missing from the data, cells per label, cells unassigned.
+    """
+    scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer)
+    graph = sp.csr_matrix(mdata.obsp["connectivities"])
+    n = mdata.n_obs
+    all_rows = np.arange(n)
+    lin_names, lin_scores = [], []
+    for name, comp in markers["lineages"].items():
+        s = scorer.score(comp, all_rows)
+        if s is None:
+            raise InputError(f"lineage {name!r}: none of its markers is in the data")
+        lin_names.append(name)
+        lin_scores.append(s)
+    lin_mat = _smooth(np.column_stack(lin_scores), graph, smoothing)
+    lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
+    state = np.full(n, UNASSIGNED, dtype=object)
+    state_conf = np.zeros(n)
+    for lin, states in markers["states"].items():
+        rows = np.flatnonzero(lineage == lin)
+        if len(rows) == 0:
+            continue
+        names, cols = scorer.score_labels(states, rows, kind="state")
+        if not names:
+            continue
+        sub_graph = graph[rows][:, rows]
+        mat = _smooth(np.column_stack(cols), sub_graph, smoothing)
+        lab, conf = _assign(names, mat, min_confidence)
+        for sname, comp in states.items():
+            subs = comp.get("substates")
+            base_rows = np.flatnonzero(lab == sname)
+            if not subs or len(base_rows) < 10:
+                continue
+            sub_lab, sub_z = _gate_substates(scorer, subs, rows[base_rows], graph, smoothing=smoothing,
+                                              robust_z=substate_robust_z)
+            hit = sub_lab != None  # noqa: E711
+            lab[base_rows[hit]] = sub_lab[hit]
+        state[rows] = lab
+        state_conf[rows] = conf
+    mdata.obs["lineage"] = pd.Categorical(lineage)
+    mdata.obs["lineage_confidence"] = lin_conf.astype(np.float32)
+    mdata.obs["cell_state"] = pd.Categorical(state)
+    mdata.obs["cell_state_confidence"] = state_conf.astype(np.float32)
+    if scorer.missing:
+        log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
+    return {
+        "missing_markers": sorted(scorer.missing),
+        "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
+        "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
+    }
+
+
+def subcluster(mdata: md.MuData, *, resolution: float = 0.5, seed: int = 0) -> None:
+    """Leiden within each lineage (``obs['subcluster']``, e.g. ``Mono,3``) on the cohort graph."""
+    import anndata as ad
+    import scanpy as sc
+
+    proxy = ad.AnnData(obs=pd.DataFrame({"lineage": mdata.obs["lineage"].astype(str).to_numpy()},
+                                        index=mdata.obs_names), shape=(mdata.n_obs, 0))
+    proxy.obsp["connectivities"] = mdata.obsp["connectivities"]
+    proxy.obsp["distances"] = mdata.obsp["distances"]
+    proxy.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
+                              "params": {"method": "umap"}}
+    proxy.obs["lineage_cat"] = proxy.obs["lineage"].astype("category")
+    cats = list(proxy.obs["lineage_cat"].cat.categories)
+    sc.tl.leiden(proxy, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed,
+                 key_added="sub", restrict_to=("lineage_cat", cats))
+    mdata.obs["subcluster"] = pd.Categorical(proxy.obs["sub"].astype(str).to_numpy())

@@ -1,0 +1,16 @@
+"""Integration of RNA and protein across batches, clustering, and integration metrics.
+
+:func:`integrate` (totalVI by default; WNN, Harmony, unintegrated PCA), :func:`run_totalvi`,
+:func:`cluster` (kNN graph, Leiden, UMAP), :func:`integration_metrics` and
+:func:`cohort_integration_metrics` (scib-metrics: batch mixing and conserved biology).
+"""
+
+from ._cluster import cluster, neighbours_and_clusters
+from ._integrate import METHODS, harmony, integrate, normalise, wnn_graph
+from ._metrics import (EMBEDDING_NAMES, METRIC_COLUMNS, cohort_integration_metrics, compared_embeddings,
+                       graph_neighbours, integration_metrics, knn, subsample)
+from ._totalvi import auto_epochs, run_totalvi
+
+__all__ = ["EMBEDDING_NAMES", "METHODS", "METRIC_COLUMNS", "auto_epochs", "cluster", "cohort_integration_metrics",
+           "compared_embeddings", "graph_neighbours", "harmony", "integrate", "integration_metrics", "knn",
+           "neighbours_and_clusters", "normalise", "run_totalvi", "subsample", "wnn_graph"]

@@ -1,0 +1,179 @@
+"""Integration of RNA and protein across batches into one latent space.
+
+Every method first log-normalises RNA, selects batch-aware highly variable genes (Seurat v3 on
+counts) and computes the unintegrated reference: RNA PCA + protein PCA (DSB where the QC stage made
+it, CLR otherwise), each block scaled to unit total variance and concatenated
+(``obsm['X_unintegrated']``; the PCs also in ``obsm['X_pca_rna']``, ``obsm['X_pca_prot']``).
+
+``totalvi`` (default): scvi-tools TOTALVI on the HVG counts + all protein counts with the batch
+as ``batch_key``, seeded; epochs from config (``auto``: a cell-pass budget scaled to the data size,
+larger on a GPU) with early stopping on the validation ELBO. Latent mean ->
+``obsm['X_integrated']`` (also ``obsm['X_totalvi']``); denoised protein (foreground, batch-averaged)
+-> ``prot.layers['totalvi_denoised']``. The trained model can be saved.
+
+``wnn``: weighted nearest neighbours (Hao et al. 2021; muon): Harmony on the RNA and on the protein
+PCs when there are batches, a kNN graph per modality, then muon's WNN graph
+(``obsp['wnn_connectivities']``, used for clustering) with per-cell modality weights
+(``obs['rna:mod_weight']``, ``obs['prot:mod_weight']``). ``X_integrated`` is the concatenated
+corrected PCs (for Milo and the metrics' silhouettes).
+
+``harmony``: the concatenated Harmony-corrected PCs (no WNN graph). ``pca``: the unintegrated reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+from ..errors import InputError
+from ..protein import clr_per_cell, normalised_protein
+from ._totalvi import run_totalvi
+
+log = logging.getLogger(__name__)
+
+METHODS = ("totalvi", "wnn", "harmony", "pca")
+
+
+def normalise(mdata: md.MuData) -> None:
+    """RNA: counts to ``layers['counts']``, ``X`` = log1p(CP10k). Protein: ``layers['clr']`` (per cell)."""
+    rna, prot = mdata["rna"], mdata["prot"]
+    if "counts" not in rna.layers:
+        rna.layers["counts"] = rna.X.copy()
+    rna.X = rna.layers["counts"].copy()
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    if "counts" not in prot.layers:
+        prot.layers["counts"] = prot.X.copy()
+    prot.layers["clr"] = clr_per_cell(prot.layers["counts"])
+
+
+def _pca(x: np.ndarray | object, n: int, seed: int) -> np.ndarray:
+    """PCA of a (sparse or dense) matrix; sparse input stays sparse (scanpy's implicit centring)."""
+    n = max(1, min(n, x.shape[1] - 1, x.shape[0] - 1))
+    if hasattr(x, "toarray"):
+        tmp = sc.AnnData(X=x.astype(np.float32))
+        sc.pp.pca(tmp, n_comps=n, random_state=seed, zero_center=True)
+        return np.asarray(tmp.obsm["X_pca"], dtype=np.float32)
+    from sklearn.decomposition import PCA
+
+    dense = np.asarray(x, dtype=np.float64)
+    dense = dense - dense.mean(0)
+    solver = "full" if dense.shape[1] < 500 else "randomized"
+    return PCA(n_components=n, random_state=seed, svd_solver=solver).fit_transform(dense).astype(np.float32)
+
+
+def harmony(pcs: np.ndarray, batch, seed: int) -> np.ndarray:
+    """Harmony (harmonypy, seeded) of a PC matrix for the batch labels."""
+    import harmonypy
+
+    meta = pd.DataFrame({"batch": np.asarray(batch).astype(str)})
+    ho = harmonypy.run_harmony(pcs.astype(np.float64), meta, "batch", random_state=seed, verbose=False, ncores=1)
+    z = np.asarray(ho.Z_corr)
+    if z.shape[0] != pcs.shape[0]:
+        z = z.T
+    return z.astype(np.float32)
+
+
+def _unit_blocks(*blocks: np.ndarray) -> np.ndarray:
+    return np.hstack([b / np.sqrt(max(float(b.var(0).sum()), 1e-12)) for b in blocks]).astype(np.float32)
+
+
+def wnn_graph(rna_pcs: np.ndarray, prot_pcs: np.ndarray, *, n_neighbors: int = 20, seed: int = 0,
+              obs_names=None) -> md.MuData:
+    """muon's weighted-nearest-neighbour graph of two PC blocks.
+
+    Returns a cells-only MuData with ``obsp['wnn_connectivities']``, ``obsp['wnn_distances']`` and
+    ``obs['rna:mod_weight']`` / ``obs['prot:mod_weight']``.
+    """
+    import anndata as ad
+    import muon as mu
+
+    n = rna_pcs.shape[0]
+    idx = pd.Index(obs_names if obs_names is not None else [str(i) for i in range(n)])
+    mods = {}
+    for name, pcs in (("rna", rna_pcs), ("prot", prot_pcs)):
+        a = ad.AnnData(obs=pd.DataFrame(index=idx), obsm={"X_rep": np.asarray(pcs, dtype=np.float32)},
+                       shape=(n, 0))
+        sc.pp.neighbors(a, use_rep="X_rep", n_neighbors=min(n_neighbors, n - 1), random_state=seed)
+        mods[name] = a
+    m = md.MuData(mods)
+    mu.pp.neighbors(m, n_neighbors=min(n_neighbors, n - 1), n_multineighbors=min(200, n - 1),
+                    key_added="wnn", random_state=seed, add_weights_to_modalities=False)
+    return m
+
+
+def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "batch", n_hvg: int = 2000,
+              n_pcs_rna: int = 30, n_pcs_prot: int = 15, wnn_neighbors: int = 20, totalvi: dict | None = None,
+              seed: int = 0, model_dir: str | Path | None = None) -> None:
+    """Normalise, select HVGs and build ``mdata.obsm['X_integrated']`` in place (see module doc).
+
+    The keyword options are config ``integration`` (defaults and meaning: ``config/schemas``).
+
+    Parameters
+    ----------
+    mdata
+        Merged cohort with ``rna`` and ``prot`` raw counts and the batch column in ``obs``.
+    method
+        ``totalvi``, ``wnn``, ``harmony`` or ``pca`` (unintegrated).
+    batch_key
+        ``obs`` column of the batches (one batch: nothing to correct).
+    n_hvg, n_pcs_rna, n_pcs_prot
+        Batch-aware Seurat v3 HVGs; principal components of RNA and of protein.
+    wnn_neighbors
+        Neighbours of the per-modality graphs and of the WNN graph.
+    totalvi
+        Options of :func:`~sscsig.integrate.run_totalvi` (config ``integration.totalvi``).
+    seed
+        Seeds PCA, Harmony, the kNN graphs and totalVI.
+    model_dir
+        Where to save the trained totalVI model (``method: totalvi`` only).
+    """
+    if method not in METHODS:
+        raise InputError(f"integration.method {method!r} is not one of {', '.join(METHODS)}")
+    normalise(mdata)
+    rna, prot = mdata["rna"], mdata["prot"]
+    key = batch_key
+    n_batches = mdata.obs[key].nunique() if key in mdata.obs else 1
+    if n_batches > 1:
+        rna.obs[key] = mdata.obs[key].astype(str).to_numpy()
+    sc.pp.highly_variable_genes(
+        rna, flavor="seurat_v3", n_top_genes=min(n_hvg, rna.n_vars), layer="counts",
+        batch_key=key if n_batches > 1 else None,
+    )
+    hv = rna.var["highly_variable"].to_numpy()
+    rna_pcs = _pca(rna.X[:, hv], n_pcs_rna, seed)
+    norm, _, prot_layer = normalised_protein(prot)
+    norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
+    prot_pcs = _pca(norm, n_pcs_prot, seed)
+    mdata.obsm["X_unintegrated"] = _unit_blocks(rna_pcs, prot_pcs)
+    mdata.obsm["X_pca_rna"] = rna_pcs
+    mdata.obsm["X_pca_prot"] = prot_pcs
+    info = {"method": method, "batch_key": key, "n_batches": int(n_batches), "n_hvg": int(hv.sum()),
+            "protein_layer": prot_layer}
+    batch = mdata.obs[key].to_numpy() if n_batches > 1 else None
+    if method == "totalvi":
+        res = run_totalvi(mdata, hv, batch_key=key if n_batches > 1 else None, seed=seed,
+                          model_dir=model_dir, **(totalvi or {}))
+        mdata.obsm["X_integrated"] = res["latent"]
+        mdata.obsm["X_totalvi"] = res["latent"]
+        prot.layers["totalvi_denoised"] = res["denoised"]
+        info["totalvi"] = res["facts"]
+    elif method in ("wnn", "harmony"):
+        r, q = (harmony(rna_pcs, batch, seed), harmony(prot_pcs, batch, seed)) if batch is not None \
+            else (rna_pcs, prot_pcs)
+        mdata.obsm["X_integrated"] = _unit_blocks(r, q)
+        mdata.obsm["X_harmony_rna"], mdata.obsm["X_harmony_prot"] = r, q
+        if method == "wnn":
+            g = wnn_graph(r, q, n_neighbors=wnn_neighbors, seed=seed, obs_names=mdata.obs_names)
+            for k in ("wnn_connectivities", "wnn_distances"):
+                mdata.obsp[k] = g.obsp[k]
+            for col in ("rna:mod_weight", "prot:mod_weight"):
+                mdata.obs[col] = g.obs[col].to_numpy().astype(np.float32)
+    else:
+        mdata.obsm["X_integrated"] = mdata.obsm["X_unintegrated"]
+    mdata.uns["integration"] = info

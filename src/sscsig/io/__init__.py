@@ -1,0 +1,24 @@
+"""Files in and out: user libraries, the pipeline's own h5mu files, atomic writes with provenance,
+header checks before a run, and the logging of a rule's script.
+
+Reading user data
+    :func:`read_sample` (one CITE-seq library -> MuData ``rna`` + ``prot``), :func:`inspect_sample`
+    and :func:`check_inputs` (headers only, before any job runs).
+Reading cohort files
+    :func:`read_obs`, :func:`read_elems`, :func:`read_modality` (only the matrices a rule uses).
+Writing
+    :func:`atomic_path`, :func:`write_tsv` (with a provenance sidecar), :func:`write_json`,
+    :func:`write_h5mu`, :func:`stamp` (provenance inside an h5mu).
+Rule scripts
+    :func:`rule_logging`.
+"""
+
+from ._h5mu import read_elems, read_modality, read_obs
+from ._inspect import SampleHeader, check_inputs, inspect_sample, panel_warnings
+from ._read import read_sample
+from ._rule import rule_logging
+from ._write import atomic_path, config_hash, provenance, stamp, versions, write_h5mu, write_json, write_tsv
+
+__all__ = ["SampleHeader", "atomic_path", "check_inputs", "config_hash", "inspect_sample", "panel_warnings",
+           "provenance", "read_elems", "read_modality", "read_obs", "read_sample", "rule_logging", "stamp",
+           "versions", "write_h5mu", "write_json", "write_tsv"]

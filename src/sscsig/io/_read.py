@@ -1,0 +1,176 @@
+"""Read one sample's CITE-seq library into a MuData with ``rna`` and ``prot`` modalities.
+
+Accepted inputs: Cell Ranger ``filtered_feature_bc_matrix.h5``, the ``filtered_feature_bc_matrix/``
+MTX folder (or its parent), ``.h5ad`` with ``var['feature_types']``, ``.h5mu`` with ``rna`` and
+``prot`` (or ``adt``) modalities. Protein features are renamed ``ADT_<target>`` (TotalSeq suffixes
+stripped) so that they never collide with gene symbols; the original name stays in
+``var['antibody']``. Isotype controls are flagged in ``var['isotype']``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import InputError
+from ..protein import ADT_PREFIX, clean_antibody_name
+
+log = logging.getLogger(__name__)
+
+
+def _read_h5mu_modalities(path: Path) -> md.MuData:
+    """The modalities of an .h5mu, read one by one (files whose global obs index is named
+    differently from the modalities' cannot be read whole by mudata without pulling columns)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "mod" not in f:
+            raise InputError(f"{path} is not a MuData file (no 'mod' group)")
+        names = list(f["mod"].keys())
+    mods = {}
+    for name in names:
+        a = md.read_h5ad(path, name)
+        a.obs.index.name = None
+        a.var.index.name = None
+        mods[name] = a
+    return md.MuData(mods)
+
+
+def _read_any(path: Path, sample: str) -> ad.AnnData | md.MuData:
+    import scanpy as sc
+
+    if not path.exists():
+        raise InputError(f"sample {sample!r}: data file not found: {path}")
+    try:
+        if path.is_dir():
+            mtx = path / "filtered_feature_bc_matrix" if (path / "filtered_feature_bc_matrix").is_dir() else path
+            return sc.read_10x_mtx(mtx, gex_only=False, var_names="gene_symbols", make_unique=False)
+        suffix = path.name.lower()
+        if suffix.endswith(".h5mu"):
+            return _read_h5mu_modalities(path)
+        if suffix.endswith(".h5ad"):
+            return ad.read_h5ad(path)
+        if suffix.endswith(".h5"):
+            return sc.read_10x_h5(path, gex_only=False)
+    except InputError:
+        raise
+    except Exception as exc:  # h5py/OSError/KeyError from a truncated or foreign file
+        raise InputError(f"sample {sample!r}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    raise InputError(
+        f"sample {sample!r}: unsupported data path {path} "
+        "(expected filtered_feature_bc_matrix.h5, an MTX folder, .h5ad or .h5mu)"
+    )
+
+
+def _raw_counts(a: ad.AnnData) -> ad.AnnData:
+    """Bare copy of a modality with raw counts in X (``layers['counts']`` when present)."""
+    x = a.layers["counts"] if "counts" in a.layers else a.X
+    return ad.AnnData(X=x, obs=pd.DataFrame(index=a.obs_names), var=a.var.copy())
+
+
+def _split(obj, *, sample: str, path: Path, rna_type: str, protein_type: str):
+    if isinstance(obj, md.MuData):
+        mods = dict(obj.mod)
+        prot_key = next((k for k in ("prot", "adt", "ADT", "protein") if k in mods), None)
+        if "rna" not in mods:
+            raise InputError(f"sample {sample!r}: {path} has no 'rna' modality (has {list(mods)})")
+        if prot_key is None:
+            raise InputError(
+                f"sample {sample!r}: {path} has no protein modality ('prot' or 'adt'); "
+                f"sscsig needs {protein_type!r} features"
+            )
+        return _raw_counts(mods["rna"]), _raw_counts(mods[prot_key])
+    if "feature_types" not in obj.var:
+        raise InputError(f"sample {sample!r}: {path} has no var['feature_types'] column")
+    ftypes = obj.var["feature_types"].astype(str)
+    rna = obj[:, (ftypes == rna_type).to_numpy()].copy()
+    prot = obj[:, (ftypes == protein_type).to_numpy()].copy()
+    if rna.n_vars == 0:
+        raise InputError(f"sample {sample!r}: {path} has no {rna_type!r} features")
+    if prot.n_vars == 0:
+        found = sorted(set(ftypes))
+        raise InputError(
+            f"sample {sample!r}: {path} has no {protein_type!r} features (found {found}); "
+            "sscsig needs the antibody-derived tags of a CITE-seq library"
+        )
+    return rna, prot
+
+
+def _check_counts(x, *, sample: str, path: Path, what: str) -> sp.csr_matrix:
+    x = sp.csr_matrix(x)
+    data = x.data
+    if data.size and (np.any(data < 0) or not np.all(np.isfinite(data)) or np.any(data != np.round(data))):
+        raise InputError(
+            f"sample {sample!r}: {path}: {what} values are not non-negative integers; "
+            "sscsig expects raw counts (UMIs), not normalised data"
+        )
+    return x.astype(np.float32)
+
+
+def read_sample(
+    path: str | Path,
+    *,
+    sample: str,
+    rna_type: str = "Gene Expression",
+    protein_type: str = "Antibody Capture",
+    isotype_pattern: str = r"(?i)isotype|IgG[0-9]",
+) -> md.MuData:
+    """Read one sample's library.
+
+    Parameters
+    ----------
+    path
+        Data file or folder (see module docstring).
+    sample
+        Sample id, used in error messages and as obs-name prefix (``<sample>_<barcode>``).
+    rna_type, protein_type
+        ``feature_types`` values of RNA and protein features (config ``features``).
+    isotype_pattern
+        Regular expression that marks isotype-control antibodies (config ``features``).
+
+    Returns
+    -------
+    MuData with ``rna`` and ``prot``, raw counts in ``X`` (float32 CSR), ``obs['sample']`` and
+    ``obs['barcode']``.
+    """
+    path = Path(path)
+    obj = _read_any(path, sample)
+    rna, prot = _split(obj, sample=sample, path=path, rna_type=rna_type, protein_type=protein_type)
+    if not rna.obs_names.equals(prot.obs_names):
+        raise InputError(f"sample {sample!r}: {path}: RNA and protein barcodes differ")
+    rna.X = _check_counts(rna.X, sample=sample, path=path, what="RNA")
+    prot.X = _check_counts(prot.X, sample=sample, path=path, what="protein")
+    if rna.var_names.has_duplicates:
+        dups = rna.var_names[rna.var_names.duplicated()].unique()
+        log.warning(
+            "sample %s: %d duplicated gene symbols made unique with suffixes (e.g. %s)",
+            sample, len(dups), ", ".join(map(str, dups[:5])),
+        )
+        rna.var_names_make_unique()
+    antibodies = [clean_antibody_name(n) for n in prot.var_names]
+    prot.var = pd.DataFrame(
+        {
+            "antibody": antibodies,
+            "isotype": [bool(re.search(isotype_pattern, a)) for a in antibodies],
+        },
+        index=pd.Index([ADT_PREFIX + a for a in antibodies]),
+    )
+    if prot.var_names.has_duplicates:
+        raise InputError(f"sample {sample!r}: {path}: duplicated antibody names {list(prot.var_names[prot.var_names.duplicated()])}")
+    rna.var = pd.DataFrame({"gene_ids": rna.var.get("gene_ids", rna.var_names).astype(str).to_numpy()},
+                           index=rna.var_names)
+    barcodes = rna.obs_names.astype(str)
+    names = pd.Index([f"{sample}_{b}" for b in barcodes])
+    for a in (rna, prot):
+        a.obs = pd.DataFrame(index=names)
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obs["sample"] = sample
+    mdata.obs["barcode"] = barcodes.to_numpy()
+    return mdata

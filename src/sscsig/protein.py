@@ -1,0 +1,142 @@
+"""Antibody-derived tags: names, normalisation (CLR, DSB) and the cohort's normalised protein matrix.
+
+Shared by the stages that read protein: QC (positivity for protein doublets, DSB), integration (the
+protein PCs), annotation (marker scores), pseudobulk (per-donor protein means) and the report.
+
+* CLR per cell (Seurat's margin 2): ``log1p(x) - mean(log1p(x))`` over the panel
+  (:func:`clr_per_cell`), always computed.
+* DSB (Mulè et al., Nat Commun 2022; muon's implementation) when the sample's empty droplets are
+  given (sample-sheet ``raw_path``): :func:`select_empty_droplets` and :func:`dsb_normalise`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import InputError
+
+#: Prefix of protein features, so that they never collide with gene symbols (``ADT_CD4`` vs ``CD4``).
+ADT_PREFIX = "ADT_"
+_TOTALSEQ = re.compile(r"[_.-]?TotalSeq[_.-]?[ABC]?$", re.IGNORECASE)
+PROTEIN_NORMS = ("auto", "dsb", "clr")
+
+
+def clean_antibody_name(name: str) -> str:
+    """``CD8a_TotalSeqB`` -> ``CD8a``: strip the TotalSeq suffix Cell Ranger references carry."""
+    return _TOTALSEQ.sub("", str(name))
+
+
+def find_protein(prot_var: pd.DataFrame, name: str) -> str | None:
+    """The ``ADT_*`` feature of a target, matched case-insensitively (``CD8`` also finds ``CD8a``)."""
+    want = name.lower()
+    for var_name, ab in zip(prot_var.index, prot_var["antibody"].astype(str)):
+        if ab.lower() == want:
+            return var_name
+    for var_name, ab in zip(prot_var.index, prot_var["antibody"].astype(str)):
+        if ab.lower().rstrip("ab") == want:
+            return var_name
+    return None
+
+
+def clr_per_cell(x) -> np.ndarray:
+    """Centred log-ratio per cell, ``log1p(x) - mean(log1p(x))`` over the panel (Seurat's margin 2)."""
+    dense = x.toarray() if sp.issparse(x) else np.asarray(x)
+    logx = np.log1p(dense.astype(np.float64))
+    return (logx - logx.mean(1, keepdims=True)).astype(np.float32)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of a 1-D sample (between-class variance maximised over 256 bins)."""
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(np.asarray(values, dtype=np.float64), nbins=256))
+
+
+def normalised_protein(prot) -> tuple[np.ndarray, pd.Index, str]:
+    """The cohort's normalised protein without isotype controls: ``(values, names, layer used)``.
+
+    DSB (``layers['dsb']``) where the QC stage made it, CLR (``layers['clr']``) otherwise.
+    """
+    layer = "dsb" if "dsb" in prot.layers else "clr"
+    keep = ~prot.var["isotype"].to_numpy(bool)
+    return np.asarray(prot.layers[layer])[:, keep], prot.var_names[keep], layer
+
+
+def protein_norm_method(choice: str, *, has_empty: bool, sample: str) -> str:
+    """Resolve ``qc.protein_norm`` (``auto`` | ``dsb`` | ``clr``) for one sample."""
+    if choice not in PROTEIN_NORMS:
+        raise InputError(f"qc.protein_norm must be 'auto', 'dsb' or 'clr', not {choice!r}")
+    if choice == "dsb" and not has_empty:
+        raise InputError(f"sample {sample!r}: qc.protein_norm is 'dsb' but the sample sheet gives no "
+                         "raw_path (raw droplets) for it")
+    if choice == "auto":
+        return "dsb" if has_empty else "clr"
+    return choice
+
+
+def select_empty_droplets(raw, cells: pd.Index, *, empty_max_log10_rna: float = 2.5,
+                          empty_log10_adt: tuple[float, float] = (1.5, 3.0), min_empty: int = 100,
+                          sample: str = "?"):
+    """The background droplets of a raw library, as in the DSB vignette.
+
+    Parameters
+    ----------
+    raw
+        The sample's raw droplets (MuData with ``rna`` and ``prot``).
+    cells
+        Barcodes (obs names) of the cells, which are never background.
+    empty_max_log10_rna, empty_log10_adt, min_empty
+        Background droplets have ``log10`` RNA UMIs below ``empty_max_log10_rna`` and ``log10`` ADT
+        counts within ``empty_log10_adt``; fewer than ``min_empty`` of them is an error (config
+        ``qc.dsb``).
+
+    Returns
+    -------
+    The protein AnnData of the background droplets.
+    """
+    rna_n = np.log10(np.asarray(raw["rna"].X.sum(1)).ravel() + 1)
+    adt_n = np.log10(np.asarray(raw["prot"].X.sum(1)).ravel() + 1)
+    lo, hi = empty_log10_adt
+    keep = (~raw.obs_names.isin(cells)) & (rna_n < empty_max_log10_rna) & (adt_n >= lo) & (adt_n < hi)
+    if keep.sum() < min_empty:
+        raise InputError(
+            f"sample {sample!r}: {int(keep.sum())} empty droplets in its raw_path with log10 ADT in "
+            f"[{lo}, {hi}) and log10 RNA < {empty_max_log10_rna} (need qc.dsb.min_empty = "
+            f"{min_empty}); is raw_path the raw (unfiltered) matrix?")
+    return raw["prot"][keep].copy()
+
+
+def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True, seed: int = 0) -> np.ndarray:
+    """DSB-normalised protein of ``cells`` (float32, cells x proteins) with ``empty`` as background.
+
+    Step I: ``log(x + pseudocount)`` standardised by the mean and sd of each protein in empty
+    droplets. Step II (``denoise``): per cell, the technical component (first principal component of
+    the isotype controls and the cell's background mean from a 2-component Gaussian mixture, seeded)
+    is regressed out. Wraps :func:`muon.prot.pp.dsb`; proteins are matched by name.
+    """
+    import anndata as ad
+    import muon as mu
+
+    missing = [v for v in cells.var_names if v not in empty.var_names]
+    if missing:
+        raise InputError(f"DSB: proteins of the cells absent from the raw droplets: {missing[:5]}")
+    a = ad.AnnData(X=sp.csr_matrix(cells.X, dtype=np.float64), var=pd.DataFrame(index=cells.var_names),
+                   obs=pd.DataFrame(index=cells.obs_names))
+    e = ad.AnnData(X=sp.csr_matrix(empty[:, cells.var_names].X, dtype=np.float64),
+                   var=pd.DataFrame(index=cells.var_names), obs=pd.DataFrame(index=empty.obs_names))
+    iso = list(cells.var_names[cells.var["isotype"].to_numpy(bool)]) if "isotype" in cells.var else []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*empty_counts_range.*")
+        mu.prot.pp.dsb(a, e, pseudocount=pseudocount, denoise_counts=denoise,
+                       isotype_controls=iso or None, random_state=seed)
+    return np.asarray(a.X, dtype=np.float32)
+
+
+__all__ = ["ADT_PREFIX", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "dsb_normalise",
+           "find_protein", "normalised_protein", "otsu_threshold", "protein_norm_method",
+           "select_empty_droplets"]

@@ -1,0 +1,288 @@
+"""Figures for the report: QC, UMAPs, marker heatmap, composition per donor, forest plots, Milo
+neighbourhoods, pseudobulk volcano plots, donor-level signature scores, integration metrics."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def umap_plot(obs: pd.DataFrame, umap: np.ndarray, key: str, path) -> None:
+    """UMAP coloured by an obs column, legend outside."""
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    cats = obs[key].astype(str)
+    levels = sorted(cats.unique())
+    cmap = plt.get_cmap("tab20" if len(levels) > 10 else "tab10")
+    for i, lev in enumerate(levels):
+        m = (cats == lev).to_numpy()
+        ax.scatter(umap[m, 0], umap[m, 1], s=2, color=cmap(i % cmap.N), label=lev, rasterized=True)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_xlabel("UMAP1"), ax.set_ylabel("UMAP2"), ax.set_title(key)
+    ax.legend(markerscale=5, fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    _save(fig, path)
+
+
+def composition_plot(counts: pd.DataFrame, donors: pd.DataFrame, complications: list[str], path) -> None:
+    """Stacked bars of state shares per donor, donors grouped by complication status."""
+    share = counts.div(counts.sum(1), axis=0)
+    key = donors.reindex(share.index)[complications].astype(str).agg("/".join, axis=1)
+    order = key.sort_values(kind="stable").index
+    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(order)), 5))
+    bottom = np.zeros(len(order))
+    cmap = plt.get_cmap("tab20")
+    for i, state in enumerate(share.columns):
+        vals = share.loc[order, state].to_numpy()
+        ax.bar(range(len(order)), vals, bottom=bottom, color=cmap(i % 20), label=state, width=0.85)
+        bottom += vals
+    ax.set_xticks(range(len(order)), [f"{d}\n{key[d]}" for d in order], rotation=90, fontsize=6)
+    ax.set_ylabel("share of cells")
+    ax.set_title(f"composition per donor (grouped by {'/'.join(complications)})")
+    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    _save(fig, path)
+
+
+def forest_plot(table: pd.DataFrame, complication: str, path, *, fdr: float = 0.1) -> None:
+    """log2 fold change with 95% CI per state, one panel per contrast; hypotheses in red, states
+    below ``fdr`` starred."""
+    contrasts = list(dict.fromkeys(table["contrast"]))
+    fig, axes = plt.subplots(1, len(contrasts), figsize=(4.5 * len(contrasts), 6), squeeze=False, sharey=True)
+    states = sorted(table["cell_state"].unique())
+    for ax, c in zip(axes[0], contrasts):
+        sub = table[table["contrast"] == c].set_index("cell_state").reindex(states)
+        y = np.arange(len(states))
+        t = sub["testable"].fillna(False).astype(bool).to_numpy()
+        hyp = (sub["hypothesis"] == "hypothesis").to_numpy()
+        col = np.where(hyp, "crimson", "black")
+        for i in np.flatnonzero(t):
+            ax.plot([sub["ci_low"].iloc[i], sub["ci_high"].iloc[i]], [y[i], y[i]], color=col[i], lw=1)
+            ax.plot(sub["log2fc"].iloc[i], y[i], "o", color=col[i], ms=4)
+            if sub["fdr"].iloc[i] < fdr:
+                ax.text(sub["ci_high"].iloc[i], y[i], " *", va="center", color=col[i])
+        ax.axvline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("log2 fold change of share in parent (95% CI)")
+        ax.set_yticks(y, states, fontsize=7)
+    fig.suptitle(f"{complication}: differential abundance per state (* FDR < {fdr:g}; red = hypothesis)",
+                 fontsize=10)
+    _save(fig, path)
+
+
+def qc_plot(summary: pd.DataFrame, path) -> None:
+    """Cells kept and removed per reason, per sample."""
+    reasons = [c for c in summary.columns if c.startswith("removed_")]
+    fig, ax = plt.subplots(figsize=(max(8, 0.35 * len(summary)), 4.5))
+    x = np.arange(len(summary))
+    ax.bar(x, summary["cells_kept"], color="0.7", label="kept")
+    bottom = summary["cells_kept"].to_numpy(float)
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(reasons):
+        ax.bar(x, summary[r], bottom=bottom, color=cmap(i % 10), label=r.replace("removed_", ""))
+        bottom += summary[r].to_numpy(float)
+    ax.set_xticks(x, summary["sample"], rotation=90, fontsize=6)
+    ax.set_ylabel("cells (a cell removed for several reasons counts in each)")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    _save(fig, path)
+
+
+def qc_sample_plot(flags: pd.DataFrame, thresholds: dict, sample: str, path) -> None:
+    """One sample's QC metrics: histograms of kept and removed cells with the thresholds drawn."""
+    panels = [
+        ("log1p total RNA counts", np.log1p(flags["total_counts"]), thresholds.get("log1p_counts")),
+        ("log1p genes detected", np.log1p(flags["n_genes"]),
+         [np.log1p(v) for v in thresholds.get("genes", [])] or None),
+        ("% mitochondrial", flags["pct_mito"], [thresholds.get("pct_mito_max")]),
+        ("log1p total ADT counts", np.log1p(flags["adt_total"]), thresholds.get("log1p_adt")),
+        ("log1p isotype-control counts", np.log1p(flags["adt_isotype"]), [thresholds.get("log1p_isotype_max")]),
+        ("% haemoglobin / platelet genes", flags["pct_hb"] + flags["pct_platelet"],
+         [thresholds.get("pct_hb_max")]),
+    ]
+    if "doublet_score" in flags:
+        panels.append(("scrublet doublet score", flags["doublet_score"], [thresholds.get("scrublet_threshold")]))
+    kept = flags["qc_pass"].to_numpy(bool)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.0))
+    for ax, (title, values, thr) in zip(axes, panels):
+        v = np.asarray(values, dtype=float)
+        finite = np.isfinite(v)
+        bins = np.histogram_bin_edges(v[finite], bins=50) if finite.any() else 10
+        ax.hist([v[finite & kept], v[finite & ~kept]], bins=bins, stacked=True, color=["0.6", "crimson"],
+                label=["kept", "removed"])
+        for t in thr or []:
+            if t is not None and np.isfinite(t):
+                ax.axvline(t, color="k", ls="--", lw=1)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{sample}: {int(kept.sum())} of {len(kept)} cells kept", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def donor_groups(donors: pd.DataFrame, complications: list[str]) -> pd.Series:
+    """A readable group per donor: ``HD``, or ``SSc`` plus its complications (``SSc SRC+ILD``)."""
+    out = {}
+    for d, row in donors.iterrows():
+        comps = [c for c in complications if bool(row.get(c, False)) and str(row.get(c)).lower() != "false"]
+        base = str(row.get("group", "")) or "donor"
+        out[d] = base + (" " + "+".join(comps) if comps else "")
+    return pd.Series(out)
+
+
+def heatmap_plot(mean_rna: pd.DataFrame, mean_prot: pd.DataFrame, path) -> None:
+    """States x (signature genes | proteins): per-column z-scores of the state means."""
+    def z(df):
+        return (df - df.mean()) / df.std().replace(0, 1)
+
+    fig, axes = plt.subplots(1, 2, figsize=(0.22 * (mean_rna.shape[1] + mean_prot.shape[1]) + 5,
+                                            0.3 * len(mean_rna) + 2),
+                             gridspec_kw={"width_ratios": [max(mean_rna.shape[1], 1), max(mean_prot.shape[1], 1)]})
+    for ax, df, title in ((axes[0], mean_rna, "signature genes (log-normalised)"),
+                          (axes[1], mean_prot, "proteins (normalised ADT)")):
+        im = ax.imshow(z(df).to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5)
+        ax.set_xticks(range(df.shape[1]), [c.replace("ADT_", "") for c in df.columns], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(df)), df.index, fontsize=7)
+        ax.set_title(title, fontsize=9)
+    axes[1].set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.5, label="z-score across states")
+    _save(fig, path)
+
+
+def milo_plot(nhoods: pd.DataFrame, path, *, fdr: float = 0.1) -> None:
+    """Milo neighbourhoods per state (beeswarm-like strip), one panel per contrast; red: spatial FDR < fdr."""
+    contrasts = list(dict.fromkeys(nhoods["contrast"])) if len(nhoods) else []
+    fig, axes = plt.subplots(1, max(len(contrasts), 1), figsize=(4 * max(len(contrasts), 1), 6.5),
+                             squeeze=False, sharey=True)
+    states = sorted(nhoods["cell_state"].unique()) if len(nhoods) else []
+    rng = np.random.default_rng(0)
+    for ax, c in zip(axes[0], contrasts):
+        sub = nhoods[nhoods["contrast"] == c]
+        for i, st in enumerate(states):
+            pts = sub[sub["cell_state"] == st]
+            y = i + rng.uniform(-0.3, 0.3, len(pts))
+            sig = (pts["SpatialFDR"] < fdr).to_numpy()
+            ax.scatter(pts["logFC"][~sig], y[~sig], s=5, color="0.6", rasterized=True)
+            ax.scatter(pts["logFC"][sig], y[sig], s=7, color="crimson", rasterized=True)
+        ax.axvline(0, color="k", lw=0.7, ls="--")
+        ax.set_title(f"{c} ({sub['design'].iloc[0] if len(sub) else ''})", fontsize=8)
+        ax.set_xlabel("neighbourhood log2 fold change")
+        ax.set_yticks(range(len(states)), states, fontsize=7)
+    if not contrasts:
+        axes[0][0].text(0.5, 0.5, "Milo not run (see log)", ha="center")
+    fig.suptitle(f"Milo neighbourhoods by majority state (red: spatial FDR < {fdr})", fontsize=10)
+    _save(fig, path)
+
+
+def volcano_plot(de: pd.DataFrame, contrast: str, state: str, path, *, fdr: float = 0.1, label: int = 10) -> None:
+    """Pseudobulk DE of one state and contrast: log2 fold change vs -log10 p, FDR hits in red."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    sub = de[(de["contrast"] == contrast) & (de["cell_state"] == state)].dropna(subset=["pvalue"])
+    if len(sub):
+        y = -np.log10(sub["pvalue"].clip(lower=1e-300))
+        sig = (sub["padj"] < fdr).to_numpy()
+        ax.scatter(sub["log2FoldChange"][~sig], y[~sig], s=4, color="0.6", rasterized=True)
+        ax.scatter(sub["log2FoldChange"][sig], y[sig], s=6, color="crimson", rasterized=True)
+        for _, r in sub.assign(y=y).nsmallest(label, "pvalue").iterrows():
+            ax.text(r["log2FoldChange"], r["y"], str(r["gene"]), fontsize=6)
+        ax.set_title(f"{state}, {contrast}: {int(sig.sum())} of {len(sub)} genes at FDR < {fdr}", fontsize=9)
+    else:
+        ax.set_title(f"{state}, {contrast}: not testable (too few donors with cells)", fontsize=9)
+    ax.set_xlabel("log2 fold change (case / control, adjusted)")
+    ax.set_ylabel("-log10 p")
+    _save(fig, path)
+
+
+def signature_plot(scores: pd.DataFrame, groups: pd.Series, path) -> None:
+    """Donor-level signature scores (one point per donor) by donor group, one panel per signature."""
+    sigs = list(dict.fromkeys(scores["signature"]))
+    order = sorted(groups.unique())
+    fig, axes = plt.subplots(1, max(len(sigs), 1), figsize=(3.6 * max(len(sigs), 1), 4), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, name in zip(axes[0], sigs):
+        sub = scores[scores["signature"] == name].dropna(subset=["score"])
+        g = groups.reindex(sub["donor"]).to_numpy()
+        for i, lev in enumerate(order):
+            v = sub["score"].to_numpy()[g == lev]
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14, color=plt.get_cmap("tab10")(i % 10))
+            if len(v):
+                ax.plot([i - 0.25, i + 0.25], [np.median(v)] * 2, color="k", lw=1.2)
+        ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{name}\n({sub['states'].iloc[0] if len(sub) else ''})", fontsize=8)
+        ax.set_ylabel("donor mean score")
+    fig.suptitle("signature scores per donor (points = donors, bars = medians)", fontsize=10)
+    _save(fig, path)
+
+
+def metrics_plot(metrics: pd.DataFrame, path) -> None:
+    """Integration metrics per embedding: batch mixing (left) and biology conserved (right)."""
+    groups = [("batch mixing", ["batch_asw", "ilisi"]), ("biology conserved", ["celltype_asw", "ari", "nmi"])]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    w = 0.8 / max(len(metrics), 1)
+    for ax, (title, cols) in zip(axes, groups):
+        for i, (_, r) in enumerate(metrics.iterrows()):
+            ax.bar(np.arange(len(cols)) + i * w, [r[c] for c in cols], width=w, label=r["embedding"])
+        ax.set_xticks(np.arange(len(cols)) + w * (len(metrics) - 1) / 2, cols)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("score (higher is better)")
+    axes[1].legend(fontsize=7, frameon=False)
+    _save(fig, path)
+
+
+def cohort_figures(annotated, counts_tsv, scores_tsv, donors: pd.DataFrame, out: dict[str, str], *,
+                   complications: list[str], signatures: dict[str, dict]) -> None:
+    """The cohort's figures from its files: UMAPs (``out['umap_<key>']`` for cell state, lineage,
+    batch, group and each complication), the marker heatmap (signature genes and proteins per
+    state), composition per donor and donor-level signature scores.
+
+    ``donors``: the design's donor table; ``signatures``: resolved definitions (name -> genes, states).
+    """
+    from ..io import read_elems, read_modality
+    from ..protein import normalised_protein
+
+    groups = donor_groups(donors, complications)
+    obs, umap = read_elems(annotated, "obs", "obsm/X_umap")
+    obs["donor_group"] = groups.reindex(obs["donor"].astype(str)).to_numpy()
+    for key in ("cell_state", "lineage", "batch", "group", *complications):
+        col = "donor_group" if key in complications else key
+        umap_plot(obs.assign(**{key: obs[col].astype(str)}) if col in obs else obs, umap, key, out[f"umap_{key}"])
+    states = obs["cell_state"].astype(str)
+    rna = read_modality(annotated, "rna")
+    prot = read_modality(annotated, "prot", x=None, layers=("dsb", "clr"))
+    genes = [g for g in dict.fromkeys(g for s in signatures.values() for g in s["genes"]) if g in rna.var_names]
+    x = rna[:, genes].X
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    mean_rna = pd.DataFrame(x, columns=genes).groupby(states.to_numpy()).mean()
+    prot_values, prot_names, _ = normalised_protein(prot)
+    mean_prot = pd.DataFrame(prot_values, columns=prot_names).groupby(states.to_numpy()).mean()
+    heatmap_plot(mean_rna, mean_prot.reindex(mean_rna.index), out["heatmap"])
+    counts = pd.read_csv(counts_tsv, sep="\t", index_col=0)
+    composition_plot(counts, donors, complications, out["composition"])
+    signature_plot(pd.read_csv(scores_tsv, sep="\t"), groups, out["signatures"])
+
+
+def stats_figures(tables: dict[str, str], milo_nhoods, de_genes: dict[str, str],
+                  hypotheses: list[tuple[str, str]], out: dict[str, str], *, abundance_fdr: float = 0.1,
+                  milo_fdr: float = 0.1, de_fdr: float = 0.1) -> None:
+    """Forest plot per complication (``out['forest_<complication>']``), Milo neighbourhoods
+    (``out['milo']``), a volcano plot per (contrast, state) hypothesis (``out['volcano_<c>_<s>']``)."""
+    for comp, path in tables.items():
+        forest_plot(pd.read_csv(path, sep="\t"), comp, out[f"forest_{comp}"], fdr=abundance_fdr)
+    try:
+        nh = pd.read_csv(milo_nhoods, sep="\t")
+    except pd.errors.EmptyDataError:
+        nh = pd.DataFrame(columns=["contrast", "cell_state", "logFC", "SpatialFDR", "design"])
+    milo_plot(nh, out["milo"], fdr=milo_fdr)
+    for contrast, state in hypotheses:
+        de = pd.read_csv(de_genes[contrast], sep="\t")
+        volcano_plot(de, contrast, state, out[f"volcano_{contrast}_{state}"], fdr=de_fdr)

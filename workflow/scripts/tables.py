@@ -1,0 +1,19 @@
+"""Rule tables: one complication's table with the run's warnings on top (sscsig.report)."""
+from sscsig.io import rule_logging
+
+with rule_logging(snakemake):
+    import json
+    from pathlib import Path
+
+    from sscsig.report import complication_table, read_complication_inputs, table_html, to_markdown, write_table
+
+    i, o, p = snakemake.input, snakemake.output, snakemake.params
+    comp = snakemake.wildcards.complication
+    table = complication_table(**read_complication_inputs(i.abundance, i.signatures, milo_states=i.milo,
+                                                          de_summaries=list(i.de)),
+                               complication=comp, contrast_order=p.contrast_order, hypotheses=p.hypotheses)
+    warnings = (json.loads(Path(i.merge_report).read_text())["warnings"]
+                + json.loads(Path(i.design_warnings).read_text()))
+    md = to_markdown(table, complication=comp, warnings=warnings, milo_fdr=p.milo_fdr, de_fdr=p.de_fdr)
+    write_table(table, o.tsv, md, o.md, snakemake.config, warnings=warnings)
+    table_html(table, comp, o.html, warnings=warnings)
