@@ -33,6 +33,8 @@ include: "workflow/rules/pseudobulk.smk"
 include: "workflow/rules/signatures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/stress.smk"
+include: "workflow/rules/biomarker.smk"
 
 
 rule all:
@@ -44,4 +46,6 @@ rule all:
         rules.integration_metrics.output,
         rules.figures_cohort.output,
         rules.figures_stats.output,
+        expand(f"{OUT}/biomarker/{{c}}/metrics.tsv", c=COMPLICATIONS if config["biomarker"]["enabled"] else []),
+        [f"{OUT}/qc/stress.tsv"] if config["stress"]["enabled"] else [],
     default_target: True

@@ -62,6 +62,15 @@ def test_pseudobulk_de_finds_the_planted_gene_and_protein_only_where_planted():
     assert p[(p.cell_state == "A") & (p.protein == "P0")]["padj"].iloc[0] < 0.01
 
 
+def test_pseudobulk_in_worker_processes_equals_one_after_another():
+    counts, obs, prot, donors, genes = _cohort(n_genes=60)
+    one = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors))
+    two = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors), n_jobs=2)
+    for a, b in zip(one, two):
+        pd.testing.assert_frame_equal(a, b)
+    assert len(one[0]) and set(one[0]["cell_state"]) == {"A", "B"}
+
+
 def test_pseudobulk_too_few_donors_gives_a_reason():
     counts, obs, prot, donors, genes = _cohort(n_case=2, n_ctrl=6, n_genes=30)
     g, _, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors))

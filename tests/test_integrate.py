@@ -24,9 +24,9 @@ def merged(small_cohort):
 
 def test_auto_epochs_scale_with_cells_and_device():
     assert auto_epochs(2_000, on_gpu=False) == 400  # capped
-    assert auto_epochs(20_000, on_gpu=False) == 100
+    assert auto_epochs(20_000, on_gpu=False) == 50
     assert auto_epochs(230_000, on_gpu=False) == 20  # floor
-    assert auto_epochs(100_000, on_gpu=True) == 80
+    assert auto_epochs(100_000, on_gpu=True) == 40
     assert auto_epochs(50_000, on_gpu=False, epoch_budget_cells={"cpu": 1_000_000}) == 20
 
 
@@ -52,6 +52,7 @@ def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
     assert den.shape == a["prot"].shape and np.isfinite(den).all() and (den >= 0).all()
     facts = a.uns["integration"]["totalvi"]
     assert facts["epochs_max"] == 8 and 1 <= facts["epochs_trained"] <= 8 and facts["accelerator"] == "cpu"
+    assert facts["kl_warmup_epochs"] == 4 and len(facts["elbo_validation_curve"]) == facts["epochs_trained"]
     assert (tmp_path / "model0" / "model.pt").exists()
     assert a.uns["integration"]["n_hvg"] == 300
     registry = scvi.model.TOTALVI.load_registry(str(tmp_path / "model0"))  # the saved model is complete

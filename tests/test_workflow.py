@@ -98,11 +98,11 @@ def test_every_rule_logged_and_benchmarked(demo_run):
     bench = list((demo_run / "benchmarks").rglob("*.tsv"))
     rules = {"simulate", "design", "qc_summary", "merge", "integrate", "annotate", "integration_metrics",
              "abundance", "milo", "signatures", "figures_cohort", "figures_stats"}
-    assert {b.stem for b in bench} >= rules and len(bench) >= 27 + 4 + 2 + len(rules)
+    assert {b.stem for b in bench} >= rules | {"pseudobulk"} and len(bench) >= 27 + 2 + len(rules)
     for b in bench:
         assert "max_rss" in b.read_text().splitlines()[0]
     logs = {p.stem for p in (demo_run / "logs").rglob("*.log")}
-    assert logs >= rules | {"SSc01_PBMC", "SRC_vs_SSc", "SRC"}
+    assert logs >= rules | {"SSc01_PBMC", "pseudobulk", "SRC"}
     assert "totalVI" in (demo_run / "logs/integrate.log").read_text()  # the script's logging reaches the log
     assert not (demo_run / "summary.html").exists()  # one report: snakemake --report
     for png in (demo_run / "figures").glob("*.png"):
@@ -351,3 +351,49 @@ def test_snakemake_report_builds_and_renders_in_a_browser(demo_run, tmp_path):
                          timeout=180).stdout
     for word in ("QC", "Annotation", "Abundance", "Signatures", "Tables"):
         assert word in dom, word
+
+
+@pytest.mark.slow
+def test_biomarker_outputs_and_predict_on_new_samples(demo_run, tmp_path):
+    """Per complication: metrics (signature vs baseline, AUC with CI and permutation p), out-of-fold
+    predictions, feature selection, PCA and one saved model per contrast; `sscsig predict` scores
+    samples with a saved model and refuses a file it cannot use."""
+    from sscsig.stats._biomarker import METRIC_COLUMNS
+
+    for comp, contrasts in (("SRC", ["SRC_vs_SSc", "SRC_vs_HD"]), ("ILD", ["ILD_vs_SSc", "ILD_vs_HD"])):
+        m = pd.read_csv(demo_run / f"biomarker/{comp}/metrics.tsv", sep="\t")
+        assert list(m.columns) == METRIC_COLUMNS and set(m["model"]) == {"signature", "baseline"}
+        assert (m["n_permutations"] >= 1000).all() and m["auc"].between(0, 1).all()
+        assert (m["auc_ci_low"] <= m["auc"]).all() and (m["auc"] <= m["auc_ci_high"]).all()
+        p = pd.read_csv(demo_run / f"biomarker/{comp}/predictions.tsv", sep="\t")
+        assert {"donor", "truth", "probability", "fold", "contrast", "model"} <= set(p.columns)
+        for c in contrasts:
+            assert (demo_run / f"biomarker/{comp}/model/{c}/model.joblib").exists()
+        assert {"PC1", "PC2", comp} <= set(pd.read_csv(demo_run / f"biomarker/{comp}/pca.tsv", sep="\t").columns)
+        assert (demo_run / f"figures/biomarker_roc_{comp}.png").stat().st_size > 10_000
+    src = m if comp == "SRC" else pd.read_csv(demo_run / "biomarker/SRC/metrics.tsv", sep="\t")
+    assert "wide" in src[src.contrast == "SRC_vs_SSc"]["note"].iloc[0]  # 4 SRC donors: said, not hidden
+    out = tmp_path / "risk.tsv"
+    cmd = [sys.executable, "-m", "sscsig.cli", "predict", "--model", str(demo_run / "biomarker/SRC/model/SRC_vs_SSc"),
+           "--annotated", str(demo_run / "cohort/annotated.h5mu"), "--sheet", str(demo_run / "demo/samples.tsv"),
+           "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    risk = pd.read_csv(out, sep="\t")
+    assert len(risk) == 27 and risk["probability"].between(0, 1).all() and "donor" in risk
+    bad = subprocess.run(cmd[:-6] + ["--annotated", str(demo_run / "qc/summary.tsv"), "--sheet",
+                                     str(demo_run / "demo/samples.tsv"), "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "not an h5mu file" in bad.stderr
+
+
+@pytest.mark.slow
+def test_stress_check_outputs(demo_run):
+    s = pd.read_csv(demo_run / "qc/stress.tsv", sep="\t")
+    assert len(s) == 27 and {"sample", "donor", "batch", "stress_all", "stress_Mono"} <= set(s.columns)
+    assert s["stress_Mono"].notna().all()
+    adj = pd.read_csv(demo_run / "abundance/stress_adjusted.tsv", sep="\t")
+    assert {"log2fc_stress_adj", "fdr_stress_adj"} <= set(adj.columns) and adj["pvalue_stress_adj"].notna().any()
+    t = pd.read_csv(demo_run / "tables/complication_SRC.tsv", sep="\t")
+    assert t.loc[t.testable.astype(bool), "log2fc_stress_adj"].notna().mean() > 0.8
+    assert (demo_run / "figures/stress.png").stat().st_size > 10_000

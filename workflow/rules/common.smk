@@ -15,6 +15,9 @@ try:
     OUT = config["outdir"].rstrip("/")
     SIGNATURES = resolve_signatures(config["signatures"])  # name -> {genes, states}
     GENE_SETS = str(resolve_gene_set_file(config["pseudobulk"]["gene_sets_file"]))
+    STRESS_GENES = resolve_signatures({"stress": {"gene_set_file": config["stress"]["gene_set_file"],
+                                                  "gene_set": config["stress"]["gene_set"], "states": ["all"]}})[
+        "stress"]["genes"]
     if MODE == "demo":
         SHEET = f"{OUT}/demo/samples.tsv"
         SAMPLES = list(study_design(src_oldest=config["demo"]["src_oldest"])["sample"])

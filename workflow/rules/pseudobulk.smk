@@ -1,4 +1,10 @@
-# Pseudobulk differential expression per state, one job per contrast, and its enrichment (sscsig.stats).
+# Pseudobulk differential expression per state and contrast, protein tests and enrichment
+# (sscsig.stats): one job for all contrasts, the donor sums built once, the PyDESeq2 fits spread
+# over the job's threads.
+PSEUDOBULK = {
+    kind: [f"{OUT}/pseudobulk/{c}.{kind}.tsv" for c in CONTRASTS]
+    for kind in ("genes", "proteins", "summary", "enrichment")
+}
 
 
 rule pseudobulk:
@@ -7,20 +13,17 @@ rule pseudobulk:
         gene_sets=GENE_SETS,
         **DESIGN,
     output:
-        genes=f"{OUT}/pseudobulk/{{contrast}}.genes.tsv",
-        proteins=f"{OUT}/pseudobulk/{{contrast}}.proteins.tsv",
-        summary=f"{OUT}/pseudobulk/{{contrast}}.summary.tsv",
-        enrichment=f"{OUT}/pseudobulk/{{contrast}}.enrichment.tsv",
-        provenance=multiext(f"{OUT}/pseudobulk/{{contrast}}.", "genes.tsv.provenance.json",
-                            "proteins.tsv.provenance.json", "summary.tsv.provenance.json",
-                            "enrichment.tsv.provenance.json"),
+        **PSEUDOBULK,
+        provenance=[f"{p}.provenance.json" for paths in PSEUDOBULK.values() for p in paths],
     params:
         pseudobulk=section("pseudobulk", drop=("gene_sets_file", "min_set_size")),
         min_set_size=config["pseudobulk"]["min_set_size"],
+        contrasts=CONTRASTS,
     log:
-        f"{OUT}/logs/pseudobulk/{{contrast}}.log",
+        f"{OUT}/logs/pseudobulk.log",
     benchmark:
-        f"{OUT}/benchmarks/pseudobulk/{{contrast}}.tsv"
+        f"{OUT}/benchmarks/pseudobulk.tsv"
+    threads: 2
     resources:
         mem_mb=mem_mb_from_input(1000, 2),
         runtime=runtime_from_input(60, 60),

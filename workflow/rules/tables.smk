@@ -10,6 +10,7 @@ rule tables:
         de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in contrasts_of(config["contrasts"], wc.complication)],
         merge_report=f"{OUT}/cohort/merge_report.json",
         design_warnings=DESIGN["warnings"],
+        stress=[f"{OUT}/abundance/stress_adjusted.tsv"] if config["stress"]["enabled"] else [],
     output:
         tsv=f"{OUT}/tables/complication_{{complication}}.tsv",
         html=report(f"{OUT}/tables/complication_{{complication}}.html", category="Tables",
@@ -21,6 +22,7 @@ rule tables:
         hypotheses=config["hypotheses"],
         milo_fdr=config["milo"]["fdr"],
         de_fdr=config["pseudobulk"]["fdr"],
+        fdr=config["abundance"]["fdr"],
     log:
         f"{OUT}/logs/tables/{{complication}}.log",
     benchmark:

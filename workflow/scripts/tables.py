@@ -6,14 +6,15 @@ with rule_logging(snakemake):
     from pathlib import Path
 
     from sscsig.report import complication_table, read_complication_inputs, table_html, to_markdown, write_table
+    from sscsig.stats import stress_warnings
 
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     comp = snakemake.wildcards.complication
     table = complication_table(**read_complication_inputs(i.abundance, i.signatures, milo_states=i.milo,
-                                                          de_summaries=list(i.de)),
+                                                          de_summaries=list(i.de), stress=list(i.stress)),
                                complication=comp, contrast_order=p.contrast_order, hypotheses=p.hypotheses)
     warnings = (json.loads(Path(i.merge_report).read_text())["warnings"]
-                + json.loads(Path(i.design_warnings).read_text()))
+                + json.loads(Path(i.design_warnings).read_text()) + stress_warnings(table, fdr=p.fdr))
     md = to_markdown(table, complication=comp, warnings=warnings, milo_fdr=p.milo_fdr, de_fdr=p.de_fdr)
     write_table(table, o.tsv, md, o.md, snakemake.config, warnings=warnings)
     table_html(table, comp, o.html, warnings=warnings)

@@ -61,13 +61,15 @@ class DemoParams:
     with_raw: bool = False  # also write raw_feature_bc_matrix.h5 with empty droplets (for DSB)
     empty_per_cell: float = 3.0
     donor_sd: float = 0.3
+    stress_in: str = ""  # a complication: its donors' samples get handling stress in every monocyte
+    stress_fold: float = 6.0  # fold of the stress genes (immediate-early, heat shock) in those monocytes
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
         """The parameters of config ``demo`` (``null_cohort`` is :attr:`null`)."""
         return cls(seed=seed, cells_per_donor=demo["cells_per_donor"], effect_src=demo["effect_src"],
                    effect_ild=demo["effect_ild"], null=demo["null_cohort"], src_oldest=demo["src_oldest"],
-                   with_raw=demo["with_raw"])
+                   with_raw=demo["with_raw"], stress_in=demo["stress_in"], stress_fold=demo["stress_fold"])
 
 
 def study_design(*, src_oldest: bool = False) -> pd.DataFrame:
@@ -185,12 +187,16 @@ def simulate_state_counts(params: DemoParams) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def planted_effects(params: DemoParams) -> pd.DataFrame:
-    """The truth table of planted effects (fold change of the within-parent share)."""
+    """The truth table of planted effects (fold change of the within-parent share; for handling
+    stress, the fold of the stress genes in the monocytes of the stressed donors' samples)."""
     rows = [
         ("SRC", "CD14.EGR1", "Mono", 1.0 if params.null else params.effect_src),
         ("ILD", "CD8.TEM_T2ISG", "CD8_T", 1.0 if params.null else params.effect_ild),
         ("age", "CD8.Naive", "CD8_T", float(np.exp(AGE_SLOPE_CD8_NAIVE * 10))),
     ]
+    if params.stress_in:
+        rows.append((f"stress in {params.stress_in} donors' samples", "monocytes (stress genes)", "Mono",
+                     params.stress_fold))
     return pd.DataFrame(rows, columns=["complication", "cell_state", "parent", "planted_fold_change"])
 
 
@@ -212,6 +218,7 @@ class _CohortModel:
         self.batch_prot = {b: np.exp(rng.normal(0, 0.2, n_prot)) for b in BATCHES}
         self.batch_ambient = {b: float(np.exp(rng.normal(0, 0.3))) for b in BATCHES}
         self.mito = self.genes["symbol"].str.startswith("MT-").to_numpy()
+        self.stress_genes = np.flatnonzero(self.genes["symbol"].isin(S.STRESS_GENES).to_numpy())
 
 
 def _rna_counts(
@@ -221,11 +228,15 @@ def _rna_counts(
     size: np.ndarray,
     gene_factor: np.ndarray,
     low_quality: np.ndarray,
+    stress_fold: float = 1.0,
 ) -> np.ndarray:
     mean = np.empty((len(states), len(model.genes)), dtype=np.float64)
     for state in np.unique(states):
         rows = states == state
         mean[rows] = model.profiles[state][None, :] * gene_factor[None, :]
+    if stress_fold != 1.0:  # handling stress: the stress genes up in every monocyte, whatever its state
+        mono = np.array([S.STATE_LINEAGE[s] == "Mono" for s in states])
+        mean[np.ix_(mono, model.stress_genes)] *= stress_fold
     mean /= mean.sum(1, keepdims=True)
     if low_quality.any():
         lq = np.flatnonzero(low_quality)
@@ -273,7 +284,9 @@ def simulate_donor(
     umis = np.array([S.LINEAGE_UMIS[x] for x in lineage])
     size = umis * np.exp(rng.normal(0, 0.3, n)) * model.batch_depth[batch]
     size[low_quality] *= rng.uniform(0.05, 0.3, low_quality.sum())
-    rna = _rna_counts(rng, model, states, size, gene_factor, low_quality)
+    stressed = bool(params.stress_in) and bool(donor.get(params.stress_in, False))
+    rna = _rna_counts(rng, model, states, size, gene_factor, low_quality,
+                      stress_fold=params.stress_fold if stressed else 1.0)
     prot = _protein_counts(rng, model, states, batch)
     prot[low_quality] = rng.binomial(prot[low_quality], 0.5)
     # heterotypic doublets: add a second cell of another lineage

@@ -179,6 +179,12 @@ STATE_PROTEIN: dict[str, dict[str, int]] = {
     "Plasmablast": {"CD38": 3, "CD27": 3, "CD19": 1, "CD20": 0, "HLA-DR": 1, "CD45RA": 0},
 }
 
+#: handling stress (blood waiting warm before processing): immediate-early / NF-kB genes, the ones
+#: that also define CD14.EGR1, and heat-shock genes; multiplied in every monocyte of a stressed
+#: sample (DemoParams.stress_in), whatever its state
+STRESS_GENES: list[str] = ["EGR1", "FOS", "FOSB", "JUN", "JUNB", "IER2", "IER3", "DUSP1", "NR4A1", "NFKBIA",
+                           "TNFAIP3", "KLF6", "ZFP36", "HSPA8", "HSP90AA1", "DNAJB1", "HSPB1"]
+
 #: genes the simulator needs in the universe besides the programs
 EXTRA_GENES: list[str] = ["HBB", "HBA1", "HBA2", "PPBP", "PF4"]
 

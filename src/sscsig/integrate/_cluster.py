@@ -7,6 +7,16 @@ import mudata as md
 import numpy as np
 import scanpy as sc
 
+#: up to this many cells, neighbours are exact (scikit-learn, brute force: seconds at 50k cells);
+#: above, approximate (pynndescent), whose numba compilation costs ~30 s in every new process
+EXACT_KNN_MAX_CELLS = 50_000
+
+
+def knn_transformer(n_cells: int) -> str:
+    """scanpy's ``transformer`` for ``sc.pp.neighbors`` of ``n_cells`` cells (see :data:`EXACT_KNN_MAX_CELLS`)."""
+    return "sklearn" if n_cells <= EXACT_KNN_MAX_CELLS else "pynndescent"
+
+
 def neighbours_and_clusters(
     latent: np.ndarray, *, n_neighbors: int, resolutions, seed: int, umap: bool = True,
     umap_min_dist: float = 0.3, graph: tuple | None = None,
@@ -21,6 +31,7 @@ def neighbours_and_clusters(
                        shape=(latent.shape[0], 0))
     if graph is None:
         sc.pp.neighbors(proxy, use_rep="X_latent", n_neighbors=min(n_neighbors, latent.shape[0] - 1),
+                        transformer=knn_transformer(latent.shape[0]),
                         random_state=seed)
     else:
         proxy.obsp["connectivities"], proxy.obsp["distances"] = graph

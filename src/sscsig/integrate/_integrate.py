@@ -32,6 +32,7 @@ import scanpy as sc
 
 from ..errors import InputError
 from ..protein import clr_per_cell, normalised_protein
+from ._cluster import knn_transformer
 from ._totalvi import run_totalvi
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def wnn_graph(rna_pcs: np.ndarray, prot_pcs: np.ndarray, *, n_neighbors: int = 2
     for name, pcs in (("rna", rna_pcs), ("prot", prot_pcs)):
         a = ad.AnnData(obs=pd.DataFrame(index=idx), obsm={"X_rep": np.asarray(pcs, dtype=np.float32)},
                        shape=(n, 0))
-        sc.pp.neighbors(a, use_rep="X_rep", n_neighbors=min(n_neighbors, n - 1), random_state=seed)
+        sc.pp.neighbors(a, use_rep="X_rep", n_neighbors=min(n_neighbors, n - 1), random_state=seed,
+                        transformer=knn_transformer(n))
         mods[name] = a
     m = md.MuData(mods)
     mu.pp.neighbors(m, n_neighbors=min(n_neighbors, n - 1), n_multineighbors=min(200, n - 1),

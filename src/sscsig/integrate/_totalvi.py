@@ -30,6 +30,31 @@ def auto_epochs(n_cells: int, *, on_gpu: bool, epoch_budget_cells: dict | None =
     return int(np.clip(round(budget / max(n_cells, 1)), min_epochs, MAX_AUTO_EPOCHS))
 
 
+def epoch_progress(max_epochs: int, *, every: int | None = None, logger: logging.Logger = log):
+    """A Lightning callback that logs training progress: epoch, training and validation ELBO,
+    elapsed time and the time left if every epoch runs (early stopping may end sooner). Logs the
+    first epoch, then every ``every`` epochs (default: about 20 lines per run), and the last."""
+    from lightning.pytorch.callbacks import Callback
+
+    every = every or max(1, round(max_epochs / 20))
+
+    class EpochProgress(Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.t0 = time.time()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            done = trainer.current_epoch + 1
+            if done == 1 or done % every == 0 or done == max_epochs:
+                m = trainer.callback_metrics
+                elapsed = time.time() - self.t0
+                left = elapsed / done * (max_epochs - done)
+                logger.info("totalVI epoch %d/%d: ELBO train %.2f, validation %.2f; %.0f s elapsed, at most "
+                            "%.0f s left", done, max_epochs, float(m.get("elbo_train", float("nan"))),
+                            float(m.get("elbo_validation", float("nan"))), elapsed, left)
+
+    return EpochProgress()
+
+
 def _gpu_available() -> bool:
     import torch
 
@@ -52,14 +77,25 @@ def _torch_deterministic():
 
 def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_latent: int = 20,
                 max_epochs: int | str = "auto", epoch_budget_cells: dict | None = None, min_epochs: int = 20,
-                early_stopping_patience: int = 20, batch_size: int = 256, accelerator: str = "auto",
+                kl_warmup_fraction: float = 0.5, early_stopping_patience: int = 10, batch_size: int = 256,
+                accelerator: str = "auto",
                 denoise_samples: int = 10, save_model: bool = True, seed: int = 0,
-                model_dir: str | Path | None = None) -> dict:
+                model_dir: str | Path | None = None, callbacks=()) -> dict:
     """Train TOTALVI on HVG + protein counts; return latent, denoised protein and training facts.
 
     ``mdata['rna'].layers['counts']`` and ``mdata['prot'].layers['counts']`` must hold raw counts.
     The keyword options are config ``integration.totalvi``; the model is saved to ``model_dir``
     when it is given and ``save_model`` is true.
+
+    The KL weight rises from 0 to 1 over the first ``kl_warmup_fraction`` of the epochs, and early
+    stopping (validation ELBO, ``early_stopping_patience``) only watches the epochs after it.
+    scvi-tools' own warm-up lasts 0.75 x cells training steps, i.e. ~213 epochs at batch size 256
+    whatever the cohort's size, so a CPU budget of ~50-100 epochs never reached full KL weight and
+    early stopping compared ELBOs of a moving objective (it never fired). On the demo
+    (``benchmarks/totalvi_epochs.py``, 18.8k cells) 50 epochs with a 25-epoch warm-up give state
+    macro-F1 0.933 and ARI 0.72, where the old schedule gave 0.908 and 0.41 after 107 epochs. Progress is logged per epoch
+    (:func:`epoch_progress`); ``callbacks``: more Lightning callbacks (benchmarks). The facts include
+    the validation ELBO of every epoch (``elbo_validation_curve``).
     """
     import anndata as ad
     import scvi
@@ -86,10 +122,11 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
     with _torch_deterministic():
         model = scvi.model.TOTALVI(sub, n_latent=n_latent)
         t0 = time.time()
+        warmup = max(1, int(round(kl_warmup_fraction * int(epochs))))
         model.train(max_epochs=int(epochs), accelerator="gpu" if on_gpu else "cpu", devices=1,
-                    batch_size=batch_size, early_stopping=True,
-                    early_stopping_patience=early_stopping_patience,
-                    enable_progress_bar=False)
+                    batch_size=batch_size, early_stopping=True, n_epochs_kl_warmup=warmup,
+                    early_stopping_warmup_epochs=warmup, early_stopping_patience=early_stopping_patience,
+                    enable_progress_bar=False, callbacks=[epoch_progress(int(epochs)), *callbacks])
         train_s = time.time() - t0
         hist = model.history
         trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else int(epochs)
@@ -101,10 +138,13 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
     if model_dir is not None and save_model:
         model.save(str(model_dir), save_anndata=False, overwrite=True)
     val = hist.get("elbo_validation")
-    facts = {"epochs_max": int(epochs), "epochs_trained": trained, "train_seconds": round(train_s, 1),
+    curve = [float(v) for v in val.iloc[:, 0]] if val is not None else []
+    facts = {"epochs_max": int(epochs), "epochs_trained": trained, "kl_warmup_epochs": warmup,
+             "train_seconds": round(train_s, 1),
              "accelerator": "gpu" if on_gpu else "cpu",
-             "elbo_validation_last": float(val.iloc[-1, 0]) if val is not None and len(val) else float("nan")}
-    log.info("totalVI: %s", facts)
+             "elbo_validation_last": curve[-1] if curve else float("nan"),
+             "elbo_validation_curve": np.asarray(curve, dtype=np.float64)}
+    log.info("totalVI: %s", {k: v for k, v in facts.items() if k != "elbo_validation_curve"})
     return {"latent": latent, "denoised": np.asarray(denoised, dtype=np.float32), "facts": facts}
 
 

@@ -286,3 +286,82 @@ def stats_figures(tables: dict[str, str], milo_nhoods, de_genes: dict[str, str],
     for contrast, state in hypotheses:
         de = pd.read_csv(de_genes[contrast], sep="\t")
         volcano_plot(de, contrast, state, out[f"volcano_{contrast}_{state}"], fdr=de_fdr)
+
+
+def biomarker_roc_plot(predictions: pd.DataFrame, metrics: pd.DataFrame, complication: str, path) -> None:
+    """Out-of-fold ROC curves per contrast: the signature model and the covariates-only baseline."""
+    from sklearn.metrics import roc_curve
+
+    contrasts = list(dict.fromkeys(metrics["contrast"])) or [""]
+    fig, axes = plt.subplots(1, len(contrasts), figsize=(4.2 * len(contrasts), 4.2), squeeze=False)
+    for ax, c in zip(axes[0], contrasts):
+        for kind, colour in (("signature", "crimson"), ("baseline", "0.4")):
+            sub = predictions[(predictions["contrast"] == c) & (predictions["model"] == kind)]
+            m = metrics[(metrics["contrast"] == c) & (metrics["model"] == kind)]
+            if len(sub) and sub["truth"].nunique() == 2 and len(m):
+                fpr, tpr, _ = roc_curve(sub["truth"], sub["probability"])
+                r = m.iloc[0]
+                ax.step(fpr, tpr, where="post", color=colour,
+                        label=f"{kind}: AUC {r['auc']:.2f} [{r['auc_ci_low']:.2f}, {r['auc_ci_high']:.2f}], "
+                              f"p = {r['perm_pvalue']:.3g}")
+        ax.plot([0, 1], [0, 1], ls="--", color="0.8", lw=0.8)
+        n = metrics[metrics["contrast"] == c]
+        title = f"{c} ({int(n['n_case'].iloc[0])} vs {int(n['n_control'].iloc[0])} donors)" if len(n) else c
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("1 - specificity")
+        ax.set_ylabel("sensitivity")
+        ax.legend(fontsize=6.5, loc="lower right", frameon=False)
+    fig.suptitle(f"{complication}: out-of-fold risk, nested cross-validation", fontsize=10)
+    _save(fig, path)
+
+
+def biomarker_pca_plot(pca: pd.DataFrame, loadings: pd.DataFrame, complication: str, path, *, top: int = 6) -> None:
+    """Donors on the first two principal components of their compositions, coloured by status;
+    the states with the largest loadings as arrows."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if {"PC1", "PC2"} <= set(pca.columns):
+        status = pca[complication].astype(str) if complication in pca else pd.Series("donor", index=pca.index)
+        for i, lev in enumerate(sorted(status.unique())):
+            m = (status == lev).to_numpy()
+            ax.scatter(pca.loc[m, "PC1"], pca.loc[m, "PC2"], s=30, color=plt.get_cmap("tab10")(i),
+                       label=f"{complication} {lev}")
+        ld = loadings.set_index("state").drop(index="explained_variance_ratio", errors="ignore")
+        ev = loadings.set_index("state").loc["explained_variance_ratio"] if "explained_variance_ratio" in \
+            set(loadings["state"]) else None
+        scale = float(np.abs(pca[["PC1", "PC2"]].to_numpy()).max())
+        for state in (ld["PC1"] ** 2 + ld["PC2"] ** 2).sort_values(ascending=False).index[:top]:
+            ax.arrow(0, 0, ld.loc[state, "PC1"] * scale, ld.loc[state, "PC2"] * scale, color="0.5", width=0.005,
+                     head_width=0.05 * scale / 3)
+            ax.text(ld.loc[state, "PC1"] * scale * 1.08, ld.loc[state, "PC2"] * scale * 1.08, state, fontsize=6)
+        if ev is not None:
+            ax.set_xlabel(f"PC1 ({100 * ev['PC1']:.0f}%)")
+            ax.set_ylabel(f"PC2 ({100 * ev['PC2']:.0f}%)")
+        ax.legend(fontsize=7, frameon=False)
+    ax.set_title(f"donors' state compositions ({complication})", fontsize=9)
+    _save(fig, path)
+
+
+def stress_plot(samples: pd.DataFrame, donors: pd.DataFrame, complications: list[str], path, *,
+                lineage: str = "Mono") -> None:
+    """Per-sample mean handling-stress score in ``lineage`` cells, by batch and by complication status."""
+    col = f"stress_{lineage}" if f"stress_{lineage}" in samples else "stress_all"
+    keys = ["batch", *complications]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.8), sharey=True, squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, key in zip(axes[0], keys):
+        if key == "batch":
+            grp = samples["batch"].astype(str)
+        else:
+            grp = donors.reindex(samples["donor"].astype(str))[key].astype(str).set_axis(samples.index) \
+                if key in donors else pd.Series("?", index=samples.index)
+        levels = sorted(grp.unique())
+        for i, lev in enumerate(levels):
+            v = samples.loc[grp == lev, col].to_numpy(float)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14, color=plt.get_cmap("tab10")(i % 10))
+            if len(v):
+                ax.plot([i - 0.25, i + 0.25], [np.nanmedian(v)] * 2, color="k", lw=1.2)
+        ax.set_xticks(range(len(levels)), levels, rotation=45, ha="right", fontsize=7)
+        ax.set_title(key, fontsize=9)
+    axes[0][0].set_ylabel(f"mean stress score ({lineage} cells)")
+    fig.suptitle("handling / dissociation stress per sample (van den Brink 2017 genes)", fontsize=10)
+    _save(fig, path)

@@ -14,7 +14,8 @@ TABLE_COLUMNS = ["cell_state", "parent", "contrast", "n_case", "n_control", "pro
                  "hypothesis", "reason", "cells_case", "cells_control", "prop_all_case",
                  "prop_all_control", "log2fc_all", "fdr_all", "milo_nhoods", "milo_frac_sig",
                  "milo_logfc", "de_genes_tested", "de_genes_fdr01", "de_top_up", "de_top_down",
-                 "prot_top_up", "prot_top_down", "signature", "signature_effect", "signature_fdr"]
+                 "prot_top_up", "prot_top_down", "signature", "signature_effect", "signature_fdr",
+                 "log2fc_stress_adj", "fdr_stress_adj"]
 KEY = ["contrast", "cell_state"]
 
 
@@ -27,6 +28,7 @@ def complication_table(
     hypotheses: list[dict],
     milo: pd.DataFrame | None = None,
     de_summary: pd.DataFrame | None = None,
+    stress: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rows of the contrasts whose ``complication`` is ``complication``.
 
@@ -44,7 +46,7 @@ def complication_table(
                      on=KEY)
     else:
         ab = ab.copy()
-    for extra in (milo, de_summary):
+    for extra in (milo, de_summary, stress):
         if extra is not None and len(extra):
             ab = ab.join(extra.set_index(KEY), on=KEY)
     for col in TABLE_COLUMNS:
@@ -71,17 +73,20 @@ def complication_table(
     return ab[TABLE_COLUMNS].reset_index(drop=True)
 
 
-def read_complication_inputs(abundance_tsv, signature_tsv, *, milo_states=None, de_summaries=()) -> dict:
+def read_complication_inputs(abundance_tsv, signature_tsv, *, milo_states=None, de_summaries=(), stress=()) -> dict:
     """The stage outputs a complication table joins, read from their files (keyword arguments of
-    :func:`complication_table`: ``abundance``, ``signature_tests``, ``milo``, ``de_summary``)."""
+    :func:`complication_table`: ``abundance``, ``signature_tests``, ``milo``, ``de_summary``,
+    ``stress``: the stress-adjusted tests, when the stress check ran)."""
     ab = pd.read_csv(abundance_tsv, sep="\t", keep_default_na=True)
     ab["reason"] = ab["reason"].fillna("")
     de = None
     if de_summaries:
         de = pd.concat([pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])
                         for p in de_summaries]).drop(columns=["de_reason"])
+    st = pd.concat([pd.read_csv(p, sep="\t")[["contrast", "cell_state", "log2fc_stress_adj", "fdr_stress_adj"]]
+                    for p in stress]) if stress else None
     return {"abundance": ab, "signature_tests": pd.read_csv(signature_tsv, sep="\t"),
-            "milo": pd.read_csv(milo_states, sep="\t") if milo_states else None, "de_summary": de}
+            "milo": pd.read_csv(milo_states, sep="\t") if milo_states else None, "de_summary": de, "stress": st}
 
 
 def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] | None = None,
@@ -96,15 +101,18 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
     lines.append("Share of each state within its parent lineage, donor-level quasi-Poisson GLM "
                  "(log2 fold change of the share, case vs control, adjusted for the contrast's "
                  "covariates); BH FDR within the contrast. `hypothesis` rows were pre-specified. "
-                 "*all cells*: the same test of the share of all cells. *Milo*: weighted mean log fold "
+                 "*all cells*: the same test of the share of all cells. *stress-adjusted*: the same test "
+                 "with the donors' handling-stress score in the parent lineage outside the state as a "
+                 "covariate. *Milo*: weighted mean log fold "
                  "change of the state's neighbourhoods (share of its memberships in neighbourhoods at "
                  f"spatial FDR < {milo_fdr:g}). *DE*: pseudobulk PyDESeq2, genes at FDR < {de_fdr:g} and "
                  "the top ones up / down; proteins likewise (OLS on donor means).")
     for contrast, sub in table.groupby("contrast", sort=False):
         lines += ["", f"## {contrast} ({int(sub['n_case'].max())} case vs {int(sub['n_control'].max())} control donors)", "",
                   "| state | parent | case % | control % | log2FC [95% CI] | p | FDR | all cells log2FC (FDR) "
-                  "| Milo logFC (sig) | DE genes: n (up / down) | proteins up / down | signature (effect, FDR) | |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| stress-adjusted log2FC (FDR) | Milo logFC (sig) | DE genes: n (up / down) | proteins up / down "
+                  "| signature (effect, FDR) | |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             if r["testable"]:
                 fc = f"{r['log2fc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
@@ -114,6 +122,8 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
             sig = f"{r['signature']} ({r['signature_effect']:.3f}, {r['signature_fdr']:.2g})" if r["signature"] else ""
             mark = "**hypothesis**" if r["hypothesis"] == "hypothesis" else ""
             every = (f"{r['log2fc_all']:.2f} ({r['fdr_all']:.2g})" if pd.notna(r.get("log2fc_all")) else "")
+            stress = (f"{r['log2fc_stress_adj']:.2f} ({r['fdr_stress_adj']:.2g})"
+                      if pd.notna(r.get("log2fc_stress_adj")) else "")
             milo = (f"{r['milo_logfc']:.2f} ({r['milo_frac_sig']:.0%})" if pd.notna(r.get("milo_logfc")) else "")
             de = ""
             if pd.notna(r.get("de_genes_fdr01")):
@@ -125,7 +135,7 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
             if _text(r.get("prot_top_up")) or _text(r.get("prot_top_down")):
                 prot = f"{_text(r.get('prot_top_up')) or '-'} / {_text(r.get('prot_top_down')) or '-'}"
             lines.append(f"| {r['cell_state']} | {r['parent']} | {100 * r['prop_case']:.2f} | "
-                         f"{100 * r['prop_control']:.2f} | {fc} | {p} | {q} | {every} | {milo} | {de} | "
+                         f"{100 * r['prop_control']:.2f} | {fc} | {p} | {q} | {every} | {stress} | {milo} | {de} | "
                          f"{prot} | {sig} | {mark} |")
         untestable = sub[~sub["testable"].astype(bool)]
         for _, r in untestable.iterrows():

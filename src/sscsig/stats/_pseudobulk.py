@@ -105,16 +105,23 @@ def run_pseudobulk(
     min_counts: int = 10,
     fdr: float = 0.1,
     top_n: int = 5,
+    n_jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every state x contrast of the design (see module docstring).
 
     The keyword options are config ``pseudobulk`` (``gene_sets_file`` and ``min_set_size`` are
-    :func:`enrichment`'s). Returns (gene results, protein results, per state x contrast summary).
+    :func:`enrichment`'s). The donor sums are built once for all contrasts; (state, contrast) pairs
+    that cannot be tested (too few donors, too few genes) are set aside before any fit, and the
+    PyDESeq2 fits run in ``n_jobs`` worker processes (the same results as one after another).
+
+    Returns
+    -------
+    (gene results, protein results, per state x contrast summary), rows in contrast then state order.
     """
     donors = design.donors
     pb = pseudobulk_counts(counts, obs, var_names=pd.Index(gene_names))
     states = sorted(pb.obs["cell_state"].unique()) if states == "all" else list(states)
-    genes, prots, summary = [], [], []
+    fits, rows = [], []  # fits: (index into rows, counts, meta, covariates, group)
     for c in (design.contrasts.values() if enabled else ()):
         name, covariates, group = c.name, list(c.covariates), c.groups
         for state in states:
@@ -123,14 +130,17 @@ def run_pseudobulk(
             g = group.reindex(sub.obs["donor"].to_numpy())
             row = {"contrast": name, "cell_state": state, "de_genes_tested": 0, "de_genes_fdr01": np.nan,
                    "de_top_up": "", "de_top_down": "", "prot_top_up": "", "prot_top_down": "", "de_reason": ""}
+            rows.append(row)
             n_case, n_ctrl = int((g == 1).sum()), int((g == 0).sum())
             if min(n_case, n_ctrl) < min_donors_per_group:
                 row["de_reason"] = (f"too few donors with >= {min_cells} cells ({n_case} case, "
                                     f"{n_ctrl} control; minimum {min_donors_per_group})")
-                summary.append(row)
                 continue
             x = sp.csr_matrix(sub.X)
             keep = np.asarray((x >= min_counts).sum(0)).ravel() >= min_donors_per_group
+            if keep.sum() < 10:
+                row["de_reason"] = f"only {int(keep.sum())} genes pass the expression filter"
+                continue
             mat = pd.DataFrame(np.asarray(x[:, keep].todense()).astype(int), index=sub.obs["donor"].to_numpy(),
                                columns=sub.var_names[keep])
             meta = donors.loc[mat.index, covariates].copy() if covariates else pd.DataFrame(index=mat.index)
@@ -138,30 +148,42 @@ def run_pseudobulk(
                 num = pd.to_numeric(meta[cov], errors="coerce")
                 meta[cov] = (num - num.mean()) / (num.std() or 1) if num.notna().all() else meta[cov].astype(str)
             meta["condition"] = np.where(g.to_numpy() == 1, "1_case", "0_control")
-            if mat.shape[1] < 10:
-                row["de_reason"] = f"only {mat.shape[1]} genes pass the expression filter"
-                summary.append(row)
-                continue
-            res = deseq2(mat, meta, covariates)
-            res.insert(0, "cell_state", state)
-            res.insert(0, "contrast", name)
-            genes.append(res.reset_index())
-            row["de_genes_tested"] = int(len(res))
-            row["de_genes_fdr01"] = int((res["padj"] < fdr).sum())
-            row["de_top_up"], row["de_top_down"] = _top(res, "stat", "padj", fdr, top_n)
-            if prot is not None:
-                pr = protein_tests(prot, list(prot_names), obs, donors, group, covariates, name, state,
-                                   list(mat.index))
-                row["prot_top_up"], row["prot_top_down"] = _top(pr, "t", "padj", fdr, top_n)
-                pr.insert(0, "cell_state", state)
-                pr.insert(0, "contrast", name)
-                prots.append(pr.reset_index())
-            summary.append(row)
+            fits.append((len(rows) - 1, mat, meta, covariates, group))
+    log.info("pseudobulk: %d PyDESeq2 fits of %d state x contrast pairs, %d worker(s)", len(fits), len(rows), n_jobs)
+    results = _fit_all([(mat, meta, cov) for _, mat, meta, cov, _ in fits], n_jobs=n_jobs)
+    genes, prots = [], []
+    for (i, mat, _, covariates, group), res in zip(fits, results):
+        row = rows[i]
+        name, state = row["contrast"], row["cell_state"]
+        res.insert(0, "cell_state", state)
+        res.insert(0, "contrast", name)
+        genes.append(res.reset_index())
+        row["de_genes_tested"] = int(len(res))
+        row["de_genes_fdr01"] = int((res["padj"] < fdr).sum())
+        row["de_top_up"], row["de_top_down"] = _top(res, "stat", "padj", fdr, top_n)
+        if prot is not None:
+            pr = protein_tests(prot, list(prot_names), obs, donors, group, covariates, name, state, list(mat.index))
+            row["prot_top_up"], row["prot_top_down"] = _top(pr, "t", "padj", fdr, top_n)
+            pr.insert(0, "cell_state", state)
+            pr.insert(0, "contrast", name)
+            prots.append(pr.reset_index())
     gene_df = pd.concat(genes, ignore_index=True) if genes else pd.DataFrame(
         columns=["contrast", "cell_state", "gene", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"])
     prot_df = pd.concat(prots, ignore_index=True) if prots else pd.DataFrame(
         columns=["contrast", "cell_state", "protein", "effect", "t", "pvalue", "padj"])
-    return gene_df, prot_df, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+    return gene_df, prot_df, pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _fit_all(jobs: list[tuple], *, n_jobs: int) -> list[pd.DataFrame]:
+    """:func:`deseq2` of every (counts, meta, covariates), in order; in ``n_jobs`` processes (loky)."""
+    if n_jobs <= 1 or len(jobs) <= 1:
+        return [deseq2(*j) for j in jobs]
+    from joblib import Parallel, delayed, parallel_config
+
+    # one BLAS thread per worker: Snakemake sets OPENBLAS/OMP_NUM_THREADS to the job's threads, and
+    # n_jobs workers x that many spinning BLAS threads on tiny matrices ran 3x slower than one process
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(deseq2)(*j) for j in jobs)
 
 
 def enrichment(de: pd.DataFrame, gene_sets: dict[str, list[str]], *, min_size: int = 5) -> pd.DataFrame:

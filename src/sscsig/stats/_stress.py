@@ -1,0 +1,121 @@
+"""Is a composition finding biology or sample handling? The handling-stress check.
+
+Immediate-early and heat-shock genes (EGR1, FOS, JUN, IER2, DUSP1, NR4A1, HSPA1A, ...) rise when
+blood waits before processing or cells are dissociated warm, the same genes that define a state
+such as CD14.EGR1. Per cell, :func:`stress_scores` scores a published dissociation/stress gene set
+(van den Brink et al., Nat Methods 2017; ``sscsig/data/stress_genes.tsv``) with
+``scanpy.tl.score_genes``; :func:`sample_stress` shows it per sample and batch; and
+:func:`stress_adjusted_tests` re-runs the donor-level composition test of every state with one more
+covariate: the donor's mean stress score in the state's parent lineage outside the state (for
+CD14.EGR1: the other monocytes). A state that rises because a donor's sample was stressed rises
+with that covariate and loses its effect; a state that rises in patients whose other monocytes
+are not stressed keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..design import UNASSIGNED, Contrast, Design, bh_fdr
+from ._abundance import test_contrast
+
+log = logging.getLogger(__name__)
+
+ADJUSTED_COLUMNS = ["contrast", "cell_state", "parent", "log2fc_stress_adj", "ci_low_stress_adj",
+                    "ci_high_stress_adj", "pvalue_stress_adj", "fdr_stress_adj", "reason_stress_adj"]
+
+
+def stress_scores(rna, genes: list[str], *, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Per-cell handling-stress score (``score_genes`` on log-normalised RNA) and the genes used."""
+    from ._signatures import score_cells
+
+    scores, cover = score_cells(rna, {"stress": {"genes": list(genes), "states": []}}, seed=seed, min_coverage=0.0)
+    present = [g for g in genes if g in set(rna.var_names)]
+    if len(present) < 5:
+        from ..errors import InputError
+
+        raise InputError(f"stress check: only {len(present)} of the {len(genes)} stress genes are in the data")
+    return scores["stress"].to_numpy(), present
+
+
+def sample_stress(obs: pd.DataFrame, score: np.ndarray, *, lineage: str = "Mono", batch_key: str = "batch") -> pd.DataFrame:
+    """Per sample: donor, batch, cells, mean stress score of all cells and of ``lineage`` cells."""
+    df = pd.DataFrame({"sample": obs["sample"].astype(str).to_numpy(), "donor": obs["donor"].astype(str).to_numpy(),
+                       "batch": obs[batch_key].astype(str).to_numpy() if batch_key in obs else "",
+                       "lineage": obs["lineage"].astype(str).to_numpy(), "score": score})
+    g = df.groupby("sample", sort=False)
+    out = g.agg(donor=("donor", "first"), batch=("batch", "first"), n_cells=("score", "size"),
+                stress_all=("score", "mean"))
+    sub = df[df["lineage"] == lineage].groupby("sample")["score"].agg(["size", "mean"])
+    out[f"n_{lineage}"] = sub["size"].reindex(out.index).fillna(0).astype(int)
+    out[f"stress_{lineage}"] = sub["mean"].reindex(out.index)
+    return out.reset_index()
+
+
+def parent_stress(obs: pd.DataFrame, score: np.ndarray, parents: dict[str, str]) -> pd.DataFrame:
+    """Donor x state: the donor's mean stress score over the cells of the state's parent lineage
+    that are not of the state (NaN where there are none)."""
+    state = obs["cell_state"].astype(str).to_numpy()
+    donor = obs["donor"].astype(str).to_numpy()
+    lineage_of = pd.Series(parents)
+    cell_parent = lineage_of.reindex(state).to_numpy()
+    out = {}
+    for s, p in parents.items():
+        m = (cell_parent == p) & (state != s)
+        out[s] = pd.Series(score[m]).groupby(donor[m]).mean()
+    return pd.DataFrame(out)
+
+
+def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design: Design,
+                          covariate: pd.DataFrame, *, min_donors_per_group: int = 3, min_parent_cells: int = 10,
+                          min_state_cells: int = 10) -> pd.DataFrame:
+    """The composition test of every state (share of its parent, :func:`test_contrast`) with the
+    donors' stress covariate (``covariate``: donor x state, :func:`parent_stress`) added to each
+    contrast's covariates; BH FDR within the contrast. Donors without a covariate value leave the test."""
+    rows = []
+    for c in design.contrasts.values():
+        res = []
+        for s in sorted(counts.columns):
+            if s == UNASSIGNED or s not in parents:
+                continue
+            siblings = [t for t in counts.columns if parents.get(t) == parents[s]]
+            stress = covariate[s].reindex(counts.index) if s in covariate else pd.Series(np.nan, index=counts.index)
+            donors = design.donors.reindex(counts.index).assign(stress_covariate=stress)
+            groups = c.groups.reindex(counts.index).where(stress.notna())
+            adj = Contrast(name=c.name, complication=c.complication, covariates=(*c.covariates, "stress_covariate"),
+                           groups=groups)
+            t = test_contrast(counts[siblings], parents, donors, adj, min_donors_per_group=min_donors_per_group,
+                              min_parent_cells=min_parent_cells, min_state_cells=min_state_cells)
+            res.append(t[t["cell_state"] == s].iloc[0])
+        tab = pd.DataFrame(res)
+        if len(tab):
+            tab["fdr"] = bh_fdr(tab["pvalue"].where(tab["testable"].astype(bool)))
+            rows.append(tab)
+    if not rows:
+        return pd.DataFrame(columns=ADJUSTED_COLUMNS)
+    tab = pd.concat(rows, ignore_index=True)
+    return pd.DataFrame({"contrast": tab["contrast"], "cell_state": tab["cell_state"], "parent": tab["parent"],
+                         "log2fc_stress_adj": tab["log2fc"], "ci_low_stress_adj": tab["ci_low"],
+                         "ci_high_stress_adj": tab["ci_high"], "pvalue_stress_adj": tab["pvalue"],
+                         "fdr_stress_adj": tab["fdr"], "reason_stress_adj": tab["reason"]})[ADJUSTED_COLUMNS]
+
+
+def stress_warnings(table: pd.DataFrame, *, fdr: float = 0.1) -> list[str]:
+    """A sentence for every hypothesis row of a complication table that is significant before the
+    stress adjustment and not after it."""
+    out = []
+    if "fdr_stress_adj" not in table:
+        return out
+    for _, r in table[table["hypothesis"] == "hypothesis"].iterrows():
+        if r["fdr"] < fdr and not (r["fdr_stress_adj"] < fdr):
+            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once the "
+                       f"donors' handling-stress score in {r['parent']} outside the state is in the model "
+                       f"(FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample handling, not biology")
+    return out
+
+
+__all__ = ["ADJUSTED_COLUMNS", "parent_stress", "sample_stress", "stress_adjusted_tests", "stress_scores",
+           "stress_warnings"]
