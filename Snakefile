@@ -35,6 +35,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/stress.smk"
 include: "workflow/rules/biomarker.smk"
+include: "workflow/rules/longitudinal.smk"
 
 
 rule all:
@@ -48,4 +49,5 @@ rule all:
         rules.figures_stats.output,
         expand(f"{OUT}/biomarker/{{c}}/metrics.tsv", c=COMPLICATIONS if config["biomarker"]["enabled"] else []),
         [f"{OUT}/qc/stress.tsv"] if config["stress"]["enabled"] else [],
+        [f"{OUT}/biomarker/longitudinal.tsv"] if LONGITUDINAL else [],
     default_target: True

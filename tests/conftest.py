@@ -51,7 +51,9 @@ def write_sheet(tmp_path, small_cohort):
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
-    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n" + TINY_TOTALVI)
+    # the tiny demo: 27 donors x ~150 cells, raw droplets (DSB), and donor SSc01 sampled at three
+    # timepoints (29 samples; the group tests use the 27 baseline samples)
+    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n  longitudinal: true\n" + TINY_TOTALVI)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -67,3 +67,27 @@ def test_demo_sheet_loads(write_sheet, config):
 def test_bad_sheets_name_the_problem(write_sheet, config, mutate, message):
     with pytest.raises(InputError, match=message):
         load_sample_sheet(write_sheet(mutate), config)
+
+
+def test_timepoints_one_baseline_sample_per_donor(write_sheet, config):
+    from sscsig.config import design_from_sheet, validate_config
+
+    config = validate_config(config)
+
+    def add_followup(d, tp="week12", base="baseline"):
+        extra = d.iloc[[0]].assign(sample="SSc01_w12", timepoint=tp)
+        return pd.concat([d.assign(timepoint=base), extra], ignore_index=True)
+
+    sheet = load_sample_sheet(write_sheet(add_followup), config)
+    design = design_from_sheet(sheet, config)
+    assert len(design.donors) == 27 and design.samples["in_group_tests"].sum() == 27
+    obs = pd.DataFrame({"sample": ["SSc01_PBMC", "SSc01_w12", "HD01_PBMC"]})
+    assert list(design.cells_in_tests(obs)) == [True, False, True]
+    with pytest.raises(InputError, match="donor 'SSc01' has 2 samples at the baseline timepoint 'baseline'"):
+        load_sample_sheet(write_sheet(lambda d: add_followup(d, tp="baseline")), config)
+    with pytest.raises(InputError, match="donor 'SSc01' has 0 samples at the baseline"):
+        load_sample_sheet(write_sheet(lambda d: add_followup(d).assign(
+            timepoint=lambda x: ["pre" if s.startswith("SSc01") else "baseline" for s in x["sample"]])), config)
+    # an empty timepoint is the baseline
+    sheet = load_sample_sheet(write_sheet(lambda d: add_followup(d, base="")), config)
+    assert (sheet.loc[sheet["sample"] == "SSc01_PBMC", "timepoint"] == "baseline").all()

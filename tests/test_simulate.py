@@ -87,3 +87,19 @@ def test_state_counts_equal_the_truth_of_the_full_simulator(small_cohort):
     expected = pd.crosstab(donor, truth["cell_state"]).reindex(columns=counts.columns, fill_value=0)
     assert counts.loc[expected.index].equals(expected.rename_axis(None).rename_axis(None, axis=1))
     assert list(sheet["donor"]) == list(counts.index)
+
+
+def test_longitudinal_donor_rises_before_onset_and_falls_after_treatment(tmp_path):
+    d = S.study_design(longitudinal=True)
+    assert len(d) == 29 and list(d["sample"][-2:]) == ["SSc01_pre", "SSc01_post"]
+    assert (d.groupby("donor").size() > 1).sum() == 1 and set(d["timepoint"]) == {"baseline", "pre_onset",
+                                                                                 "post_treatment"}
+    p = S.DemoParams(seed=4, cells_per_donor=1500, longitudinal=True)
+    S.simulate_cohort(tmp_path, p)
+    truth = pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t")
+    mono = truth[truth.lineage == "Mono"].groupby("sample")["cell_state"].apply(lambda s: (s == "CD14.EGR1").mean())
+    assert mono["SSc01_post"] < mono["SSc01_pre"] < mono["SSc01_PBMC"]
+    # the baseline cohort is unchanged by the extra samples
+    S.simulate_cohort(tmp_path / "base", S.DemoParams(seed=4, cells_per_donor=1500))
+    f = "SSc05_PBMC/filtered_feature_bc_matrix.h5"
+    assert _sha(tmp_path / f) == _sha(tmp_path / "base" / f)

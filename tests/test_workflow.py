@@ -82,7 +82,7 @@ def test_totalvi_and_wnn_mix_batches_better_than_unintegrated(demo_run):
 @pytest.mark.slow
 def test_qc_outputs_and_dsb_in_the_run(demo_run):
     summary = pd.read_csv(demo_run / "qc/summary.tsv", sep="\t")
-    assert len(summary) == 27
+    assert len(summary) == 29  # 27 donors, SSc01 at three timepoints
     assert (summary.cells_in == summary.cells_kept + summary.cells_removed).all()
     assert {"removed_isotype_outlier", "removed_protein_doublet", "thr_genes", "thr_pct_mito_max"} <= set(summary)
     assert (summary.protein_norm == "dsb").all() and (summary.dsb_empty_droplets >= 100).all()
@@ -116,6 +116,12 @@ def test_design_is_written_once_and_read_by_the_statistics(demo_run):
     donors = pd.read_csv(demo_run / "design/donors.tsv", sep="\t", index_col="donor")
     groups = pd.read_csv(demo_run / "design/groups.tsv", sep="\t", index_col="donor")
     assert len(donors) == 27 and list(groups.columns) == ["SRC_vs_SSc", "SRC_vs_HD", "ILD_vs_SSc", "ILD_vs_HD"]
+    samples = pd.read_csv(demo_run / "design/samples.tsv", sep="\t")
+    assert len(samples) == 29 and samples["in_group_tests"].sum() == 27  # one sample per donor in the tests
+    counts = pd.read_csv(demo_run / "abundance/donor_state_counts.tsv", sep="\t", index_col=0)
+    obs = md.read_h5mu(demo_run / "cohort/annotated.h5mu").obs
+    baseline = obs[(obs["donor"] == "SSc01") & (obs["sample"] == "SSc01_PBMC") & (obs["cell_state"] != "Unassigned")]
+    assert counts.loc["SSc01"].sum() == len(baseline)  # the later samples of SSc01 are not pooled in
     assert (groups["SRC_vs_SSc"] == 1).sum() == 4 and (groups["SRC_vs_SSc"] == 0).sum() == 17
     assert (groups["ILD_vs_SSc"] == 1).sum() == 10 and (groups["ILD_vs_SSc"] == 0).sum() == 7
     assert json.loads((demo_run / "design/warnings.json").read_text()) == []
@@ -380,7 +386,7 @@ def test_biomarker_outputs_and_predict_on_new_samples(demo_run, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     risk = pd.read_csv(out, sep="\t")
-    assert len(risk) == 27 and risk["probability"].between(0, 1).all() and "donor" in risk
+    assert len(risk) == 29 and risk["probability"].between(0, 1).all() and "donor" in risk
     bad = subprocess.run(cmd[:-6] + ["--annotated", str(demo_run / "qc/summary.tsv"), "--sheet",
                                      str(demo_run / "demo/samples.tsv"), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True)
@@ -390,10 +396,22 @@ def test_biomarker_outputs_and_predict_on_new_samples(demo_run, tmp_path):
 @pytest.mark.slow
 def test_stress_check_outputs(demo_run):
     s = pd.read_csv(demo_run / "qc/stress.tsv", sep="\t")
-    assert len(s) == 27 and {"sample", "donor", "batch", "stress_all", "stress_Mono"} <= set(s.columns)
+    assert len(s) == 29 and {"sample", "donor", "batch", "stress_all", "stress_Mono"} <= set(s.columns)
     assert s["stress_Mono"].notna().all()
     adj = pd.read_csv(demo_run / "abundance/stress_adjusted.tsv", sep="\t")
     assert {"log2fc_stress_adj", "fdr_stress_adj"} <= set(adj.columns) and adj["pvalue_stress_adj"].notna().any()
     t = pd.read_csv(demo_run / "tables/complication_SRC.tsv", sep="\t")
     assert t.loc[t.testable.astype(bool), "log2fc_stress_adj"].notna().mean() > 0.8
     assert (demo_run / "figures/stress.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_longitudinal_donor_is_followed_over_time(demo_run):
+    """SSc01 sampled before SRC onset, at onset (baseline, in the group tests) and after treatment:
+    per sample the hypothesis states' shares and each complication's biomarker risk."""
+    t = pd.read_csv(demo_run / "biomarker/longitudinal.tsv", sep="\t")
+    assert list(t["sample"]) == ["SSc01_pre", "SSc01_PBMC", "SSc01_post"]  # ordered by time
+    assert list(t["in_training"]) == [False, True, False]
+    assert {"share:CD14.EGR1", "share:CD8.TEM_T2ISG", "risk:SRC_vs_SSc", "risk:ILD_vs_SSc"} <= set(t.columns)
+    assert t["risk:SRC_vs_SSc"].between(0, 1).all() and t["share:CD14.EGR1"].notna().all()
+    assert (demo_run / "figures/longitudinal.png").stat().st_size > 10_000

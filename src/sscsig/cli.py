@@ -16,7 +16,8 @@ def _simulate(args) -> int:
 
     params = DemoParams(seed=args.seed, cells_per_donor=args.cells_per_donor, effect_src=args.effect_src,
                         effect_ild=args.effect_ild, null=args.null, src_oldest=args.src_oldest,
-                        with_raw=args.with_raw, stress_in=args.stress_in, stress_fold=args.stress_fold)
+                        with_raw=args.with_raw, stress_in=args.stress_in, stress_fold=args.stress_fold,
+                        longitudinal=args.longitudinal)
     sheet = simulate_cohort(args.out, params)
     print(f"wrote {len(sheet)} samples to {args.out} (sheet {args.out}/samples.tsv, truth in {args.out}/truth)")
     return 0
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--stress-in", default=demo["stress_in"], metavar="COMPLICATION",
                    help="plant handling stress in every monocyte of these donors' samples (e.g. SRC)")
     s.add_argument("--stress-fold", type=float, default=demo["stress_fold"], help="fold of the stress genes")
+    s.add_argument("--longitudinal", action="store_true",
+                   help="also sample SRC donor SSc01 before onset and after treatment (timepoint column)")
     s.set_defaults(func=_simulate)
     v = sub.add_parser("validate", help="check a config, its sample sheet and every input file's header "
                                         "without running anything")

@@ -153,9 +153,10 @@ def resolve_signatures(spec: dict, *, base_dir: str | Path = ".") -> dict[str, d
 
 def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts: dict,
                        source: str = "sample sheet", base_dir: str | Path = ".",
-                       check_files: bool = True) -> pd.DataFrame:
+                       check_files: bool = True, baseline: str = "baseline") -> pd.DataFrame:
     """Cross-checks beyond the row schema (config ``complications`` and ``contrasts``); returns the
-    sheet with typed columns and resolved paths."""
+    sheet with typed columns and resolved paths. With a ``timepoint`` column, an empty timepoint
+    is ``baseline`` and every donor needs exactly one sample at ``baseline``."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: required column(s) {missing} missing (has {list(df.columns)})")
@@ -176,6 +177,17 @@ def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts:
     for col in sorted(sel | cov):
         if col not in df.columns:
             raise InputError(f"{source}: column {col!r} used by a contrast is missing")
+    if "timepoint" in df.columns:
+        df["timepoint"] = df["timepoint"].fillna(baseline).astype(str).str.strip().replace("", baseline)
+        for donor, sub in df.groupby("donor"):
+            n = int((sub["timepoint"] == baseline).sum())
+            if n != 1:
+                raise InputError(f"{source}: donor {donor!r} has {n} samples at the baseline timepoint "
+                                 f"{baseline!r} (config longitudinal.baseline); the group tests need exactly "
+                                 f"one (samples {list(sub['sample'])}, timepoints {list(sub['timepoint'])})")
+            dup = sub["timepoint"][sub["timepoint"].duplicated()].unique()
+            if len(dup):
+                raise InputError(f"{source}: donor {donor!r} has several samples at timepoint(s) {list(dup)}")
     if "age" in df.columns:
         df["age"] = pd.to_numeric(df["age"], errors="raise") if df["age"].notna().any() else df["age"]
     # donor-level attributes must agree across a donor's samples
@@ -220,7 +232,7 @@ def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts:
 
 
 def load_sample_sheet(path: str | Path, config: dict | None = None, *, complications: list[str] | None = None,
-                      contrasts: dict | None = None, check_files: bool = True,
+                      contrasts: dict | None = None, baseline: str = "baseline", check_files: bool = True,
                       schema_dir: str | Path | None = None) -> pd.DataFrame:
     """Read, schema-validate and cross-check a sample sheet; relative paths are resolved against
     the sheet's folder.
@@ -230,13 +242,14 @@ def load_sample_sheet(path: str | Path, config: dict | None = None, *, complicat
     path
         The sheet (TSV).
     config
-        A validated config (:func:`validate_config`), whose ``complications`` and ``contrasts`` are
-        used; or give those two as keyword arguments.
+        A validated config (:func:`validate_config`), whose ``complications``, ``contrasts`` and
+        ``longitudinal.baseline`` are used; or give them as keyword arguments.
     check_files
         Also require every ``path`` / ``raw_path`` to exist.
     """
     if config is not None:
         complications, contrasts = config["complications"], config["contrasts"]
+        baseline = config["longitudinal"]["baseline"]
     if complications is None or contrasts is None:
         raise TypeError("load_sample_sheet needs a config or complications= and contrasts=")
     path = Path(path)
@@ -248,12 +261,14 @@ def load_sample_sheet(path: str | Path, config: dict | None = None, *, complicat
     if missing:
         raise InputError(f"sample sheet {path}: required column(s) {missing} missing (has {list(df.columns)})")
     typed = df.copy()
-    if "age" in typed.columns:
-        num = pd.to_numeric(typed["age"], errors="coerce")
-        bad = typed["age"].notna() & num.isna()
-        if bad.any():
-            raise InputError(f"sample sheet {path}: column 'age' is not numeric for samples {list(typed.loc[bad, 'sample'])}")
-        typed["age"] = num
+    for col in ("age", "time"):
+        if col in typed.columns:
+            num = pd.to_numeric(typed[col], errors="coerce")
+            bad = typed[col].notna() & num.isna()
+            if bad.any():
+                raise InputError(f"sample sheet {path}: column {col!r} is not numeric for samples "
+                                 f"{list(typed.loc[bad, 'sample'])}")
+            typed[col] = num
     validator = jsonschema.Draft202012Validator(
         _schema("samples.schema.yaml", str(schema_dir) if schema_dir else None))
     for _, row in typed.iterrows():
@@ -263,13 +278,15 @@ def load_sample_sheet(path: str | Path, config: dict | None = None, *, complicat
             where = ".".join(map(str, err.absolute_path)) or "row"
             raise InputError(f"sample sheet {path}: sample {row.get('sample')!r}: {where}: {err.message}")
     return check_sample_sheet(typed, complications=complications, contrasts=contrasts,
-                              source=f"sample sheet {path}", base_dir=path.parent, check_files=check_files)
+                              source=f"sample sheet {path}", base_dir=path.parent, check_files=check_files,
+                              baseline=baseline)
 
 
 def design_from_sheet(sheet: pd.DataFrame, config: dict) -> Design:
     """The :class:`~sscsig.design.Design` of a validated sheet under a validated config."""
     return Design.from_sheet(sheet, contrasts=config["contrasts"], complications=config["complications"],
-                             batch_key=config["integration"]["batch_key"])
+                             batch_key=config["integration"]["batch_key"],
+                             baseline=config["longitudinal"]["baseline"])
 
 
 __all__ = ["REQUIRED_COLUMNS", "check_sample_sheet", "cohort_mode", "default", "design_from_sheet",

@@ -181,15 +181,27 @@ class Contrast:
 
 @dataclass
 class Design:
-    """Donors (one row each, the sheet's donor-level columns) and the contrasts' groups."""
+    """Donors (one row each, the sheet's donor-level columns) and the contrasts' groups.
+
+    ``samples``: the validated sheet with column ``in_group_tests`` (with a ``timepoint`` column,
+    only each donor's baseline sample enters the group tests; the others are followed over time).
+    """
 
     donors: pd.DataFrame
     contrasts: dict[str, Contrast]
     warnings: list[str] = field(default_factory=list)
+    samples: pd.DataFrame | None = None
+
+    def cells_in_tests(self, obs: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of the cells whose sample enters the group tests (all without timepoints)."""
+        if self.samples is None:
+            return np.ones(len(obs), bool)
+        keep = set(self.samples.loc[self.samples["in_group_tests"].astype(bool), "sample"].astype(str))
+        return obs["sample"].astype(str).isin(keep).to_numpy()
 
     @classmethod
     def from_sheet(cls, sheet: pd.DataFrame, *, contrasts: dict, complications: list[str],
-                   batch_key: str = "batch") -> "Design":
+                   batch_key: str = "batch", baseline: str = "baseline") -> "Design":
         """The design of a validated sample sheet (:func:`sscsig.config.load_sample_sheet`).
 
         Parameters
@@ -202,12 +214,20 @@ class Design:
             Config ``complications`` (boolean sheet columns, kept in :attr:`donors`).
         batch_key
             Sheet column of the batches, for :func:`design_warnings`.
+        baseline
+            With a ``timepoint`` column: the timepoint of the samples that enter the group tests
+            (config ``longitudinal.baseline``).
         """
         sel, cov = contrast_columns(contrasts)
         extra = {"group", "age", "sex"} & set(sheet.columns)
-        design = cls.from_donors(donor_table(sheet, sorted(sel | cov | set(complications) | extra)),
+        samples = sheet.copy()
+        samples["in_group_tests"] = (samples["timepoint"].astype(str) == baseline).to_numpy() \
+            if "timepoint" in samples else True
+        tested = samples[samples["in_group_tests"]]
+        design = cls.from_donors(donor_table(tested, sorted(sel | cov | set(complications) | extra)),
                                  contrasts=contrasts)
-        design.warnings = design_warnings(sheet, design, complications=complications, batch_key=batch_key)
+        design.warnings = design_warnings(tested, design, complications=complications, batch_key=batch_key)
+        design.samples = samples
         return design
 
     @classmethod
@@ -220,11 +240,14 @@ class Design:
         return cls(donors=donors, contrasts=out)
 
     def write(self, *, donors: str | Path, groups: str | Path, contrasts: str | Path, warnings: str | Path,
-              config: dict | None = None) -> None:
-        """The design as four files: donors (TSV), groups (donor x contrast TSV: 1, 0 or empty),
-        contrasts (TSV: complication, covariates, donors per group), warnings (JSON list)."""
+              samples: str | Path | None = None, config: dict | None = None) -> None:
+        """The design as files: donors (TSV), groups (donor x contrast TSV: 1, 0 or empty), contrasts
+        (TSV: complication, covariates, donors per group), warnings (JSON list) and the samples (the
+        sheet with ``in_group_tests``)."""
         from .io import atomic_path, write_tsv
 
+        if samples is not None and self.samples is not None:
+            write_tsv(self.samples, samples, config=config, step="design")
         write_tsv(self.donors.rename_axis("donor"), donors, index=True, config=config, step="design")
         g = pd.DataFrame({n: c.groups for n, c in self.contrasts.items()}, index=self.donors.index)
         write_tsv(g.rename_axis("donor"), groups, index=True, config=config, step="design")
@@ -238,7 +261,8 @@ class Design:
 
     @classmethod
     def read(cls, *, donors: str | Path, groups: str | Path, contrasts: str | Path,
-             warnings: str | Path | None = None, complications: list[str] | None = None) -> "Design":
+             warnings: str | Path | None = None, samples: str | Path | None = None,
+             complications: list[str] | None = None) -> "Design":
         """Read what :meth:`write` wrote. ``complications``: columns to type as booleans (read as
         such anyway when they hold only True/False)."""
         d = pd.read_csv(donors, sep="\t", index_col="donor", keep_default_na=True)
@@ -256,12 +280,16 @@ class Design:
                                  covariates=tuple(str(r["covariates"]).split()),
                                  groups=g[name].astype(float).reindex(d.index))
         w = json.loads(Path(warnings).read_text()) if warnings else []
-        return cls(donors=d, contrasts=out, warnings=w)
+        s = None
+        if samples is not None:
+            s = pd.read_csv(samples, sep="\t", dtype=str)
+            s["in_group_tests"] = s["in_group_tests"].map(as_bool)
+        return cls(donors=d, contrasts=out, warnings=w, samples=s)
 
     def subset(self, names) -> "Design":
         """The same donors with only the named contrasts."""
         return Design(donors=self.donors, contrasts={n: self.contrasts[n] for n in names},
-                      warnings=self.warnings)
+                      warnings=self.warnings, samples=self.samples)
 
 
 def read_samples(path: str | Path, *, complications: list[str]) -> pd.DataFrame:
@@ -272,6 +300,8 @@ def read_samples(path: str | Path, *, complications: list[str]) -> pd.DataFrame:
         df["age"] = pd.to_numeric(df["age"], errors="raise")
     for comp in complications:
         df[comp] = [parse_bool(v, column=comp, sample=s) for v, s in zip(df[comp], df["sample"])]
+    if "in_group_tests" in df.columns:
+        df["in_group_tests"] = df["in_group_tests"].map(as_bool)
     return df
 
 

@@ -20,7 +20,8 @@ try:
         "stress"]["genes"]
     if MODE == "demo":
         SHEET = f"{OUT}/demo/samples.tsv"
-        SAMPLES = list(study_design(src_oldest=config["demo"]["src_oldest"])["sample"])
+        _sheet = study_design(src_oldest=config["demo"]["src_oldest"], longitudinal=config["demo"]["longitudinal"])
+        SAMPLES = list(_sheet["sample"])
         DATA = {s: str(sample_path(f"{OUT}/demo", s)) for s in SAMPLES}
         RAW = {s: str(sample_path(f"{OUT}/demo", s, raw=True)) for s in SAMPLES} if config["demo"]["with_raw"] else {}
     else:
@@ -37,6 +38,8 @@ try:
 except InputError as exc:
     sys.exit(f"sscsig: error: {exc}")
 
+# donors sampled more than once (sheet column timepoint): rule longitudinal follows them
+LONGITUDINAL = "timepoint" in _sheet.columns and bool(_sheet["donor"].duplicated().any())
 COMPLICATIONS = list(config["complications"])
 CONTRASTS = list(config["contrasts"])
 HYPOTHESES = hypothesis_pairs(config["hypotheses"], config["contrasts"])  # (contrast, state)
@@ -44,6 +47,7 @@ HYPOTHESES = hypothesis_pairs(config["hypotheses"], config["contrasts"])  # (con
 # the design files every statistics rule reads (rule design)
 DESIGN = {k: f"{OUT}/design/{k}.tsv" for k in ("donors", "groups", "contrasts")}
 DESIGN["warnings"] = f"{OUT}/design/warnings.json"
+DESIGN["samples"] = f"{OUT}/design/samples.tsv"
 
 
 wildcard_constraints:

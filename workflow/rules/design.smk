@@ -6,7 +6,6 @@ rule design:
     input:
         sheet=SHEET,
     output:
-        samples=f"{OUT}/design/samples.tsv",
         **DESIGN,
         provenance=multiext(f"{OUT}/design/", "samples.tsv.provenance.json", "donors.tsv.provenance.json",
                             "groups.tsv.provenance.json", "contrasts.tsv.provenance.json"),
@@ -14,6 +13,7 @@ rule design:
         complications=COMPLICATIONS,
         contrasts=config["contrasts"],
         batch_key=config["integration"]["batch_key"],
+        baseline=config["longitudinal"]["baseline"],
     log:
         f"{OUT}/logs/design.log",
     benchmark:

@@ -9,10 +9,12 @@ with rule_logging(snakemake):
     from sscsig.stats import enrichment, run_pseudobulk
 
     i, o, p = snakemake.input, snakemake.output, snakemake.params
-    design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts)
+    design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts, samples=i.samples)
+    obs = read_obs(i.h5mu)
+    keep = design.cells_in_tests(obs)
     rna = read_modality(i.h5mu, "rna", x="layers/counts")  # raw counts only, not the log-normalised X
     prot, prot_names, _ = normalised_protein(read_modality(i.h5mu, "prot", x=None, layers=("dsb", "clr")))
-    genes, prots, summary = run_pseudobulk(rna.X, rna.var_names, read_obs(i.h5mu), prot, prot_names, design,
+    genes, prots, summary = run_pseudobulk(rna.X[keep], rna.var_names, obs[keep], prot[keep], prot_names, design,
                                            **p.pseudobulk, n_jobs=snakemake.threads)
     sets = read_gene_sets(i.gene_sets)
     for k, c in enumerate(p.contrasts):  # one set of files per contrast, enrichment (BH) within it

@@ -8,10 +8,12 @@ with rule_logging(snakemake):
 
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     sp = p.signature_params
-    design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts)
-    cell_scores, cover = score_cells(read_modality(i.h5mu, "rna"), p.signatures, seed=p.seed,
+    design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts, samples=i.samples)
+    obs = read_obs(i.h5mu)
+    keep = design.cells_in_tests(obs)
+    cell_scores, cover = score_cells(read_modality(i.h5mu, "rna")[keep], p.signatures, seed=p.seed,
                                      min_coverage=sp["min_gene_coverage"])
-    scores = donor_scores(read_obs(i.h5mu), cell_scores, p.signatures, min_cells=sp["min_cells_per_donor"])
+    scores = donor_scores(obs[keep], cell_scores, p.signatures, min_cells=sp["min_cells_per_donor"])
     tests = test_signatures(scores, design, min_donors_per_group=sp["min_donors_per_group"],
                             min_cells_per_donor=sp["min_cells_per_donor"])
     for table, path in ((scores, o.scores), (tests, o.tests), (cover, o.coverage)):

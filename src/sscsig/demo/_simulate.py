@@ -44,6 +44,10 @@ SEX_HD = list("FMFFMF")
 BATCHES = ["B1", "B2", "B3"]
 LEVEL_COUNTS = np.array([0.0, 40.0, 160.0, 600.0])
 AGE_SLOPE_CD8_NAIVE = -0.03  # log within-CD8 share per year of age
+#: the longitudinal donor's extra samples: (sample suffix, timepoint, days from baseline, fold of its
+#: CD14.EGR1 share of monocytes); its baseline sample (onset of SRC) has the cohort's effect_src
+LONGITUDINAL_DONOR = "SSc01"
+LONGITUDINAL_SAMPLES = [("pre", "pre_onset", -120, 2.0), ("post", "post_treatment", 90, 1.0)]
 
 
 @dataclass(frozen=True)
@@ -63,16 +67,18 @@ class DemoParams:
     donor_sd: float = 0.3
     stress_in: str = ""  # a complication: its donors' samples get handling stress in every monocyte
     stress_fold: float = 6.0  # fold of the stress genes (immediate-early, heat shock) in those monocytes
+    longitudinal: bool = False  # one SRC donor also sampled before onset and after treatment
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
         """The parameters of config ``demo`` (``null_cohort`` is :attr:`null`)."""
         return cls(seed=seed, cells_per_donor=demo["cells_per_donor"], effect_src=demo["effect_src"],
                    effect_ild=demo["effect_ild"], null=demo["null_cohort"], src_oldest=demo["src_oldest"],
-                   with_raw=demo["with_raw"], stress_in=demo["stress_in"], stress_fold=demo["stress_fold"])
+                   with_raw=demo["with_raw"], stress_in=demo["stress_in"], stress_fold=demo["stress_fold"],
+                   longitudinal=demo["longitudinal"])
 
 
-def study_design(*, src_oldest: bool = False) -> pd.DataFrame:
+def study_design(*, src_oldest: bool = False, longitudinal: bool = False) -> pd.DataFrame:
     """The reference study's donors: 21 SSc (4 SRC, 2 of them with ILD; 10 ILD only; 7 neither), 6 HD.
 
     Parameters
@@ -81,10 +87,15 @@ def study_design(*, src_oldest: bool = False) -> pd.DataFrame:
         Confounded variant: give the four SRC donors the four highest SSc ages (the other SSc donors
         keep the remaining ages in order), so that an age-driven state would look SRC-driven in a
         model without age.
+    longitudinal
+        Add two samples of the SRC donor SSc01 (before SRC onset and after treatment, the study's
+        followed patient; :data:`LONGITUDINAL_SAMPLES`) at the end, and ``timepoint`` / ``time``
+        (days from baseline) columns; every other sample is ``baseline``.
 
     Returns
     -------
-    One row per donor with ``sample, donor, batch, group, age, sex, SRC, ILD``.
+    One row per sample with ``sample, donor, batch, group, age, sex, SRC, ILD`` (and ``timepoint``,
+    ``time``).
     """
     rows = []
     ages = list(AGES_SSC)
@@ -102,6 +113,12 @@ def study_design(*, src_oldest: bool = False) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["group", "donor", "age", "sex", "SRC", "ILD"])
     df.insert(0, "sample", df["donor"] + "_PBMC")
     df.insert(2, "batch", [BATCHES[i % 3] for i in range(len(df))])
+    if longitudinal:
+        df["timepoint"], df["time"] = "baseline", 0
+        base = df[df["donor"] == LONGITUDINAL_DONOR].iloc[0]
+        extra = [base.to_dict() | {"sample": f"{LONGITUDINAL_DONOR}_{suffix}", "timepoint": tp, "time": days}
+                 for suffix, tp, days, _ in LONGITUDINAL_SAMPLES]
+        df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     return df
 
 
@@ -142,9 +159,10 @@ def _state_protein_levels() -> dict[str, np.ndarray]:
 
 
 def donor_composition(
-    rng: np.random.Generator, donor: pd.Series, params: DemoParams
+    rng: np.random.Generator, donor: pd.Series, params: DemoParams, *, src_fold: float | None = None
 ) -> pd.Series:
-    """Share of each state in one donor's PBMCs, with age and planted effects applied."""
+    """Share of each state in one donor's PBMCs, with age and planted effects applied
+    (``src_fold``: this sample's CD14.EGR1 fold instead of ``params.effect_src``)."""
     states = list(S.STATE_LINEAGE)
     base = np.array([S.BASE_SHARE[s] for s in states])
     base = base / base.sum()
@@ -162,7 +180,7 @@ def donor_composition(
     scale_within_parent("CD8.Naive", float(np.exp(AGE_SLOPE_CD8_NAIVE * (donor["age"] - 65))))
     if not params.null:
         if donor["SRC"]:
-            scale_within_parent("CD14.EGR1", params.effect_src)
+            scale_within_parent("CD14.EGR1", params.effect_src if src_fold is None else src_fold)
         if donor["ILD"]:
             scale_within_parent("CD8.TEM_T2ISG", params.effect_ild)
     return p
@@ -265,11 +283,18 @@ def _protein_counts(
 
 
 def simulate_donor(
-    model: _CohortModel, donor: pd.Series, donor_index: int, params: DemoParams
+    model: _CohortModel, donor: pd.Series, donor_index: int, params: DemoParams, *,
+    stream: int | None = None, src_fold: float | None = None,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, pd.DataFrame]:
-    """Counts of one donor's library: RNA (cells x genes), protein (cells x ADT), truth per cell."""
+    """Counts of one donor's library: RNA (cells x genes), protein (cells x ADT), truth per cell.
+
+    ``stream``: another sample of the same donor: the same donor-level composition draws, its own
+    generator ``[seed, donor_index, stream]`` for everything after them (``src_fold`` its CD14.EGR1
+    fold)."""
     rng = np.random.default_rng([params.seed, donor_index])
-    comp = donor_composition(rng, donor, params)
+    comp = donor_composition(rng, donor, params, src_fold=src_fold)
+    if stream is not None:
+        rng = np.random.default_rng([params.seed, donor_index, stream])
     n = int(round(params.cells_per_donor * rng.uniform(0.85, 1.15)))
     n_dbl = int(round(n * params.doublet_rate))
     states_all = np.array(list(comp.index))
@@ -403,7 +428,9 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = _CohortModel(params)
-    donors = study_design(src_oldest=params.src_oldest)
+    donors = study_design(src_oldest=params.src_oldest, longitudinal=params.longitudinal)
+    first = {d: i for i, d in reversed(list(enumerate(donors["donor"])))}  # a donor's first row
+    folds = {f"{LONGITUDINAL_DONOR}_{suffix}": fold for suffix, _, _, fold in LONGITUDINAL_SAMPLES}
     genes = model.genes
     feature_ids = np.concatenate(
         [genes["ensembl_like_id"].to_numpy(), np.array(S.PROTEINS + S.ISOTYPES)]
@@ -413,7 +440,9 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
     feature_types = np.array(["Gene Expression"] * len(genes) + ["Antibody Capture"] * n_prot)
     truths = []
     for i, donor in donors.iterrows():
-        rna, prot, truth = simulate_donor(model, donor, i, params)
+        extra = first[donor["donor"]] != i  # a later sample of a donor: its own stream
+        rna, prot, truth = simulate_donor(model, donor, first[donor["donor"]], params, stream=100 + i if extra else None,
+                                          src_fold=folds.get(donor["sample"]) if extra else None)
         write_10x_h5(
             sample_path(out, donor["sample"]),
             sp.hstack([rna, prot], format="csr"),

@@ -365,3 +365,30 @@ def stress_plot(samples: pd.DataFrame, donors: pd.DataFrame, complications: list
     axes[0][0].set_ylabel(f"mean stress score ({lineage} cells)")
     fig.suptitle("handling / dissociation stress per sample (van den Brink 2017 genes)", fontsize=10)
     _save(fig, path)
+
+
+def longitudinal_plot(table: pd.DataFrame, path) -> None:
+    """Per donor sampled more than once: the hypothesis states' shares (left) and the biomarker
+    models' risk (right) over time; the sample in the group tests marked."""
+    donors = list(dict.fromkeys(table["donor"])) if len(table) else []
+    fig, axes = plt.subplots(max(len(donors), 1), 2, figsize=(9, 3.2 * max(len(donors), 1)), squeeze=False)
+    shares = [c for c in table.columns if c.startswith("share:")]
+    risks = [c for c in table.columns if c.startswith("risk:")]
+    for row, d in zip(axes, donors):
+        sub = table[table["donor"] == d]
+        x = sub["time"].to_numpy(float) if "time" in sub else np.arange(len(sub))
+        for ax, cols, ylabel in ((row[0], shares, "share of parent lineage"), (row[1], risks, "risk (probability)")):
+            for c in cols:
+                ax.plot(x, sub[c], "o-", label=c.split(":", 1)[1])
+            base = sub["in_training"].astype(bool).to_numpy()
+            for c in cols:
+                ax.scatter(x[base], sub[c].to_numpy()[base], s=90, facecolors="none", edgecolors="k")
+            ax.set_xticks(x, [f"{t}\n({v:g} d)" if "time" in sub else str(t)
+                              for t, v in zip(sub["timepoint"], x)], fontsize=7)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.legend(fontsize=7, frameon=False)
+        row[0].set_title(f"{d}: states over time (circled: the sample in the group tests)", fontsize=9)
+        row[1].set_title(f"{d}: biomarker risk over time", fontsize=9)
+    if not donors:
+        axes[0][0].text(0.5, 0.5, "no donor sampled more than once", ha="center")
+    _save(fig, path)

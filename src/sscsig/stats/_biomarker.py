@@ -533,6 +533,44 @@ def predict_samples(model, description: dict, obs: pd.DataFrame, rna, *, seed: i
                          "imputed_features": imputed.to_numpy()})
 
 
+
+
+def sample_trajectories(obs: pd.DataFrame, rna, samples: pd.DataFrame, parents: dict[str, str],
+                        states: list[str], models: dict[str, tuple], *, seed: int = 0) -> pd.DataFrame:
+    """Per sample over time: each of ``states``' share of its parent lineage and each saved model's
+    risk (:func:`predict_samples`), for every sample of the donors sampled more than once.
+
+    ``samples``: the design's samples (``sample, donor, timepoint``, optional ``time``,
+    ``in_group_tests``); ``models``: name -> ``(pipeline, description)`` (:func:`load_model`). A
+    donor's baseline sample was among the models' training donors (``in_training``).
+    """
+    s = samples.copy()
+    s["sample"] = s["sample"].astype(str)
+    multi = s.groupby("donor")["sample"].transform("size") > 1
+    s = s[multi]
+    cols = ["sample", "donor", "timepoint"] + (["time"] if "time" in s else [])
+    out = s[cols].copy()
+    out["in_training"] = s["in_group_tests"].astype(bool).to_numpy() if "in_group_tests" in s else False
+    if out.empty:
+        return out
+    cells = obs["sample"].astype(str).isin(out["sample"]).to_numpy()
+    o = obs[cells]
+    state = o["cell_state"].astype(str)
+    for st in states:
+        parent = parents.get(st)
+        in_parent = state.map(parents).eq(parent)
+        num = (state == st).groupby(o["sample"].astype(str)).sum()
+        den = in_parent.groupby(o["sample"].astype(str)).sum()
+        out[f"share:{st}"] = (num / den.replace(0, np.nan)).reindex(out["sample"]).to_numpy()
+    for name, (model, desc) in models.items():
+        risk = predict_samples(model, desc, o, rna[cells], seed=seed).set_index("sample")
+        out[f"risk:{name}"] = risk["probability"].reindex(out["sample"]).to_numpy()
+    if "time" in out:
+        out = out.sort_values(["donor", "time"], kind="stable")
+    return out.reset_index(drop=True)
+
+
 __all__ = ["METRIC_COLUMNS", "Prepared", "auc", "biomarker_complication", "bootstrap_ci", "choose_params", "composition_pca",
            "covariate_features", "donor_features", "evaluate", "fit_final", "load_model", "logistic_l2", "logistic_l2_batch", "make_model",
-           "nested_cv", "permutation_pvalue", "predict_samples", "save_model", "save_models", "small_sample_note"]
+           "nested_cv", "permutation_pvalue", "predict_samples", "sample_trajectories", "save_model", "save_models",
+           "small_sample_note"]
