@@ -136,21 +136,31 @@ def test_lint_is_clean():
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
-def test_user_sample_sheet_runs(small_cohort, tmp_path):
-    """`--config samples=PATH outdir=DIR` runs a cohort given by a sheet (here: a simulated one, one
-    sample cut to 30 cells and dropped by ``qc.on_too_few_cells: drop`` with a warning that reaches
-    the tables, their provenance and the report)."""
+def _sheet_with_changed_sample(small_cohort, tmp_path, *, n_cells=None, gex_only=False, name="changed"):
+    """The small cohort's sheet (absolute paths) with its first sample replaced by an .h5ad of its
+    first ``n_cells`` cells (all with None), RNA only with ``gex_only``. Returns (sheet path, sheet,
+    the new file)."""
     import anndata as ad
     import scanpy as sc
 
     sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
     sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
-    small = sc.read_10x_h5(sheet.loc[0, "path"], gex_only=False)[:30].copy()
-    small.var_names_make_unique()
-    ad.AnnData(X=small.X, obs=small.obs, var=small.var[["feature_types"]]).write_h5ad(tmp_path / "small.h5ad")
-    sheet.loc[0, "path"] = str(tmp_path / "small.h5ad")
+    a = sc.read_10x_h5(sheet.loc[0, "path"], gex_only=gex_only)
+    a = a[:n_cells].copy() if n_cells else a
+    a.var_names_make_unique()
+    path = tmp_path / f"{name}.h5ad"
+    ad.AnnData(X=a.X, obs=a.obs, var=a.var[["feature_types"]]).write_h5ad(path)
+    sheet.loc[0, "path"] = str(path)
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    return tmp_path / "samples.tsv", sheet, path
+
+
+@pytest.mark.slow
+def test_user_sample_sheet_runs(small_cohort, tmp_path):
+    """`--config samples=PATH outdir=DIR` runs a cohort given by a sheet (here: a simulated one, one
+    sample cut to 30 cells and dropped by ``qc.on_too_few_cells: drop`` with a warning that reaches
+    the tables, their provenance and the report)."""
+    _, sheet, _ = _sheet_with_changed_sample(small_cohort, tmp_path, n_cells=30, name="small")
     (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\n" + TINY_TOTALVI)
     out = tmp_path / "sheet_run"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
@@ -260,26 +270,11 @@ def test_failed_job_leaves_no_outputs(small_cohort, tmp_path):
     assert left == [], left
 
 
-def _rna_only(small_cohort, tmp_path, sample_index=0):
-    """The small cohort's sheet with one sample replaced by its RNA-only library (.h5ad)."""
-    import anndata as ad
-    import scanpy as sc
-
-    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
-    sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
-    a = sc.read_10x_h5(sheet.loc[sample_index, "path"], gex_only=True)
-    a.var_names_make_unique()
-    bad = tmp_path / "rna_only.h5ad"
-    ad.AnnData(X=a.X, obs=a.obs, var=a.var[["feature_types"]]).write_h5ad(bad)
-    sheet.loc[sample_index, "path"] = str(bad)
-    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
-    return tmp_path / "samples.tsv", sheet.loc[sample_index, "sample"], bad
-
-
 def test_input_file_errors_stop_the_run_before_any_job_with_one_line(small_cohort, tmp_path):
     """An RNA-only library in the sheet: `snakemake` (and `sscsig validate`) open every file's header
     at start-up and stop with one line naming the sample and the file; no job runs, nothing is written."""
-    sheet, sample, bad = _rna_only(small_cohort, tmp_path)
+    sheet, table, bad = _sheet_with_changed_sample(small_cohort, tmp_path, gex_only=True, name="rna_only")
+    sample = table.loc[0, "sample"]
     out = tmp_path / "never"
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", f"samples={sheet}",
                            f"outdir={out}"], cwd=ROOT, capture_output=True, text=True)
@@ -300,16 +295,7 @@ def test_input_error_inside_a_job_is_one_console_line_and_not_retried(small_coho
     """A sample that QC leaves with too few cells (qc.on_too_few_cells: stop) fails its job with one
     console line naming the rule, the sample and the reason; the traceback is in the job's log; with
     the default profile the deterministic failure is not retried."""
-    import anndata as ad
-    import scanpy as sc
-
-    sheet = pd.read_csv(small_cohort / "samples.tsv", sep="\t")
-    sheet["path"] = [str(small_cohort / p) for p in sheet["path"]]
-    small = sc.read_10x_h5(sheet.loc[0, "path"], gex_only=False)[:30].copy()
-    small.var_names_make_unique()
-    ad.AnnData(X=small.X, obs=small.obs, var=small.var[["feature_types"]]).write_h5ad(tmp_path / "small.h5ad")
-    sheet.loc[0, "path"] = str(tmp_path / "small.h5ad")
-    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    _, sheet, _ = _sheet_with_changed_sample(small_cohort, tmp_path, n_cells=30, name="small")
     out = tmp_path / "run"
     s = sheet.loc[0, "sample"]
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/default", "--cores", "2",
