@@ -161,7 +161,8 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
     sample cut to 30 cells and dropped by ``qc.on_too_few_cells: drop`` with a warning that reaches
     the tables, their provenance and the report)."""
     _, sheet, _ = _sheet_with_changed_sample(small_cohort, tmp_path, n_cells=30, name="small")
-    (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\n" + TINY_TOTALVI)
+    # biomarker stage off: this run checks sheet mode and the drop warning (and that the stage can be off)
+    (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\nbiomarker:\n  enabled: false\n" + TINY_TOTALVI)
     out = tmp_path / "sheet_run"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
            str(tmp_path / "drop.yaml"), "--config", f"samples={tmp_path}/samples.tsv", f"outdir={out}", "-q"]
@@ -171,6 +172,7 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
         t = pd.read_csv(out / f"tables/complication_{comp}.tsv", sep="\t")
         assert list(t.columns[: len(REQUIRED)]) == REQUIRED and len(t) > 20
     assert not (out / "demo").exists()  # nothing simulated in sheet mode
+    assert not (out / "biomarker").exists()  # the stage is off
     dropped = sheet.loc[0, "sample"]
     assert dropped not in set(md.read_h5mu(out / "cohort/merged.h5mu").obs["sample"])
     assert f"'{dropped}'" in (out / "tables/complication_SRC.md").read_text()
@@ -188,10 +190,10 @@ def test_bad_config_stops_before_any_output(tmp_path):
     assert not out.exists()
 
 
-def _snakemake(*args, out, env=None, config=()):
+def _snakemake(*args, out, env=None, config=(), targets=()):
     import os
 
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "config/config.yaml",
            *args, "--config", f"outdir={out}", *config, "-q"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
@@ -214,8 +216,9 @@ def test_sigkill_during_integration_then_rerun_incomplete_gives_identical_tables
 
     cfg = demo_run.parent / "tiny.yaml"
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
-           "--config", f"outdir={out}", "-q"]
+    targets = [*(str(out / f"tables/complication_{c}.md") for c in ("SRC", "ILD")), str(out / "qc/summary.tsv")]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "config/config.yaml",
+           str(cfg), "--config", f"outdir={out}", "-q"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     log = out / "logs/integrate.log"
@@ -230,7 +233,7 @@ def test_sigkill_during_integration_then_rerun_incomplete_gives_identical_tables
     assert (out / "cohort/merged.h5mu").exists() and not (out / "tables").exists()
     unlock = _snakemake(str(cfg), "--unlock", out=out)
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    proc2 = _snakemake(str(cfg), "--rerun-incomplete", out=out)
+    proc2 = _snakemake(str(cfg), "--rerun-incomplete", out=out, targets=targets)
     assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
     assert not list((out / "cohort").glob(".*.tmp"))  # the killed write's temporary file is gone
     first, second = _tables(demo_run), _tables(out)
