@@ -138,8 +138,21 @@ def test_real_pbmc_lineages_agree_with_singler(shared_data, method):
         singler = ad.io.read_elem(f["obs"])["celltype_main_singler"].astype(str).to_numpy()
     integrate(m, method=method, totalvi={"max_epochs": 100}, seed=0)
     cluster(m, resolutions=[1.0], seed=0)
-    annotate(m, load_markers(Path(__file__).resolve().parents[1] / "config/markers.yaml"), seed=0)
+    report = annotate(m, load_markers(Path(__file__).resolve().parents[1] / "config/markers.yaml"), seed=0)
     lin = m.obs["lineage"].astype(str).to_numpy()
+    # the panel lacks other_T's TCR antibodies: the label is scored with that component at 0 and says so
+    assert report["marker_coverage"]["other_T"] == {"components_usable": 2, "components_defined": 3,
+                                                    "unusable": "protein_any"}
+    # lineage macro-F1 vs SingleR over its labels with >= 5 cells (benchmarks/annotation_real.py: 0.93
+    # with both methods; 0.89-0.90 when a missing component was dropped and KLRB1+ memory T became other_T)
+    from sscsig.annotate import annotation_f1
+
+    to_singler = {"CD4_T": "CD4+ T-cells", "CD8_T": "CD8+ T-cells", "Mono": "Monocytes", "DC": "Monocytes",
+                  "NK": "NK cells", "B": "B-cells"}
+    ok = np.array([s != "nan" for s in singler])
+    table, _ = annotation_f1([to_singler.get(x, x) for x in lin[ok]], singler[ok])
+    assert table[table.n_true >= 5].f1.mean() >= 0.92, table
+    assert (lin == "other_T").sum() <= 2, pd.crosstab(lin, singler)
     allowed = {"CD4_T": {"CD4+ T-cells"}, "CD8_T": {"CD8+ T-cells"}, "Mono": {"Monocytes"},
                "DC": {"Monocytes"}, "NK": {"NK cells"}, "B": {"B-cells"},
                "other_T": {"CD4+ T-cells", "CD8+ T-cells"}}

@@ -4,7 +4,11 @@ For every label the marker file defines components (``protein_pos``, ``protein_n
 ``protein_any``, ``rna_pos``, ``rna_neg``). Each component is z-scored over the cells being
 labelled (all cells for lineages, the lineage's cells for states), the label's score is the mean of
 its components, scores are smoothed over the kNN graph of the integrated space (a cell's score
-averaged with its neighbours'), and the best label wins. ``*_confidence`` is the margin between the
+averaged with its neighbours'), and the best label wins. A component none of whose markers is in
+the data counts as neutral evidence (0) in that mean rather than being left out: a label whose
+defining markers are missing (e.g. other_T without its TCR antibodies) is not scored on its
+remaining, shared markers alone, and the label's coverage (components usable / defined) is
+reported. ``*_confidence`` is the margin between the
 best and second-best smoothed score; cells below ``min_confidence`` are ``Unassigned``. Lineages
 are also sub-clustered (Leiden restricted to each lineage) for inspection.
 """
@@ -89,6 +93,7 @@ class _Scorer:
         self.min_genes = min_genes
         self._modules: dict[tuple, np.ndarray] = {}
         self.missing: set[str] = set()
+        self.coverage: dict[str, dict] = {}
 
     def protein(self, names: list[str]) -> np.ndarray | None:
         cols = []
@@ -115,31 +120,40 @@ class _Scorer:
                 self._modules[key] = tmp.obs["s"].to_numpy()
         return self._modules[key]
 
-    def score(self, comp: dict, rows: np.ndarray) -> np.ndarray | None:
-        parts = []
+    def score(self, comp: dict, rows: np.ndarray, *, label: str | None = None) -> np.ndarray | None:
+        """Mean of the label's components over ``rows``; a component with no marker in the data is
+        0 (neutral) in the mean. ``None`` when no component is usable. With ``label``, the
+        coverage (usable / defined components, the unusable ones) is recorded."""
+        parts, defined, unusable = [], 0, []
         for kind in COMPONENTS:
             names = comp.get(kind) or []
             if not names:
                 continue
+            defined += 1
             if kind.startswith("protein"):
                 m = self.protein(names)
                 if m is None:
+                    unusable.append(kind)
                     continue
                 z = _z(m[rows])
                 val = z.max(1) if kind == "protein_any" else z.mean(1)
             else:
                 m = self.module(names)
                 if m is None:
+                    unusable.append(kind)
                     continue
                 val = _z(m[rows][:, None])[:, 0]
             parts.append(-val if kind.endswith("neg") else val)
-        return np.mean(parts, axis=0) if parts else None
+        if label is not None:
+            self.coverage[label] = {"components_usable": len(parts), "components_defined": defined,
+                                    "unusable": ",".join(unusable)}
+        return np.sum(parts, axis=0) / defined if parts else None
 
     def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str) -> tuple[list[str], list[np.ndarray]]:
         """Scores of every label that has markers in the data (others are skipped with a warning)."""
         names, scores = [], []
         for name, comp in labels.items():
-            s = self.score(comp, rows)
+            s = self.score(comp, rows, label=name)
             if s is None:
                 log.warning("%s %s: none of its markers is in the data; not assigned", kind, name)
                 continue
@@ -233,7 +247,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     all_rows = np.arange(n)
     lin_names, lin_scores = [], []
     for name, comp in markers["lineages"].items():
-        s = scorer.score(comp, all_rows)
+        s = scorer.score(comp, all_rows, label=name)
         if s is None:
             raise InputError(f"lineage {name!r}: none of its markers is in the data")
         lin_names.append(name)
@@ -269,8 +283,13 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     mdata.obs["cell_state_confidence"] = state_conf.astype(np.float32)
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
+    partial = {k: v for k, v in scorer.coverage.items() if v["components_usable"] < v["components_defined"]}
+    for k, v in partial.items():
+        log.warning("%s: %d of %d marker components usable (missing: %s); its score counts them as 0",
+                    k, v["components_usable"], v["components_defined"], v["unusable"])
     return {
         "missing_markers": sorted(scorer.missing),
+        "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
     }
