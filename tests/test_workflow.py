@@ -51,10 +51,10 @@ def test_tables_well_formed(demo_run):
 
 @pytest.mark.slow
 def test_annotation_agrees_with_truth(demo_run):
-    """Tiny demo (150 cells/donor, totalVI 30 epochs): F1 against the simulator's truth on the true
+    """Tiny demo (150 cells/donor, totalVI 60 epochs): F1 against the simulator's truth on the true
     singlets QC kept. The default demo (800 cells/donor, auto epochs) reaches lineage 0.97 / state 0.90
     (README, `benchmarks/annotation.py`); here the state bar is lower because totalVI sees 5x fewer cells
-    for 30 epochs."""
+    for 60 epochs."""
     from sscsig.annotate import annotation_vs_truth
 
     obs = md.read_h5mu(demo_run / "cohort/annotated.h5mu").obs
