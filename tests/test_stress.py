@@ -63,3 +63,33 @@ def test_sample_summary_parent_covariate_and_warning():
                           "parent": "Mono", "fdr": [0.01, 0.01], "fdr_stress_adj": [0.4, 0.02]})
     w = stress_warnings(table)
     assert len(w) == 1 and w[0].startswith("E in S (FDR 0.01)") and "sample handling" in w[0]
+
+
+def test_stress_confounded_with_the_group_is_flagged_even_when_the_adjusted_test_stays_significant():
+    """Every case sample stressed, no control (the demo's `stress_in`): the covariate is collinear with
+    the group, so the adjusted test may keep the artefact; the group difference in the covariate is
+    reported and the warning fires. Stress unrelated to the group: no warning."""
+    rng = np.random.default_rng(3)
+    case = np.array([1] * 4 + [0] * 17)
+    donors = [f"D{i:02d}" for i in range(len(case))]
+    stress = np.where(case == 1, 3.0, 0.0) + rng.normal(0, 0.1, len(case))  # a handling batch = the cases
+    share = np.where(case == 1, 0.6, 0.07)  # the stressed cells look like the state
+    e = rng.binomial(800, share)
+    counts = pd.DataFrame({"E": e, "N": 800 - e}, index=donors)
+    sheet = pd.DataFrame({"sample": donors, "donor": donors, "X": case.astype(bool)})
+    design = Design.from_sheet(sheet, contrasts=CONTRAST, complications=["X"])
+    parents = {"E": "M", "N": "M"}
+    adj = stress_adjusted_tests(counts, parents, design, pd.DataFrame({"E": stress, "N": stress}, index=donors))
+    row = adj.set_index("cell_state").loc["E"]
+    assert row["stress_diff"] > 10 and row["stress_diff_pvalue"] < 0.01
+    table = pd.DataFrame({"hypothesis": ["hypothesis"], "cell_state": ["E"], "contrast": "S", "parent": "M",
+                          "fdr": [1e-6], **{c: [row[c]] for c in ("fdr_stress_adj", "stress_diff", "stress_diff_pvalue")}})
+    w = stress_warnings(table)
+    assert len(w) == 1 and "confounded" in w[0] and "Mann-Whitney p" in w[0]
+    # stress that does not differ between the groups: no confounding flag
+    calm = pd.DataFrame({"E": rng.normal(0, 1, len(case)), "N": rng.normal(0, 1, len(case))}, index=donors)
+    row = stress_adjusted_tests(counts, parents, design, calm).set_index("cell_state").loc["E"]
+    assert row["stress_diff_pvalue"] > 0.05 and row["fdr_stress_adj"] < 0.1
+    table.loc[0, ["fdr_stress_adj", "stress_diff", "stress_diff_pvalue"]] = [row["fdr_stress_adj"], row["stress_diff"],
+                                                                            row["stress_diff_pvalue"]]
+    assert stress_warnings(table) == []

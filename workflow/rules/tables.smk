@@ -23,6 +23,7 @@ rule tables:
         milo_fdr=config["milo"]["fdr"],
         de_fdr=config["pseudobulk"]["fdr"],
         fdr=config["abundance"]["fdr"],
+        confounding_pvalue=config["stress"]["confounding_pvalue"],
     log:
         f"{OUT}/logs/tables/{{complication}}.log",
     benchmark:

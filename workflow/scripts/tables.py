@@ -14,7 +14,7 @@ with rule_logging(snakemake):
                                                           de_summaries=list(i.de), stress=list(i.stress)),
                                complication=comp, contrast_order=p.contrast_order, hypotheses=p.hypotheses)
     warnings = (json.loads(Path(i.merge_report).read_text())["warnings"]
-                + json.loads(Path(i.design_warnings).read_text()) + stress_warnings(table, fdr=p.fdr))
+                + json.loads(Path(i.design_warnings).read_text()) + stress_warnings(table, fdr=p.fdr, confounding_pvalue=p.confounding_pvalue))
     md = to_markdown(table, complication=comp, warnings=warnings, milo_fdr=p.milo_fdr, de_fdr=p.de_fdr)
     write_table(table, o.tsv, md, o.md, snakemake.config, warnings=warnings)
     table_html(table, comp, o.html, warnings=warnings)

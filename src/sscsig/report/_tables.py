@@ -15,7 +15,7 @@ TABLE_COLUMNS = ["cell_state", "parent", "contrast", "n_case", "n_control", "pro
                  "prop_all_control", "log2fc_all", "fdr_all", "milo_nhoods", "milo_frac_sig",
                  "milo_logfc", "de_genes_tested", "de_genes_fdr01", "de_top_up", "de_top_down",
                  "prot_top_up", "prot_top_down", "signature", "signature_effect", "signature_fdr",
-                 "log2fc_stress_adj", "fdr_stress_adj"]
+                 "log2fc_stress_adj", "fdr_stress_adj", "stress_diff", "stress_diff_pvalue"]
 KEY = ["contrast", "cell_state"]
 
 
@@ -83,7 +83,8 @@ def read_complication_inputs(abundance_tsv, signature_tsv, *, milo_states=None, 
     if de_summaries:
         de = pd.concat([pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])
                         for p in de_summaries]).drop(columns=["de_reason"])
-    st = pd.concat([pd.read_csv(p, sep="\t")[["contrast", "cell_state", "log2fc_stress_adj", "fdr_stress_adj"]]
+    st = pd.concat([pd.read_csv(p, sep="\t")[["contrast", "cell_state", "log2fc_stress_adj", "fdr_stress_adj",
+                                                   "stress_diff", "stress_diff_pvalue"]]
                     for p in stress]) if stress else None
     return {"abundance": ab, "signature_tests": pd.read_csv(signature_tsv, sep="\t"),
             "milo": pd.read_csv(milo_states, sep="\t") if milo_states else None, "de_summary": de, "stress": st}
@@ -103,14 +104,15 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
                  "covariates); BH FDR within the contrast. `hypothesis` rows were pre-specified. "
                  "*all cells*: the same test of the share of all cells. *stress-adjusted*: the same test "
                  "with the donors' handling-stress score in the parent lineage outside the state as a "
-                 "covariate. *Milo*: weighted mean log fold "
+                 "covariate, and how far that score differs between cases and controls (SD, Mann-Whitney p). "
+                 "*Milo*: weighted mean log fold "
                  "change of the state's neighbourhoods (share of its memberships in neighbourhoods at "
                  f"spatial FDR < {milo_fdr:g}). *DE*: pseudobulk PyDESeq2, genes at FDR < {de_fdr:g} and "
                  "the top ones up / down; proteins likewise (OLS on donor means).")
     for contrast, sub in table.groupby("contrast", sort=False):
         lines += ["", f"## {contrast} ({int(sub['n_case'].max())} case vs {int(sub['n_control'].max())} control donors)", "",
                   "| state | parent | case % | control % | log2FC [95% CI] | p | FDR | all cells log2FC (FDR) "
-                  "| stress-adjusted log2FC (FDR) | Milo logFC (sig) | DE genes: n (up / down) | proteins up / down "
+                  "| stress-adjusted log2FC (FDR); stress cases - controls | Milo logFC (sig) | DE genes: n (up / down) | proteins up / down "
                   "| signature (effect, FDR) | |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
@@ -124,6 +126,8 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
             every = (f"{r['log2fc_all']:.2f} ({r['fdr_all']:.2g})" if pd.notna(r.get("log2fc_all")) else "")
             stress = (f"{r['log2fc_stress_adj']:.2f} ({r['fdr_stress_adj']:.2g})"
                       if pd.notna(r.get("log2fc_stress_adj")) else "")
+            if pd.notna(r.get("stress_diff")):
+                stress += f"; stress {r['stress_diff']:+.1f} SD (p {r['stress_diff_pvalue']:.2g})"
             milo = (f"{r['milo_logfc']:.2f} ({r['milo_frac_sig']:.0%})" if pd.notna(r.get("milo_logfc")) else "")
             de = ""
             if pd.notna(r.get("de_genes_fdr01")):

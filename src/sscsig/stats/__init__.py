@@ -17,7 +17,8 @@ from ._biomarker import (biomarker_complication, composition_pca, covariate_feat
 from ._milo import milo_contrast, run_milo, subsample_per_donor, summarise_states
 from ._pseudobulk import SUMMARY_COLUMNS, deseq2, enrichment, protein_tests, pseudobulk_counts, run_pseudobulk
 from ._signatures import donor_scores, score_cells, test_signatures
-from ._stress import parent_stress, sample_stress, stress_adjusted_tests, stress_scores, stress_warnings
+from ._stress import (parent_stress, sample_stress, stress_adjusted_tests, stress_difference, stress_scores,
+                      stress_warnings)
 
 __all__ = ["COLUMNS", "SUMMARY_COLUMNS", "biomarker_complication", "composition_pca", "covariate_features", "deseq2",
            "differential_abundance", "donor_features", "donor_scores", "enrichment", "evaluate", "fit_final",
@@ -25,4 +26,4 @@ __all__ = ["COLUMNS", "SUMMARY_COLUMNS", "biomarker_complication", "composition_
            "milo_contrast", "protein_tests", "pseudobulk_counts", "quasi_poisson_test", "run_milo",
            "run_pseudobulk", "score_cells", "state_counts", "state_parents", "subsample_per_donor",
            "summarise_states", "test_contrast", "test_signatures", "parent_stress", "sample_stress",
-           "stress_adjusted_tests", "stress_scores", "stress_warnings"]
+           "stress_adjusted_tests", "stress_difference", "stress_scores", "stress_warnings"]

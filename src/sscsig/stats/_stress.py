@@ -10,6 +10,15 @@ covariate: the donor's mean stress score in the state's parent lineage outside t
 CD14.EGR1: the other monocytes). A state that rises because a donor's sample was stressed rises
 with that covariate and loses its effect; a state that rises in patients whose other monocytes
 are not stressed keeps it.
+
+The adjustment needs stress to vary within the groups. When the cases' samples were all handled
+one way and the controls' another (stress confounded with the group), no model can tell the two
+apart: on the demo with stress planted in every SRC sample and no true effect, CD14.EGR1 stays
+significant after adjustment (FDR 0.023), while the covariate differs between the groups by 12.4
+standard deviations. So every test also reports that difference (``stress_diff``, cases minus
+controls in pooled SDs, and ``stress_diff_pvalue``, two-sided Mann-Whitney), and
+:func:`stress_warnings` flags a hypothesis whose groups differ in stress, not only one that loses
+significance.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from ._abundance import test_contrast
 log = logging.getLogger(__name__)
 
 ADJUSTED_COLUMNS = ["contrast", "cell_state", "parent", "log2fc_stress_adj", "ci_low_stress_adj",
-                    "ci_high_stress_adj", "pvalue_stress_adj", "fdr_stress_adj", "reason_stress_adj"]
+                    "ci_high_stress_adj", "pvalue_stress_adj", "fdr_stress_adj", "reason_stress_adj",
+                    "stress_diff", "stress_diff_pvalue"]
 
 
 def stress_scores(rna, genes: list[str], *, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -69,12 +79,29 @@ def parent_stress(obs: pd.DataFrame, score: np.ndarray, parents: dict[str, str])
     return pd.DataFrame(out)
 
 
+def stress_difference(stress: pd.Series, groups: pd.Series) -> tuple[float, float]:
+    """Cases minus controls of a donor-level stress covariate: the difference of the means in pooled
+    standard deviations and the two-sided Mann-Whitney p-value (exact for small groups). NaN when
+    a group has fewer than two donors with a value."""
+    from scipy.stats import mannwhitneyu
+
+    g = groups.reindex(stress.index)
+    a, b = stress[(g == 1) & stress.notna()], stress[(g == 0) & stress.notna()]
+    if len(a) < 2 or len(b) < 2:
+        return np.nan, np.nan
+    sd = np.sqrt(((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2))
+    d = (a.mean() - b.mean()) / sd if sd > 0 else np.nan
+    return float(d), float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
 def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design: Design,
                           covariate: pd.DataFrame, *, min_donors_per_group: int = 3, min_parent_cells: int = 10,
                           min_state_cells: int = 10) -> pd.DataFrame:
     """The composition test of every state (share of its parent, :func:`test_contrast`) with the
     donors' stress covariate (``covariate``: donor x state, :func:`parent_stress`) added to each
-    contrast's covariates; BH FDR within the contrast. Donors without a covariate value leave the test."""
+    contrast's covariates; BH FDR within the contrast. Donors without a covariate value leave the test.
+    Each row also carries :func:`stress_difference` of the covariate between the contrast's groups
+    (``stress_diff``, ``stress_diff_pvalue``)."""
     rows = []
     for c in design.contrasts.values():
         res = []
@@ -89,7 +116,9 @@ def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design:
                            groups=groups)
             t = test_contrast(counts[siblings], parents, donors, adj, min_donors_per_group=min_donors_per_group,
                               min_parent_cells=min_parent_cells, min_state_cells=min_state_cells)
-            res.append(t[t["cell_state"] == s].iloc[0])
+            row = t[t["cell_state"] == s].iloc[0].copy()
+            row["stress_diff"], row["stress_diff_pvalue"] = stress_difference(stress, groups)
+            res.append(row)
         tab = pd.DataFrame(res)
         if len(tab):
             tab["fdr"] = bh_fdr(tab["pvalue"].where(tab["testable"].astype(bool)))
@@ -100,22 +129,36 @@ def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design:
     return pd.DataFrame({"contrast": tab["contrast"], "cell_state": tab["cell_state"], "parent": tab["parent"],
                          "log2fc_stress_adj": tab["log2fc"], "ci_low_stress_adj": tab["ci_low"],
                          "ci_high_stress_adj": tab["ci_high"], "pvalue_stress_adj": tab["pvalue"],
-                         "fdr_stress_adj": tab["fdr"], "reason_stress_adj": tab["reason"]})[ADJUSTED_COLUMNS]
+                         "fdr_stress_adj": tab["fdr"], "reason_stress_adj": tab["reason"],
+                         "stress_diff": tab["stress_diff"], "stress_diff_pvalue": tab["stress_diff_pvalue"]}
+                        )[ADJUSTED_COLUMNS]
 
 
-def stress_warnings(table: pd.DataFrame, *, fdr: float = 0.1) -> list[str]:
-    """A sentence for every hypothesis row of a complication table that is significant before the
-    stress adjustment and not after it."""
+def stress_warnings(table: pd.DataFrame, *, fdr: float = 0.1, confounding_pvalue: float = 0.05) -> list[str]:
+    """A sentence for every hypothesis row of a complication table that is significant (FDR <
+    ``fdr``) and either is not after the stress adjustment, or whose cases and controls differ in
+    the stress covariate (``stress_diff_pvalue`` < ``confounding_pvalue``: handling confounded with
+    the group, which the adjusted model cannot undo)."""
     out = []
     if "fdr_stress_adj" not in table:
         return out
     for _, r in table[table["hypothesis"] == "hypothesis"].iterrows():
-        if r["fdr"] < fdr and not (r["fdr_stress_adj"] < fdr):
-            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once the "
-                       f"donors' handling-stress score in {r['parent']} outside the state is in the model "
-                       f"(FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample handling, not biology")
+        if not r["fdr"] < fdr:
+            continue
+        where = f"the donors' handling-stress score in {r['parent']} outside the state"
+        lost = not (r["fdr_stress_adj"] < fdr)
+        confounded = r.get("stress_diff_pvalue", np.nan) < confounding_pvalue
+        if lost:
+            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once {where} "
+                       f"is in the model (FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample "
+                       "handling, not biology")
+        elif confounded:
+            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}): {where} differs between cases "
+                       f"and controls ({r['stress_diff']:+.1f} SD, Mann-Whitney p {r['stress_diff_pvalue']:.2g}); "
+                       "handling is confounded with the group, which the stress-adjusted test (FDR "
+                       f"{r['fdr_stress_adj']:.2g}) cannot separate from biology")
     return out
 
 
-__all__ = ["ADJUSTED_COLUMNS", "parent_stress", "sample_stress", "stress_adjusted_tests", "stress_scores",
-           "stress_warnings"]
+__all__ = ["ADJUSTED_COLUMNS", "parent_stress", "sample_stress", "stress_adjusted_tests", "stress_difference",
+           "stress_scores", "stress_warnings"]
