@@ -6,7 +6,8 @@
 For each size a demo cohort of 27 donors is simulated (``sscsig simulate``), its samples are merged
 without QC, and each method runs what rule ``integrate`` runs (``sscsig.integrate.integrate`` +
 ``cluster``: integration + neighbours + Leiden + UMAP, 2 threads) in a fresh process; wall time and the child's peak RSS are recorded with the
-totalVI epochs. ``--merged PATH`` benchmarks an existing merged.h5mu instead of simulating.
+totalVI epochs. ``--merged PATH`` benchmarks an existing merged.h5mu instead of simulating (only
+that path, unless ``--cells`` is given too).
 """
 
 import argparse
@@ -80,14 +81,16 @@ def run(merged: Path, method: str, out: Path) -> dict:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", type=int, nargs="*", default=[20000, 100000])
+    ap.add_argument("--cells", type=int, nargs="*", default=None,
+                    help="demo sizes to simulate (default 20000 100000; none when --merged is given)")
     ap.add_argument("--merged", type=Path, nargs="*", default=[])
     ap.add_argument("--methods", nargs="+", default=["totalvi", "wnn"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/sscsig_bench_integration"))
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    inputs = [*a.merged, *(merged_cohort(c, a.work) for c in a.cells)]
+    cells = a.cells if a.cells is not None else ([] if a.merged else [20000, 100000])
+    inputs = [*a.merged, *(merged_cohort(c, a.work) for c in cells)]
     rows = []
     for merged in inputs:
         import mudata as md
