@@ -82,10 +82,17 @@ def test_stress_confounded_with_the_group_is_flagged_even_when_the_adjusted_test
     adj = stress_adjusted_tests(counts, parents, design, pd.DataFrame({"E": stress, "N": stress}, index=donors))
     row = adj.set_index("cell_state").loc["E"]
     assert row["stress_diff"] > 10 and row["stress_diff_pvalue"] < 0.01
+    # collinear: the adjusted test is not estimable, so it cannot "fire"
+    assert np.isnan(row["pvalue_stress_adj"]) and np.isnan(row["fdr_stress_adj"])
+    assert row["reason_stress_adj"].startswith("not estimable: the stress covariate is collinear with the group")
     table = pd.DataFrame({"hypothesis": ["hypothesis"], "cell_state": ["E"], "contrast": "S", "parent": "M",
                           "fdr": [1e-6], **{c: [row[c]] for c in ("fdr_stress_adj", "stress_diff", "stress_diff_pvalue")}})
     w = stress_warnings(table)
-    assert len(w) == 1 and "confounded" in w[0] and "Mann-Whitney p" in w[0]
+    assert len(w) == 1 and "confounded" in w[0] and "Mann-Whitney p" in w[0] and "not estimable" in w[0] and "handling, not biology" in w[0]
+    # with the collinearity rule off, the adjusted model keeps the artefact: adjustment alone is no guard
+    loose = stress_adjusted_tests(counts, parents, design, pd.DataFrame({"E": stress, "N": stress}, index=donors),
+                                  max_vif=np.inf).set_index("cell_state").loc["E"]
+    assert loose["fdr_stress_adj"] < 0.05
     # stress that does not differ between the groups: no confounding flag
     calm = pd.DataFrame({"E": rng.normal(0, 1, len(case)), "N": rng.normal(0, 1, len(case))}, index=donors)
     row = stress_adjusted_tests(counts, parents, design, calm).set_index("cell_state").loc["E"]

@@ -17,6 +17,7 @@ rule stress:
         genes=STRESS_GENES,
         lineage=config["stress"]["lineage"],
         abundance=section("abundance", drop=("fdr",)),
+        max_vif=config["stress"]["max_vif"],
         batch_key=config["integration"]["batch_key"],
         complications=COMPLICATIONS,
         seed=config["seed"],

@@ -18,7 +18,8 @@ with rule_logging(snakemake):
     parents = pd.read_csv(i.composition, sep="\t").drop_duplicates("cell_state").set_index("cell_state")["parent"]
     samples = sample_stress(obs, score, lineage=p.lineage, batch_key=p.batch_key)
     adjusted = stress_adjusted_tests(pd.read_csv(i.counts, sep="\t", index_col=0), parents.to_dict(), design,
-                                     parent_stress(obs[keep], score[keep], parents.to_dict()), **p.abundance)
+                                     parent_stress(obs[keep], score[keep], parents.to_dict()), **p.abundance,
+                                     max_vif=p.max_vif)
     write_tsv(samples, o.samples, config=snakemake.config, step="stress", extra={"genes_scored": used})
     write_tsv(adjusted, o.adjusted, config=snakemake.config, step="stress")
     stress_plot(samples, design.donors, p.complications, o.png, lineage=p.lineage)

@@ -127,7 +127,8 @@ def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] |
             stress = (f"{r['log2fc_stress_adj']:.2f} ({r['fdr_stress_adj']:.2g})"
                       if pd.notna(r.get("log2fc_stress_adj")) else "")
             if pd.notna(r.get("stress_diff")):
-                stress += f"; stress {r['stress_diff']:+.1f} SD (p {r['stress_diff_pvalue']:.2g})"
+                stress = (f"{stress or 'not estimable'}; stress {r['stress_diff']:+.1f} SD "
+                          f"(p {r['stress_diff_pvalue']:.2g})")
             milo = (f"{r['milo_logfc']:.2f} ({r['milo_frac_sig']:.0%})" if pd.notna(r.get("milo_logfc")) else "")
             de = ""
             if pd.notna(r.get("de_genes_fdr01")):

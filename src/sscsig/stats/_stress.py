@@ -18,7 +18,9 @@ significant after adjustment (FDR 0.023), while the covariate differs between th
 standard deviations. So every test also reports that difference (``stress_diff``, cases minus
 controls in pooled SDs, and ``stress_diff_pvalue``, two-sided Mann-Whitney), and
 :func:`stress_warnings` flags a hypothesis whose groups differ in stress, not only one that loses
-significance.
+significance. Where stress and group are nearly collinear (variance inflation factor of the group,
+``1 / (1 - r^2)`` with ``r`` their correlation over the test's donors, above ``max_vif``), the
+adjusted test is not estimable and is reported as not testable instead of with a p-value.
 """
 
 from __future__ import annotations
@@ -94,14 +96,26 @@ def stress_difference(stress: pd.Series, groups: pd.Series) -> tuple[float, floa
     return float(d), float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
+def group_vif(stress: pd.Series, groups: pd.Series) -> float:
+    """Variance inflation factor of the case/control indicator given the stress covariate,
+    ``1 / (1 - r^2)`` (``r``: their correlation over the donors with both); NaN below 3 donors."""
+    g = groups.reindex(stress.index)
+    ok = stress.notna() & g.notna()
+    if ok.sum() < 3 or stress[ok].std() == 0 or g[ok].std() == 0:
+        return np.nan
+    r = np.corrcoef(stress[ok].astype(float), g[ok].astype(float))[0, 1]
+    return float(1 / max(1 - r * r, 1e-12))
+
+
 def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design: Design,
                           covariate: pd.DataFrame, *, min_donors_per_group: int = 3, min_parent_cells: int = 10,
-                          min_state_cells: int = 10) -> pd.DataFrame:
+                          min_state_cells: int = 10, max_vif: float = 10.0) -> pd.DataFrame:
     """The composition test of every state (share of its parent, :func:`test_contrast`) with the
     donors' stress covariate (``covariate``: donor x state, :func:`parent_stress`) added to each
     contrast's covariates; BH FDR within the contrast. Donors without a covariate value leave the test.
     Each row also carries :func:`stress_difference` of the covariate between the contrast's groups
-    (``stress_diff``, ``stress_diff_pvalue``)."""
+    (``stress_diff``, ``stress_diff_pvalue``); where :func:`group_vif` exceeds ``max_vif`` the
+    adjusted test is not testable (stress collinear with the group)."""
     rows = []
     for c in design.contrasts.values():
         res = []
@@ -118,6 +132,12 @@ def stress_adjusted_tests(counts: pd.DataFrame, parents: dict[str, str], design:
                               min_parent_cells=min_parent_cells, min_state_cells=min_state_cells)
             row = t[t["cell_state"] == s].iloc[0].copy()
             row["stress_diff"], row["stress_diff_pvalue"] = stress_difference(stress, groups)
+            vif = group_vif(stress, groups)
+            if row["testable"] and vif > max_vif:
+                row[["log2fc", "ci_low", "ci_high", "pvalue"]] = np.nan
+                row["testable"] = False
+                row["reason"] = (f"not estimable: the stress covariate is collinear with the group (VIF {vif:.0f} > "
+                                 f"{max_vif:g})")
             res.append(row)
         tab = pd.DataFrame(res)
         if len(tab):
@@ -148,17 +168,20 @@ def stress_warnings(table: pd.DataFrame, *, fdr: float = 0.1, confounding_pvalue
         where = f"the donors' handling-stress score in {r['parent']} outside the state"
         lost = not (r["fdr_stress_adj"] < fdr)
         confounded = r.get("stress_diff_pvalue", np.nan) < confounding_pvalue
-        if lost:
+        if lost and not r.get("stress_diff_pvalue", np.nan) < confounding_pvalue:
             out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once {where} "
                        f"is in the model (FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample "
                        "handling, not biology")
         elif confounded:
+            adjusted = (f"the stress-adjusted test (FDR {r['fdr_stress_adj']:.2g}) cannot separate the two"
+                        if pd.notna(r["fdr_stress_adj"]) else
+                        "the stress-adjusted test is not estimable (stress collinear with the group)")
             out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}): {where} differs between cases "
                        f"and controls ({r['stress_diff']:+.1f} SD, Mann-Whitney p {r['stress_diff_pvalue']:.2g}); "
-                       "handling is confounded with the group, which the stress-adjusted test (FDR "
-                       f"{r['fdr_stress_adj']:.2g}) cannot separate from biology")
+                       f"handling is confounded with the group and {adjusted}: the finding may reflect sample "
+                       "handling, not biology")
     return out
 
 
-__all__ = ["ADJUSTED_COLUMNS", "parent_stress", "sample_stress", "stress_adjusted_tests", "stress_difference",
+__all__ = ["ADJUSTED_COLUMNS", "group_vif", "parent_stress", "sample_stress", "stress_adjusted_tests", "stress_difference",
            "stress_scores", "stress_warnings"]
