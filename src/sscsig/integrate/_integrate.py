@@ -31,8 +31,8 @@ import pandas as pd
 import scanpy as sc
 
 from ..errors import InputError
+from ..neighbors import knn_transformer
 from ..protein import clr_per_cell, normalised_protein
-from ._cluster import knn_transformer
 from ._totalvi import run_totalvi
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..design import UNASSIGNED, Contrast, Design
+from ..neighbors import knn_transformer
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,8 @@ def milo_contrast(
     k = n_neighbors
     if k == "auto":  # Milo's advice: neighbourhoods of ~5 cells per sample
         k = int(np.clip(5 * (n_case + n_ctrl), 30, 100))
-    # exact neighbours up to 50k cells (scikit-learn, seconds); pynndescent's numba compilation
-    # alone costs ~30 s in every new process
     sc.pp.neighbors(a, use_rep="X_latent", n_neighbors=min(int(k), a.n_obs - 1), random_state=seed,
-                    transformer="sklearn" if a.n_obs <= 50_000 else "pynndescent")
+                    transformer=knn_transformer(a.n_obs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pertpy as pt
