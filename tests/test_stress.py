@@ -100,3 +100,18 @@ def test_stress_confounded_with_the_group_is_flagged_even_when_the_adjusted_test
     table.loc[0, ["fdr_stress_adj", "stress_diff", "stress_diff_pvalue"]] = [row["fdr_stress_adj"], row["stress_diff"],
                                                                             row["stress_diff_pvalue"]]
     assert stress_warnings(table) == []
+
+
+def test_stress_scores_need_five_genes_and_say_so():
+    import anndata as ad
+    import pytest
+
+    from sscsig.errors import InputError
+    from sscsig.stats import stress_scores
+
+    rna = ad.AnnData(np.random.default_rng(0).poisson(1.0, (50, 6)).astype(np.float32),
+                     var=pd.DataFrame(index=["EGR1", "FOS", "JUN", "A", "B", "C"]))
+    with pytest.raises(InputError, match="only 3 of the 4 stress genes"):
+        stress_scores(rna, ["EGR1", "FOS", "JUN", "IER2"])
+    score, used = stress_scores(rna, ["EGR1", "FOS", "JUN", "A", "B", "ZZZ"])
+    assert used == ["EGR1", "FOS", "JUN", "A", "B"] and score.shape == (50,) and np.isfinite(score).all()

@@ -44,12 +44,12 @@ def stress_scores(rna, genes: list[str], *, seed: int = 0) -> tuple[np.ndarray, 
     """Per-cell handling-stress score (``score_genes`` on log-normalised RNA) and the genes used."""
     from ._signatures import score_cells
 
-    scores, cover = score_cells(rna, {"stress": {"genes": list(genes), "states": []}}, seed=seed, min_coverage=0.0)
     present = [g for g in genes if g in set(rna.var_names)]
-    if len(present) < 5:
+    if len(present) < 5:  # checked before scoring: score_genes would fail first, less clearly
         from ..errors import InputError
 
         raise InputError(f"stress check: only {len(present)} of the {len(genes)} stress genes are in the data")
+    scores, _ = score_cells(rna, {"stress": {"genes": list(genes), "states": []}}, seed=seed, min_coverage=0.0)
     return scores["stress"].to_numpy(), present
 
 
@@ -166,19 +166,17 @@ def stress_warnings(table: pd.DataFrame, *, fdr: float = 0.1, confounding_pvalue
         if not r["fdr"] < fdr:
             continue
         where = f"the donors' handling-stress score in {r['parent']} outside the state"
-        lost = not (r["fdr_stress_adj"] < fdr)
-        confounded = r.get("stress_diff_pvalue", np.nan) < confounding_pvalue
-        if lost and not r.get("stress_diff_pvalue", np.nan) < confounding_pvalue:
-            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once {where} "
-                       f"is in the model (FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample "
-                       "handling, not biology")
-        elif confounded:
+        if r.get("stress_diff_pvalue", np.nan) < confounding_pvalue:  # confounded: says more than "lost"
             adjusted = (f"the stress-adjusted test (FDR {r['fdr_stress_adj']:.2g}) cannot separate the two"
                         if pd.notna(r["fdr_stress_adj"]) else
                         "the stress-adjusted test is not estimable (stress collinear with the group)")
             out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}): {where} differs between cases "
                        f"and controls ({r['stress_diff']:+.1f} SD, Mann-Whitney p {r['stress_diff_pvalue']:.2g}); "
                        f"handling is confounded with the group and {adjusted}: the finding may reflect sample "
+                       "handling, not biology")
+        elif not r["fdr_stress_adj"] < fdr:
+            out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}) is not significant once {where} "
+                       f"is in the model (FDR {r['fdr_stress_adj']:.2g}): the finding may reflect sample "
                        "handling, not biology")
     return out
 
