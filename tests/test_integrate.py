@@ -30,7 +30,9 @@ def test_auto_epochs_scale_with_cells_and_device():
     assert auto_epochs(50_000, on_gpu=False, epoch_budget_cells={"cpu": 1_000_000}) == 20
 
 
-def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
+def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path, caplog):
+    import logging
+
     import scvi
 
     from sscsig.integrate import integrate
@@ -42,8 +44,11 @@ def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path):
     runs = []
     for i in range(2):
         m = merged.copy()
-        integrate(m, **params, seed=7, model_dir=tmp_path / f"model{i}")
+        with caplog.at_level(logging.WARNING, logger="sscsig.integrate._totalvi"):
+            integrate(m, **params, seed=7, model_dir=tmp_path / f"model{i}")
         runs.append(m)
+    # 8 epochs for ~3k cells is far under the auto budget: the run says batches may stay unmixed
+    assert any("under a quarter of the auto budget" in r.getMessage() for r in caplog.records)
     a, b = runs
     assert not torch.are_deterministic_algorithms_enabled()  # the caller's torch setting is restored
     assert a.obsm["X_integrated"].shape == (a.n_obs, 20)

@@ -116,26 +116,23 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
                                     modalities={"rna_layer": "rna", "protein_layer": "prot",
                                                 "batch_key": "rna"})
     on_gpu = accelerator != "cpu" and _gpu_available()
-    epochs = max_epochs
-    if epochs == "auto":
-        epochs = auto_epochs(sub.n_obs, on_gpu=on_gpu, epoch_budget_cells=epoch_budget_cells, min_epochs=min_epochs)
-    else:
-        budget = auto_epochs(sub.n_obs, on_gpu=on_gpu, epoch_budget_cells=epoch_budget_cells, min_epochs=min_epochs)
-        if int(epochs) < budget / 4:
-            # measured on the tiny demo (4k cells, 3 batches): 30 epochs iLISI 0.00, 60 -> 0.40, auto -> 0.60
-            log.warning("totalVI: max_epochs %d is under a quarter of the auto budget (%d epochs for %d cells); "
-                        "batches may stay unmixed, check integration/metrics.tsv", int(epochs), budget, sub.n_obs)
+    budget = auto_epochs(sub.n_obs, on_gpu=on_gpu, epoch_budget_cells=epoch_budget_cells, min_epochs=min_epochs)
+    epochs = budget if max_epochs == "auto" else int(max_epochs)
+    if epochs < budget / 4:
+        # measured on the tiny demo (4k cells, 3 batches): 30 epochs iLISI 0.00, 60 -> 0.40, auto -> 0.60
+        log.warning("totalVI: max_epochs %d is under a quarter of the auto budget (%d epochs for %d cells); "
+                    "batches may stay unmixed, check integration/metrics.tsv", epochs, budget, sub.n_obs)
     with _torch_deterministic():
         model = scvi.model.TOTALVI(sub, n_latent=n_latent)
         t0 = time.time()
-        warmup = max(1, int(round(kl_warmup_fraction * int(epochs))))
-        model.train(max_epochs=int(epochs), accelerator="gpu" if on_gpu else "cpu", devices=1,
+        warmup = max(1, int(round(kl_warmup_fraction * epochs)))
+        model.train(max_epochs=epochs, accelerator="gpu" if on_gpu else "cpu", devices=1,
                     batch_size=batch_size, early_stopping=True, n_epochs_kl_warmup=warmup,
                     early_stopping_warmup_epochs=warmup, early_stopping_patience=early_stopping_patience,
-                    enable_progress_bar=False, callbacks=[epoch_progress(int(epochs)), *callbacks])
+                    enable_progress_bar=False, callbacks=[epoch_progress(epochs), *callbacks])
         train_s = time.time() - t0
         hist = model.history
-        trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else int(epochs)
+        trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else epochs
         latent = np.asarray(model.get_latent_representation(), dtype=np.float32)
         batches = sorted(obs["batch"].unique()) if batch_key else None
         _, denoised = model.get_normalized_expression(
@@ -145,7 +142,7 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
         model.save(str(model_dir), save_anndata=False, overwrite=True)
     val = hist.get("elbo_validation")
     curve = [float(v) for v in val.iloc[:, 0]] if val is not None else []
-    facts = {"epochs_max": int(epochs), "epochs_trained": trained, "kl_warmup_epochs": warmup,
+    facts = {"epochs_max": epochs, "epochs_trained": trained, "kl_warmup_epochs": warmup,
              "train_seconds": round(train_s, 1),
              "accelerator": "gpu" if on_gpu else "cpu",
              "elbo_validation_last": curve[-1] if curve else float("nan"),
