@@ -143,3 +143,9 @@ def test_predict_scores_new_cells_and_refuses_what_it_cannot_compute(tmp_path):
         B.predict_samples(model, desc2, obs, rna)
     with pytest.raises(InputError, match="has no model.joblib"):
         B.load_model(tmp_path)
+
+
+def test_covariate_features_keep_a_numeric_covariate_with_a_missing_value_numeric():
+    donors = pd.DataFrame({"age": [50, np.nan, 70], "sex": ["F", "M", "F"]}, index=["a", "b", "c"])
+    f = B.covariate_features(donors)
+    assert list(f.columns) == ["age", "sex_M"] and np.isnan(f.loc["b", "age"]) and f.loc["c", "age"] == 70

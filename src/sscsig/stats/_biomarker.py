@@ -74,12 +74,13 @@ def donor_features(counts: pd.DataFrame, parents: dict[str, str], signature_scor
 
 
 def covariate_features(donors: pd.DataFrame, covariates=("age", "sex")) -> pd.DataFrame:
-    """The baseline model's features: numeric covariates as they are, categorical ones one-hot."""
+    """The baseline model's features: numeric covariates as they are (a missing value stays NaN and
+    is imputed inside the training folds), categorical ones one-hot."""
     cols = [c for c in covariates if c in donors.columns]
     out = pd.DataFrame(index=donors.index.astype(str))
     for c in cols:
         num = pd.to_numeric(donors[c], errors="coerce")
-        if num.notna().all():
+        if (num.notna() == donors[c].notna()).all():  # every value given is a number
             out[c] = num.to_numpy(float)
         else:
             out = out.join(pd.get_dummies(donors[c].astype(str), prefix=c, drop_first=True, dtype=float)
