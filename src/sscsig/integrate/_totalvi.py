@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import mudata as md
 import numpy as np
 import pandas as pd
+
+from ..training import epoch_progress, gpu_available, torch_deterministic
 
 log = logging.getLogger(__name__)
 
@@ -28,51 +29,6 @@ def auto_epochs(n_cells: int, *, on_gpu: bool, epoch_budget_cells: dict | None =
     budgets = {**default("integration.totalvi.epoch_budget_cells"), **(epoch_budget_cells or {})}
     budget = budgets["gpu" if on_gpu else "cpu"]
     return int(np.clip(round(budget / max(n_cells, 1)), min_epochs, MAX_AUTO_EPOCHS))
-
-
-def epoch_progress(max_epochs: int, *, every: int | None = None, logger: logging.Logger = log):
-    """A Lightning callback that logs training progress: epoch, training and validation ELBO,
-    elapsed time and the time left if every epoch runs (early stopping may end sooner). Logs the
-    first epoch, then every ``every`` epochs (default: about 20 lines per run), and the last."""
-    from lightning.pytorch.callbacks import Callback
-
-    every = every or max(1, round(max_epochs / 20))
-
-    class EpochProgress(Callback):
-        def on_train_start(self, trainer, pl_module):
-            self.t0 = time.time()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            done = trainer.current_epoch + 1
-            if done == 1 or done % every == 0 or done == max_epochs:
-                m = trainer.callback_metrics
-                elapsed = time.time() - self.t0
-                left = elapsed / done * (max_epochs - done)
-                logger.info("totalVI epoch %d/%d: ELBO train %.2f, validation %.2f; %.0f s elapsed, at most "
-                            "%.0f s left", done, max_epochs, float(m.get("elbo_train", float("nan"))),
-                            float(m.get("elbo_validation", float("nan"))), elapsed, left)
-
-    return EpochProgress()
-
-
-def _gpu_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-@contextmanager
-def _torch_deterministic():
-    """torch's deterministic kernels for the block, then the caller's setting back."""
-    import torch
-
-    before = (torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled())
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_latent: int = 20,
@@ -115,21 +71,21 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
                                     batch_key="batch" if batch_key else None,
                                     modalities={"rna_layer": "rna", "protein_layer": "prot",
                                                 "batch_key": "rna"})
-    on_gpu = accelerator != "cpu" and _gpu_available()
+    on_gpu = accelerator != "cpu" and gpu_available()
     budget = auto_epochs(sub.n_obs, on_gpu=on_gpu, epoch_budget_cells=epoch_budget_cells, min_epochs=min_epochs)
     epochs = budget if max_epochs == "auto" else int(max_epochs)
     if epochs < budget / 4:
         # measured on the tiny demo (4k cells, 3 batches): 30 epochs iLISI 0.00, 60 -> 0.40, auto -> 0.60
         log.warning("totalVI: max_epochs %d is under a quarter of the auto budget (%d epochs for %d cells); "
                     "batches may stay unmixed, check integration/metrics.tsv", epochs, budget, sub.n_obs)
-    with _torch_deterministic():
+    with torch_deterministic():
         model = scvi.model.TOTALVI(sub, n_latent=n_latent)
         t0 = time.time()
         warmup = max(1, int(round(kl_warmup_fraction * epochs)))
         model.train(max_epochs=epochs, accelerator="gpu" if on_gpu else "cpu", devices=1,
                     batch_size=batch_size, early_stopping=True, n_epochs_kl_warmup=warmup,
                     early_stopping_warmup_epochs=warmup, early_stopping_patience=early_stopping_patience,
-                    enable_progress_bar=False, callbacks=[epoch_progress(epochs), *callbacks])
+                    enable_progress_bar=False, callbacks=[epoch_progress(epochs, model="totalVI", logger=log), *callbacks])
         train_s = time.time() - t0
         hist = model.history
         trained = int(len(hist["elbo_train"])) if "elbo_train" in hist else epochs
