@@ -30,6 +30,7 @@ class SampleHeader:
     n_rna: int
     antibodies: list[str]
     feature_types: list[str] = field(default_factory=list)
+    genes: list[str] = field(default_factory=list)
 
     @property
     def n_barcodes(self) -> int:
@@ -108,6 +109,18 @@ def _h5mu_header(path: Path, sample: str, rna_type: str, protein_type: str):
     return list(rna_obs.astype(str)), names, types
 
 
+def _rhapsody_header(path: Path, sample: str, rna_type: str, protein_type: str):
+    from ._read import rhapsody_features
+
+    head = pd.read_csv(path, comment="#", nrows=0, index_col=False)
+    if "Cell_Index" not in head.columns:
+        raise InputError(f"sample {sample!r}: {path} has no 'Cell_Index' column: not a BD Rhapsody MolsPerCell CSV")
+    cols = [c for c in head.columns if c != "Cell_Index" and not str(c).startswith("SampleTag")]
+    names, types = rhapsody_features(cols, sample=sample, path=path, rna_type=rna_type, protein_type=protein_type)
+    barcodes = pd.read_csv(path, comment="#", usecols=["Cell_Index"])["Cell_Index"].astype(str)
+    return list(barcodes), names, types
+
+
 def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expression",
                    protein_type: str = "Antibody Capture") -> SampleHeader:
     """Read a library's features and barcodes (not its counts) and check them.
@@ -129,9 +142,11 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
             barcodes, names, types = _h5ad_header(path, sample)
         elif low.endswith(".h5"):
             barcodes, names, types = _h5_header(path, sample)
+        elif low.endswith(".csv") or low.endswith(".csv.gz"):
+            barcodes, names, types = _rhapsody_header(path, sample, rna_type, protein_type)
         else:
-            raise InputError(f"sample {sample!r}: unsupported data path {path} "
-                             "(expected filtered_feature_bc_matrix.h5, an MTX folder, .h5ad or .h5mu)")
+            raise InputError(f"sample {sample!r}: unsupported data path {path} (expected filtered_feature_bc_matrix.h5, "
+                             "an MTX folder, .h5ad, .h5mu or a BD Rhapsody MolsPerCell .csv)")
     except InputError:
         raise
     except Exception as exc:  # h5py/OSError/KeyError from a truncated or foreign file
@@ -154,16 +169,21 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
     if dup:
         raise InputError(f"sample {sample!r}: {path}: duplicated antibody names {dup}")
     return SampleHeader(path=path, barcodes=bc, n_rna=int((types_arr == rna_type).sum()),
-                        antibodies=antibodies, feature_types=found)
+                        antibodies=antibodies, feature_types=found,
+                        genes=[n for n, t in zip(names, types) if t == rna_type])
 
 
 def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
-                 protein_type: str = "Antibody Capture", panel_policy: str = "intersection") -> list[str]:
+                 protein_type: str = "Antibody Capture", panel_policy: str = "intersection",
+                 min_shared_genes: int = 50) -> list[str]:
     """Inspect every sample (``path``) and its raw droplets (``raw_path``) of a validated sheet.
 
     Besides :func:`inspect_sample`'s checks: a ``raw_path`` must hold every cell barcode of the
-    sample plus background droplets and the same antibodies. Returns warnings about antibody
-    panels that differ between samples (what ``qc.panel_policy`` will do with them).
+    sample plus background droplets and the same antibodies; a tissue sample (column ``tissue``
+    other than blood) must share at least ``min_shared_genes`` genes with the blood samples
+    (config ``tissue.map.min_shared_genes``), or it could not be mapped onto them. Returns warnings about antibody
+    panels that differ between blood samples (what ``qc.panel_policy`` will do with them; a tissue
+    sample's panel is its own: only the shared antibodies enter its mapping).
     """
     headers = {}
     for _, row in sheet.iterrows():
@@ -184,7 +204,17 @@ def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
             if set(h.antibodies) - set(r.antibodies):
                 raise InputError(f"sample {s!r}: raw_path {raw} lacks antibodies "
                                  f"{sorted(set(h.antibodies) - set(r.antibodies))}")
-    return panel_warnings({s: h.antibodies for s, h in headers.items()}, panel_policy=panel_policy)
+    blood = set(sheet["sample"].astype(str)) if "tissue" not in sheet.columns else set(
+        sheet.loc[sheet["tissue"] == "blood", "sample"].astype(str))
+    blood_genes = set().union(*(headers[s].genes for s in blood)) if blood else set()
+    for s, h in headers.items():
+        if s not in blood:
+            shared = len(set(h.genes) & blood_genes)
+            if shared < min_shared_genes:
+                raise InputError(f"sample {s!r}: {h.path} shares {shared} genes with the blood samples (need at "
+                                 f"least {min_shared_genes}, config tissue.map.min_shared_genes): its panel is too "
+                                 "small to map its cells onto the blood states")
+    return panel_warnings({s: h.antibodies for s, h in headers.items() if s in blood}, panel_policy=panel_policy)
 
 
 def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str) -> list[str]:

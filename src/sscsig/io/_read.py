@@ -2,7 +2,10 @@
 
 Accepted inputs: Cell Ranger ``filtered_feature_bc_matrix.h5``, the ``filtered_feature_bc_matrix/``
 MTX folder (or its parent), ``.h5ad`` with ``var['feature_types']``, ``.h5mu`` with ``rna`` and
-``prot`` (or ``adt``) modalities. Protein features are renamed ``ADT_<target>`` (TotalSeq suffixes
+``prot`` (or ``adt``) modalities, and the BD Rhapsody pipeline's ``*MolsPerCell*.csv`` (``.csv`` or
+``.csv.gz``: ``##`` header lines, a ``Cell_Index`` column, AbSeq columns named
+``<target>:<clone>|<gene>|<catalogue>|pAbO`` that become the protein modality under ``<target>``,
+every other column a gene; ``SampleTag`` columns are dropped). Protein features are renamed ``ADT_<target>`` (TotalSeq suffixes
 stripped) so that they never collide with gene symbols; the original name stays in
 ``var['antibody']``. Isotype controls are flagged in ``var['isotype']``.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -43,7 +47,65 @@ def _read_h5mu_modalities(path: Path) -> md.MuData:
     return md.MuData(mods)
 
 
-def _read_any(path: Path, sample: str) -> ad.AnnData | md.MuData:
+ABSEQ = re.compile(r"^(?P<target>[^:|]+):(?P<clone>[^|]*)\|(?P<gene>[^|]*)\|(?P<catalogue>[^|]*)\|pAbO$")
+
+
+def rhapsody_features(columns, *, sample: str, path, rna_type: str = "Gene Expression",
+                      protein_type: str = "Antibody Capture") -> tuple[list[str], list[str]]:
+    """Feature names and types of a Rhapsody CSV's count columns: AbSeq columns
+    (``<target>:<clone>|<gene>|<catalogue>|pAbO``) become ``<target>`` of ``protein_type``; others
+    are genes (``SYMBOL|...`` keeps the symbol). An AbSeq-like column (ending in ``pAbO``) that does
+    not parse is an error that names it."""
+    names, types = [], []
+    for col in map(str, columns):
+        if col.endswith("pAbO"):
+            m = ABSEQ.match(col)
+            if m is None:
+                raise InputError(f"sample {sample!r}: {path}: AbSeq column {col!r} does not read as "
+                                 "<target>:<clone>|<gene>|<catalogue>|pAbO")
+            names.append(m["target"].strip())
+            types.append(protein_type)
+        else:
+            names.append(col.split("|")[0].strip())
+            types.append(rna_type)
+    return names, types
+
+
+def read_rhapsody_csv(path: str | Path, *, sample: str, rna_type: str = "Gene Expression",
+                      protein_type: str = "Antibody Capture") -> md.MuData:
+    """A BD Rhapsody ``MolsPerCell`` CSV as a MuData with ``rna`` and ``prot`` (raw counts).
+
+    AbSeq columns (``CD14:MPHIP9|CD14|AMM2050|pAbO``) are named by their target (``CD14``) and typed
+    ``protein_type``; a column that ends in ``pAbO`` but does not have the AbSeq layout is an error
+    that names it. Gene columns written as ``SYMBOL|...`` keep the symbol.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, comment="#", index_col=False)
+    except Exception as exc:
+        raise InputError(f"sample {sample!r}: cannot read {path} as a Rhapsody CSV: {type(exc).__name__}: {exc}") from exc
+    if "Cell_Index" not in df.columns:
+        raise InputError(f"sample {sample!r}: {path} has no 'Cell_Index' column: not a BD Rhapsody MolsPerCell CSV "
+                         f"(first columns {list(df.columns[:3])})")
+    df = df.set_index("Cell_Index")
+    df = df.loc[:, [c for c in df.columns if not str(c).startswith("SampleTag")]]
+    names, types = rhapsody_features(df.columns, sample=sample, path=path, rna_type=rna_type,
+                                     protein_type=protein_type)
+    try:
+        x = sp.csr_matrix(df.to_numpy(dtype=np.float64))
+    except ValueError as exc:
+        raise InputError(f"sample {sample!r}: {path}: non-numeric counts ({exc})") from exc
+    obs = pd.DataFrame(index=df.index.astype(str))
+    is_prot = np.array([t == protein_type for t in types])
+    names = np.array(names)
+    with warnings.catch_warnings():  # a gene and an antibody may share a name (CD14); read_sample renames ADT_*
+        warnings.filterwarnings("ignore", message="var_names are not unique")
+        return md.MuData({"rna": ad.AnnData(x[:, ~is_prot], obs=obs, var=pd.DataFrame(index=names[~is_prot])),
+                          "prot": ad.AnnData(x[:, is_prot], obs=obs.copy(), var=pd.DataFrame(index=names[is_prot]))})
+
+
+def _read_any(path: Path, sample: str, *, rna_type: str = "Gene Expression",
+              protein_type: str = "Antibody Capture") -> ad.AnnData | md.MuData:
     import scanpy as sc
 
     if not path.exists():
@@ -59,13 +121,15 @@ def _read_any(path: Path, sample: str) -> ad.AnnData | md.MuData:
             return ad.read_h5ad(path)
         if suffix.endswith(".h5"):
             return sc.read_10x_h5(path, gex_only=False)
+        if suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
+            return read_rhapsody_csv(path, sample=sample, rna_type=rna_type, protein_type=protein_type)
     except InputError:
         raise
     except Exception as exc:  # h5py/OSError/KeyError from a truncated or foreign file
         raise InputError(f"sample {sample!r}: cannot read {path}: {type(exc).__name__}: {exc}") from exc
     raise InputError(
         f"sample {sample!r}: unsupported data path {path} "
-        "(expected filtered_feature_bc_matrix.h5, an MTX folder, .h5ad or .h5mu)"
+        "(expected filtered_feature_bc_matrix.h5, an MTX folder, .h5ad, .h5mu or a BD Rhapsody MolsPerCell .csv)"
     )
 
 
@@ -141,7 +205,7 @@ def read_sample(
     ``obs['barcode']``.
     """
     path = Path(path)
-    obj = _read_any(path, sample)
+    obj = _read_any(path, sample, rna_type=rna_type, protein_type=protein_type)
     rna, prot = _split(obj, sample=sample, path=path, rna_type=rna_type, protein_type=protein_type)
     if not rna.obs_names.equals(prot.obs_names):
         raise InputError(f"sample {sample!r}: {path}: RNA and protein barcodes differ")
