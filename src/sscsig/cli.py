@@ -17,7 +17,8 @@ def _simulate(args) -> int:
     params = DemoParams(seed=args.seed, cells_per_donor=args.cells_per_donor, effect_src=args.effect_src,
                         effect_ild=args.effect_ild, null=args.null, src_oldest=args.src_oldest,
                         with_raw=args.with_raw, stress_in=args.stress_in, stress_fold=args.stress_fold,
-                        longitudinal=args.longitudinal)
+                        longitudinal=args.longitudinal, with_tissue=args.with_tissue,
+                        tissue_cells=args.tissue_cells)
     sheet = simulate_cohort(args.out, params)
     print(f"wrote {len(sheet)} samples to {args.out} (sheet {args.out}/samples.tsv, truth in {args.out}/truth)")
     return 0
@@ -39,11 +40,14 @@ def _validate(args) -> int:
     design = design_from_sheet(sheet, config)
     warnings = check_inputs(sheet, rna_type=config["features"]["rna_type"],
                             protein_type=config["features"]["protein_type"],
-                            panel_policy=config["qc"]["panel_policy"])
+                            panel_policy=config["qc"]["panel_policy"],
+                            min_shared_genes=config["tissue"]["map"]["min_shared_genes"])
     for w in [*design.warnings, *warnings]:
         print(f"sscsig: warning: {w}", file=sys.stderr)
     groups = ", ".join(f"{c.name} {c.n_case} vs {c.n_control}" for c in design.contrasts.values())
-    print(f"config, sample sheet and input files OK: {len(sheet)} samples, {sheet['donor'].nunique()} donors "
+    n_tissue = int((sheet["tissue"] != "blood").sum()) if "tissue" in sheet.columns else 0
+    print(f"config, sample sheet and input files OK: {len(sheet)} samples ({n_tissue} tissue), "
+          f"{sheet['donor'].nunique()} donors "
           f"(contrasts: {groups})")
     return 0
 
@@ -113,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--stress-fold", type=float, default=demo["stress_fold"], help="fold of the stress genes")
     s.add_argument("--longitudinal", action="store_true",
                    help="also sample SRC donor SSc01 before onset and after treatment (timepoint column)")
+    s.add_argument("--with-tissue", action="store_true",
+                   help="also a kidney biopsy (BD Rhapsody CSV) of each SRC donor and lung samples (10x) of ILD and "
+                        "non-ILD donors (sheet column tissue; truth/tissue_cells.tsv)")
+    s.add_argument("--tissue-cells", type=int, default=demo["tissue_cells"], help="cells per tissue sample")
     s.set_defaults(func=_simulate)
     v = sub.add_parser("validate", help="check a config, its sample sheet and every input file's header "
                                         "without running anything")

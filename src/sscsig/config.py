@@ -151,12 +151,49 @@ def resolve_signatures(spec: dict, *, base_dir: str | Path = ".") -> dict[str, d
     return out
 
 
+BLOOD = "blood"
+
+
+def blood_rows(sheet: pd.DataFrame) -> pd.DataFrame:
+    """The blood samples of a validated sheet (all of them when it has no ``tissue`` column)."""
+    if "tissue" not in sheet.columns:
+        return sheet
+    return sheet[sheet["tissue"] == BLOOD].reset_index(drop=True)
+
+
+def tissue_rows(sheet: pd.DataFrame) -> pd.DataFrame:
+    """The tissue (non-blood) samples of a validated sheet; empty without a ``tissue`` column."""
+    if "tissue" not in sheet.columns:
+        return sheet.iloc[:0].assign(tissue=pd.Series(dtype=str))
+    return sheet[sheet["tissue"] != BLOOD].reset_index(drop=True)
+
+
+def _check_tissues(df: pd.DataFrame, tissues, source: str) -> pd.DataFrame:
+    """Normalise the ``tissue`` column (empty = blood) and check names and matched blood samples."""
+    df["tissue"] = df["tissue"].fillna(BLOOD).astype(str).str.strip().str.lower().replace("", BLOOD)
+    known = {BLOOD, *(t.lower() for t in (tissues or ()))}
+    bad = df.loc[~df["tissue"].isin(known)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise InputError(f"{source}: sample {row['sample']!r}: tissue {row['tissue']!r} is not configured "
+                         f"(config tissue.tissues has {sorted(known - {BLOOD})}; add it there with its QC)")
+    with_blood = set(df.loc[df["tissue"] == BLOOD, "donor"])
+    orphan = df.loc[(df["tissue"] != BLOOD) & ~df["donor"].isin(with_blood)]
+    if len(orphan):
+        raise InputError(f"{source}: tissue sample(s) {list(orphan['sample'])} belong to donor(s) "
+                         f"{sorted(set(orphan['donor']))} with no blood sample; a tissue is mapped onto its "
+                         "donor's blood states, so each tissue donor needs a blood sample in the sheet")
+    return df
+
+
 def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts: dict,
                        source: str = "sample sheet", base_dir: str | Path = ".",
-                       check_files: bool = True, baseline: str = "baseline") -> pd.DataFrame:
+                       check_files: bool = True, baseline: str = "baseline", tissues=None) -> pd.DataFrame:
     """Cross-checks beyond the row schema (config ``complications`` and ``contrasts``); returns the
     sheet with typed columns and resolved paths. With a ``timepoint`` column, an empty timepoint
-    is ``baseline`` and every donor needs exactly one sample at ``baseline``."""
+    is ``baseline`` and every donor needs exactly one blood sample at ``baseline``. With a ``tissue``
+    column (empty = ``blood``), every other tissue must be one of ``tissues`` (config
+    ``tissue.tissues``) and belong to a donor with a blood sample."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: required column(s) {missing} missing (has {list(df.columns)})")
@@ -177,9 +214,11 @@ def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts:
     for col in sorted(sel | cov):
         if col not in df.columns:
             raise InputError(f"{source}: column {col!r} used by a contrast is missing")
+    if "tissue" in df.columns:
+        df = _check_tissues(df, tissues, source)
     if "timepoint" in df.columns:
         df["timepoint"] = df["timepoint"].fillna(baseline).astype(str).str.strip().replace("", baseline)
-        for donor, sub in df.groupby("donor"):
+        for donor, sub in blood_rows(df).groupby("donor"):
             n = int((sub["timepoint"] == baseline).sum())
             if n != 1:
                 raise InputError(f"{source}: donor {donor!r} has {n} samples at the baseline timepoint "
@@ -232,8 +271,8 @@ def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts:
 
 
 def load_sample_sheet(path: str | Path, config: dict | None = None, *, complications: list[str] | None = None,
-                      contrasts: dict | None = None, baseline: str = "baseline", check_files: bool = True,
-                      schema_dir: str | Path | None = None) -> pd.DataFrame:
+                      contrasts: dict | None = None, baseline: str = "baseline", tissues=None,
+                      check_files: bool = True, schema_dir: str | Path | None = None) -> pd.DataFrame:
     """Read, schema-validate and cross-check a sample sheet; relative paths are resolved against
     the sheet's folder.
 
@@ -242,14 +281,16 @@ def load_sample_sheet(path: str | Path, config: dict | None = None, *, complicat
     path
         The sheet (TSV).
     config
-        A validated config (:func:`validate_config`), whose ``complications``, ``contrasts`` and
-        ``longitudinal.baseline`` are used; or give them as keyword arguments.
+        A validated config (:func:`validate_config`), whose ``complications``, ``contrasts``,
+        ``longitudinal.baseline`` and ``tissue.tissues`` are used; or give them as keyword arguments
+        (``tissues``: the tissue names besides blood; none = only blood samples are accepted).
     check_files
         Also require every ``path`` / ``raw_path`` to exist.
     """
     if config is not None:
         complications, contrasts = config["complications"], config["contrasts"]
         baseline = config["longitudinal"]["baseline"]
+        tissues = list((config.get("tissue") or {}).get("tissues") or default("tissue.tissues"))
     if complications is None or contrasts is None:
         raise TypeError("load_sample_sheet needs a config or complications= and contrasts=")
     path = Path(path)
@@ -279,16 +320,16 @@ def load_sample_sheet(path: str | Path, config: dict | None = None, *, complicat
             raise InputError(f"sample sheet {path}: sample {row.get('sample')!r}: {where}: {err.message}")
     return check_sample_sheet(typed, complications=complications, contrasts=contrasts,
                               source=f"sample sheet {path}", base_dir=path.parent, check_files=check_files,
-                              baseline=baseline)
+                              baseline=baseline, tissues=tissues)
 
 
 def design_from_sheet(sheet: pd.DataFrame, config: dict) -> Design:
-    """The :class:`~sscsig.design.Design` of a validated sheet under a validated config."""
-    return Design.from_sheet(sheet, contrasts=config["contrasts"], complications=config["complications"],
+    """The :class:`~sscsig.design.Design` of a validated sheet's blood samples under a validated config."""
+    return Design.from_sheet(blood_rows(sheet), contrasts=config["contrasts"], complications=config["complications"],
                              batch_key=config["integration"]["batch_key"],
                              baseline=config["longitudinal"]["baseline"])
 
 
-__all__ = ["REQUIRED_COLUMNS", "check_sample_sheet", "cohort_mode", "default", "design_from_sheet",
-           "load_sample_sheet", "read_gene_sets", "resolve_gene_set_file", "resolve_signatures",
+__all__ = ["BLOOD", "REQUIRED_COLUMNS", "blood_rows", "check_sample_sheet", "cohort_mode", "default", "design_from_sheet",
+           "load_sample_sheet", "read_gene_sets", "tissue_rows", "resolve_gene_set_file", "resolve_signatures",
            "validate_config"]

@@ -68,6 +68,8 @@ class DemoParams:
     stress_in: str = ""  # a complication: its donors' samples get handling stress in every monocyte
     stress_fold: float = 6.0  # fold of the stress genes (immediate-early, heat shock) in those monocytes
     longitudinal: bool = False  # one SRC donor also sampled before onset and after treatment
+    with_tissue: bool = False  # kidney biopsies of the SRC donors, lung samples of ILD / non-ILD donors
+    tissue_cells: int = 600  # cells per tissue sample
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
@@ -75,7 +77,8 @@ class DemoParams:
         return cls(seed=seed, cells_per_donor=demo["cells_per_donor"], effect_src=demo["effect_src"],
                    effect_ild=demo["effect_ild"], null=demo["null_cohort"], src_oldest=demo["src_oldest"],
                    with_raw=demo["with_raw"], stress_in=demo["stress_in"], stress_fold=demo["stress_fold"],
-                   longitudinal=demo["longitudinal"])
+                   longitudinal=demo["longitudinal"], with_tissue=demo["with_tissue"],
+                   tissue_cells=demo["tissue_cells"])
 
 
 def study_design(*, src_oldest: bool = False, longitudinal: bool = False) -> pd.DataFrame:
@@ -470,6 +473,17 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
     if params.with_raw:
         sheet["raw_path"] = [str(sample_path(".", s, raw=True)) for s in sheet["sample"]]
     (out / "truth").mkdir(exist_ok=True)
+    if params.with_tissue:
+        from ._tissue import simulate_tissue
+
+        comps = {d: donor_composition(np.random.default_rng([params.seed, i]), donors.iloc[i], params)
+                 for d, i in first.items()}
+        tissue_rows, tissue_truth = simulate_tissue(out, sheet, model=model, params=params, compositions=comps,
+                                                    cells_per_sample=params.tissue_cells)
+        sheet["tissue"] = "blood"
+        sheet = pd.concat([sheet, tissue_rows[sheet.columns]], ignore_index=True)
+        with atomic_path(out / "truth" / "tissue_cells.tsv") as tmp:
+            tissue_truth.to_csv(tmp, sep="\t", index=False)
     with atomic_path(out / "truth" / "cells.tsv") as tmp:
         pd.concat(truths, ignore_index=True).to_csv(tmp, sep="\t", index=False)
     with atomic_path(out / "truth" / "effects.tsv") as tmp:

@@ -113,6 +113,8 @@ def qc_sample(
     nm = {**default("qc.nmads"), **(nmads or {})}
     dsb = {**default("qc.dsb"), **(dsb or {})}
     sample = str(mdata.obs["sample"].iloc[0]) if mdata.n_obs else "?"
+    log.info("QC of %s (%d cells): genes in [%s, %s], mito <= %s%%, scrublet %s, min %d cells, protein %s", sample,
+             mdata.n_obs, min_genes, max_genes, max_pct_mito, "on" if scrublet else "off", min_cells, protein_norm)
     rna, prot = mdata["rna"], mdata["prot"]
     x = sp.csr_matrix(rna.X)
     counts = np.asarray(x.sum(1)).ravel()
