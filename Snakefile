@@ -38,16 +38,24 @@ include: "workflow/rules/biomarker.smk"
 include: "workflow/rules/longitudinal.smk"
 
 
+if TISSUES:
+
+    include: "workflow/rules/tissue.smk"
+
+
 rule all:
     input:
         expand(f"{OUT}/tables/complication_{{c}}.{{ext}}", c=COMPLICATIONS, ext=["tsv", "md", "html"]),
         f"{OUT}/cohort/annotated.h5mu",
         rules.qc_summary.output,
-        expand(f"{OUT}/qc/figures/{{sample}}.png", sample=SAMPLES),
+        expand(f"{OUT}/qc/figures/{{sample}}.png", sample=SAMPLES + list(TISSUE_OF)),
         rules.integration_metrics.output,
         rules.figures_cohort.output,
         rules.figures_stats.output,
         expand(f"{OUT}/biomarker/{{c}}/metrics.tsv", c=COMPLICATIONS if config["biomarker"]["enabled"] else []),
         [f"{OUT}/qc/stress.tsv"] if config["stress"]["enabled"] else [],
         [f"{OUT}/biomarker/longitudinal.tsv"] if LONGITUDINAL else [],
+        expand(f"{OUT}/tables/tissue_{{t}}.tsv", t=TISSUES),
+        expand(f"{OUT}/tissue/figures/{{t}}.png", t=TISSUES),
+        expand(f"{OUT}/tissue/trajectory_{{t}}.tsv", t=TRAJECTORY_TISSUES),
     default_target: True

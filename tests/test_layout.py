@@ -10,8 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src/sscsig"
-SHARED = {"config", "design", "protein", "io", "errors", "neighbors"}
-FAMILIES = {"qc", "integrate", "annotate", "stats", "report", "demo"}
+SHARED = {"config", "design", "protein", "io", "errors", "neighbors", "training"}
+FAMILIES = {"qc", "integrate", "annotate", "stats", "tissue", "report", "demo"}
 
 
 def _sscsig_imports(path: Path) -> set[str]:
@@ -87,6 +87,7 @@ def _sections():
     from sscsig.protein import dsb_normalise, select_empty_droplets
     from sscsig.qc import qc_sample
     from sscsig.stats import biomarker_complication, differential_abundance, run_milo, run_pseudobulk
+    from sscsig.tissue import map_tissue, map_to_blood, tissue_trajectory
 
     # config section -> (function that takes its keys, keys that go elsewhere and where)
     return {
@@ -101,6 +102,10 @@ def _sections():
         "milo": (run_milo, {}),
         "pseudobulk": (run_pseudobulk, {"gene_sets_file": "rule input", "min_set_size": "enrichment"}),
         "biomarker": (biomarker_complication, {"enabled": "rule all"}),
+        "tissue": (map_tissue, {"tissues": "rule qc (per tissue)", "markers": "load_tissue_markers",
+                                "map": "map_to_blood", "trajectory": "tissue_trajectory"}),
+        "tissue.map": (map_to_blood, {}),
+        "tissue.trajectory": (tissue_trajectory, {"tissues": "rule all"}),
     }, {"qc.dsb": (select_empty_droplets, dsb_normalise)}
 
 

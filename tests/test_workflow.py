@@ -82,7 +82,8 @@ def test_totalvi_and_wnn_mix_batches_better_than_unintegrated(demo_run):
 @pytest.mark.slow
 def test_qc_outputs_and_dsb_in_the_run(demo_run):
     summary = pd.read_csv(demo_run / "qc/summary.tsv", sep="\t")
-    assert len(summary) == 29  # 27 donors, SSc01 at three timepoints
+    assert len(summary) == 29 + 10  # 27 donors, SSc01 at three timepoints; 10 tissue samples
+    summary = summary[~summary["sample"].str.endswith(("_kidney", "_lung"))]  # blood: raw droplets, DSB
     assert (summary.cells_in == summary.cells_kept + summary.cells_removed).all()
     assert {"removed_isotype_outlier", "removed_protein_doublet", "thr_genes", "thr_pct_mito_max"} <= set(summary)
     assert (summary.protein_norm == "dsb").all() and (summary.dsb_empty_droplets >= 100).all()
@@ -199,9 +200,9 @@ def _snakemake(*args, out, env=None, config=(), targets=()):
 
 
 def _tables(results: Path) -> dict[str, bytes]:
-    files = sorted(results.glob("tables/*.tsv")) + sorted(results.glob("tables/*.md")) + \
+    files = sorted(results.glob("tables/complication_*.tsv")) + sorted(results.glob("tables/*.md")) + \
         sorted(results.glob("abundance/*.tsv")) + sorted(results.glob("signatures/*.tsv")) + \
-        [results / "qc/summary.tsv"]
+        [results / "qc/summary.tsv", results / "tables/tissue_kidney.tsv", results / "tissue/trajectory_kidney.tsv"]
     return {str(f.relative_to(results)): f.read_bytes() for f in files}
 
 
@@ -216,7 +217,8 @@ def test_sigkill_during_integration_then_rerun_incomplete_gives_identical_tables
 
     cfg = demo_run.parent / "tiny.yaml"
     out = tmp_path / "results"
-    targets = [*(str(out / f"tables/complication_{c}.md") for c in ("SRC", "ILD")), str(out / "qc/summary.tsv")]
+    targets = [*(str(out / f"tables/complication_{c}.md") for c in ("SRC", "ILD")), str(out / "qc/summary.tsv"),
+               str(out / "tables/tissue_kidney.tsv")]  # the kidney's mapping and trajectory (seeded) too
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "config/config.yaml",
            str(cfg), "--config", f"outdir={out}", "-q"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

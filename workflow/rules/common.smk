@@ -3,8 +3,9 @@
 # with one line naming the key, sample or file, before any job runs and before anything is written.
 import sys
 
-from sscsig.config import cohort_mode, load_sample_sheet, resolve_gene_set_file, resolve_signatures, validate_config
-from sscsig.demo import sample_path, study_design
+from sscsig.config import (blood_rows, cohort_mode, load_sample_sheet, resolve_gene_set_file, resolve_signatures,
+                           tissue_rows, validate_config)
+from sscsig.demo import sample_path, study_design, tissue_design, tissue_sample_path
 from sscsig.design import contrasts_of, hypothesis_pairs
 from sscsig.errors import InputError
 from sscsig.io import check_inputs
@@ -24,19 +25,29 @@ try:
         SAMPLES = list(_sheet["sample"])
         DATA = {s: str(sample_path(f"{OUT}/demo", s)) for s in SAMPLES}
         RAW = {s: str(sample_path(f"{OUT}/demo", s, raw=True)) for s in SAMPLES} if config["demo"]["with_raw"] else {}
+        _tissue = tissue_design(_sheet) if config["demo"]["with_tissue"] else tissue_rows(_sheet)
+        DATA |= {s: str(tissue_sample_path(f"{OUT}/demo", s, t)) for s, t in zip(_tissue["sample"], _tissue["tissue"])}
     else:
         SHEET = config["samples"]
         _sheet = load_sample_sheet(SHEET, config)
         if workflow.is_main_process:  # not again inside each cluster job
             for _w in check_inputs(_sheet, rna_type=config["features"]["rna_type"],
                                    protein_type=config["features"]["protein_type"],
-                                   panel_policy=config["qc"]["panel_policy"]):
+                                   panel_policy=config["qc"]["panel_policy"],
+                                   min_shared_genes=config["tissue"]["map"]["min_shared_genes"]):
                 print(f"sscsig: warning: {_w}", file=sys.stderr)
+        _tissue = tissue_rows(_sheet)
+        _sheet = blood_rows(_sheet)
         SAMPLES = list(_sheet["sample"])
-        DATA = dict(zip(_sheet["sample"], _sheet["path"]))
+        DATA = dict(zip(_sheet["sample"], _sheet["path"])) | dict(zip(_tissue["sample"], _tissue["path"]))
         RAW = {s: r for s, r in zip(_sheet["sample"], _sheet.get("raw_path", [""] * len(_sheet))) if r}
 except InputError as exc:
     sys.exit(f"sscsig: error: {exc}")
+
+# tissue samples (sheet column tissue other than blood): the tissue rules map them onto the blood states
+TISSUE_OF = dict(zip(_tissue["sample"], _tissue["tissue"]))
+TISSUES = sorted(set(TISSUE_OF.values()))
+TRAJECTORY_TISSUES = [t for t in config["tissue"]["trajectory"]["tissues"] if t in TISSUES]
 
 # donors sampled more than once (sheet column timepoint): rule longitudinal follows them
 LONGITUDINAL = "timepoint" in _sheet.columns and bool(_sheet["donor"].duplicated().any())
@@ -48,10 +59,12 @@ HYPOTHESES = hypothesis_pairs(config["hypotheses"], config["contrasts"])  # (con
 DESIGN = {k: f"{OUT}/design/{k}.tsv" for k in ("donors", "groups", "contrasts")}
 DESIGN["warnings"] = f"{OUT}/design/warnings.json"
 DESIGN["samples"] = f"{OUT}/design/samples.tsv"
+TISSUE_DESIGN = f"{OUT}/design/tissue_samples.tsv"  # the sheet's tissue rows (empty without); rule design
 
 
 wildcard_constraints:
-    sample="|".join(SAMPLES) if SAMPLES else "NONE",
+    sample="|".join(SAMPLES + list(TISSUE_OF)) if SAMPLES else "NONE",
+    tissue="|".join(TISSUES) if TISSUES else "NONE",
     complication="|".join(COMPLICATIONS),
     contrast="|".join(CONTRASTS),
 

@@ -1,4 +1,13 @@
-# Per-sample quality control (sscsig.qc) and the cohort's QC summary.
+# Per-sample quality control (sscsig.qc) and the cohort's QC summary. Tissue samples go through the
+# same rule with their tissue's settings (config tissue.tissues.<tissue>.qc over config qc).
+
+
+def qc_settings(wildcards):
+    """Config qc for a blood sample; for a tissue sample, its tissue's qc settings over it."""
+    qc = section("qc", drop=("panel_policy",))  # panel_policy is the merge's
+    tissue = TISSUE_OF.get(wildcards.sample)
+    return qc | config["tissue"]["tissues"][tissue].get("qc", {}) if tissue else qc
+
 
 
 rule qc:
@@ -12,7 +21,7 @@ rule qc:
         cells=f"{OUT}/qc/{{sample}}.cells.tsv",
         summary=f"{OUT}/qc/{{sample}}.summary.json",
     params:
-        qc=section("qc", drop=("panel_policy",)),  # panel_policy is the merge's
+        qc=qc_settings,
         features=config["features"],
         seed=config["seed"],
     log:
@@ -30,7 +39,7 @@ rule qc:
 
 rule qc_summary:
     input:
-        summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES),
+        summaries=expand(f"{OUT}/qc/{{sample}}.summary.json", sample=SAMPLES + list(TISSUE_OF)),
     output:
         tsv=f"{OUT}/qc/summary.tsv",
         provenance=f"{OUT}/qc/summary.tsv.provenance.json",

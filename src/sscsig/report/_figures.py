@@ -392,3 +392,70 @@ def longitudinal_plot(table: pd.DataFrame, path) -> None:
     if not donors:
         axes[0][0].text(0.5, 0.5, "no donor sampled more than once", ha="center")
     _save(fig, path)
+
+
+def tissue_plot(tissue_obs: pd.DataFrame, tissue_latent: np.ndarray, blood_obs: pd.DataFrame,
+                blood_latent: np.ndarray, expression: pd.DataFrame, donor_shares: pd.DataFrame, path, *,
+                tissue: str, donor_groups: pd.Series | None = None, max_blood_cells: int = 5000,
+                seed: int = 0) -> None:
+    """One tissue in three panels: UMAP of blood and tissue cells in the mapping's latent space
+    (tissue cells coloured by tissue type / blood state, blood grey); expression of the reported
+    genes along pseudotime (when computed); per-donor tissue vs blood share of each blood state.
+
+    ``expression``: tissue cells x genes (log1p CP10k) for the pseudotime panel; ``donor_groups``:
+    a label per donor (e.g. ``ILD`` / ``no ILD``) that colours the share panel.
+    """
+    import umap as umap_learn
+
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(blood_obs), min(max_blood_cells, len(blood_obs)), replace=False))
+    mapped = np.isfinite(tissue_latent).all(1)
+    z = np.vstack([blood_latent[keep], tissue_latent[mapped]])
+    emb = umap_learn.UMAP(random_state=seed, n_neighbors=15, min_dist=0.3).fit_transform(z)
+    nb = len(keep)
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    ax = axes[0]
+    ax.scatter(emb[:nb, 0], emb[:nb, 1], s=2, color="0.85", label="blood", rasterized=True)
+    t = tissue_obs[mapped]
+    lab = np.where(t["tissue_type"].astype(str) == "immune", t["blood_state"].astype(str), t["tissue_type"].astype(str))
+    levels = pd.Series(lab).value_counts().index[:19]
+    cmap = plt.get_cmap("tab20")
+    for i, lev in enumerate(levels):
+        m = lab == lev
+        ax.scatter(emb[nb:][m, 0], emb[nb:][m, 1], s=4, color=cmap(i), label=f"{tissue}: {lev}", rasterized=True)
+    ax.set_xticks([]), ax.set_yticks([]), ax.set_title(f"{tissue} cells on the blood cohort (mapping latent space)")
+    ax.legend(markerscale=3, fontsize=6, bbox_to_anchor=(1.0, 1), loc="upper left", frameon=False)
+    ax = axes[1]
+    pt = tissue_obs["pseudotime"] if "pseudotime" in tissue_obs else pd.Series(np.nan, index=tissue_obs.index)
+    ok = np.isfinite(pt.to_numpy(float))
+    if ok.any() and expression.shape[1]:
+        order = np.argsort(pt.to_numpy(float)[ok])
+        for j, g in enumerate(expression.columns):
+            y = expression[g].to_numpy(float)[ok][order]
+            x = pt.to_numpy(float)[ok][order]
+            ax.scatter(x, y, s=3, alpha=0.3, color=cmap(2 * j))
+            w = max(5, len(x) // 20)
+            ax.plot(x, pd.Series(y).rolling(w, center=True, min_periods=1).mean(), color=cmap(2 * j), lw=2, label=g)
+        ax.set_xlabel("pseudotime (blood monocyte -> tissue macrophage)"), ax.set_ylabel("log1p CP10k")
+        ax.legend(frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no trajectory for this tissue", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title("genes along pseudotime")
+    ax = axes[2]
+    sh = donor_shares[donor_shares["kind"] == "blood_state"].copy()
+    groups = donor_groups.reindex(sh["donor"]).fillna("").to_numpy() if donor_groups is not None else np.full(len(sh), "")
+    for j, gname in enumerate(sorted(set(groups))):
+        m = groups == gname
+        ax.scatter(sh["blood_share"].to_numpy()[m] + 1e-3, sh["tissue_share"].to_numpy()[m] + 1e-3, s=14,
+                   color=cmap(2 * j), label=gname or "donors")
+    top = sh.groupby("state")["tissue_share"].mean().sort_values(ascending=False).index[:6]
+    for s in top:
+        r = sh[sh["state"] == s][["blood_share", "tissue_share"]].mean()
+        ax.annotate(s, (r["blood_share"] + 1e-3, r["tissue_share"] + 1e-3), fontsize=7)
+    lim = [1e-3, 1.0]
+    ax.plot(lim, lim, color="0.6", lw=0.8, ls="--")
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("share of the donor's blood cells"), ax.set_ylabel(f"share of the donor's {tissue} immune cells")
+    ax.set_title("per donor and blood state: tissue vs blood"), ax.legend(frameon=False, fontsize=7)
+    _save(fig, path)

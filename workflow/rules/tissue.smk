@@ -1,0 +1,112 @@
+# Tissue samples (sscsig.tissue): tissue-only types and the mapping of each tissue's immune cells
+# onto the blood states, the blood monocyte -> tissue macrophage trajectory, the per-state tissue
+# table and figure. Included only when the sheet has tissue samples (column tissue); each tissue
+# sample's QC is rule qc with the tissue's settings (config tissue.tissues.<tissue>.qc).
+
+
+def tissue_qc_files(wildcards):
+    return [f"{OUT}/qc/{s}.h5mu" for s, t in TISSUE_OF.items() if t == wildcards.tissue]
+
+
+rule tissue_map:
+    input:
+        qc=tissue_qc_files,
+        blood=f"{OUT}/cohort/annotated.h5mu",
+        samples=TISSUE_DESIGN,
+        markers=config["tissue"]["markers"],
+    output:
+        h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
+        blood_latent=f"{OUT}/tissue/{{tissue}}_blood_latent.h5ad",
+        types=f"{OUT}/tissue/{{tissue}}_types.tsv",
+    params:
+        min_type_score=config["tissue"]["min_type_score"],
+        map=config["tissue"]["map"],
+        batch_key=config["integration"]["batch_key"],
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/tissue_map/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_map/{{tissue}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(2000, 3),
+        runtime=runtime_from_input(30, 60),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_map.py"
+
+
+rule tissue_trajectory:
+    input:
+        h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
+        blood_latent=f"{OUT}/tissue/{{tissue}}_blood_latent.h5ad",
+    output:
+        trends=report(f"{OUT}/tissue/trajectory_{{tissue}}.tsv", category="Tissue",
+                      caption="../report/tissue_trajectory.rst"),
+        entry=f"{OUT}/tissue/trajectory_{{tissue}}_entry.tsv",
+        pseudotime=f"{OUT}/tissue/trajectory_{{tissue}}_pseudotime.tsv",
+        facts=f"{OUT}/tissue/trajectory_{{tissue}}.json",
+    params:
+        trajectory={k: v for k, v in config["tissue"]["trajectory"].items() if k != "tissues"},
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/tissue_trajectory/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_trajectory/{{tissue}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1000, 3),
+        runtime=runtime_from_input(20, 30),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_trajectory.py"
+
+
+rule tissue_table:
+    input:
+        h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
+        pseudotime=lambda w: [f"{OUT}/tissue/trajectory_{w.tissue}_pseudotime.tsv"] if w.tissue in TRAJECTORY_TISSUES else [],
+        blood=f"{OUT}/cohort/annotated.h5mu",
+        **DESIGN,
+    output:
+        table=report(f"{OUT}/tables/tissue_{{tissue}}.tsv", category="Tissue", caption="../report/tissue_table.rst"),
+        donors=f"{OUT}/tissue/{{tissue}}_donor_shares.tsv",
+        h5mu=f"{OUT}/tissue/{{tissue}}.h5mu",
+    params:
+        complications=COMPLICATIONS,
+        signatures=SIGNATURES,
+    log:
+        f"{OUT}/logs/tissue_table/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_table/{{tissue}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1000, 2),
+        runtime=runtime_from_input(10, 20),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_table.py"
+
+
+rule tissue_figure:
+    input:
+        h5mu=f"{OUT}/tissue/{{tissue}}.h5mu",
+        blood_latent=f"{OUT}/tissue/{{tissue}}_blood_latent.h5ad",
+        donors=f"{OUT}/tissue/{{tissue}}_donor_shares.tsv",
+    output:
+        png=report(f"{OUT}/tissue/figures/{{tissue}}.png", category="Tissue", caption="../report/tissue_figure.rst"),
+    params:
+        genes=config["tissue"]["trajectory"]["genes"][:2],
+        complications=COMPLICATIONS,
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/tissue_figure/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_figure/{{tissue}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1000, 2),
+        runtime=runtime_from_input(10, 20),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_figure.py"
