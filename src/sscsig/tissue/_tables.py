@@ -99,9 +99,12 @@ def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissu
                 row[f"score_{name}"] = float(scores.loc[in_state[in_state].index, name].mean())
         out.append(row)
     table = pd.DataFrame(out)
-    for name in (signatures or {}):
-        if f"score_{name}" not in table.columns:
-            table[f"score_{name}"] = np.nan
+    cols = ["kind", "state", "donors", "cells", "tissue_share", "blood_share", "tissue_to_blood"]
+    for c in complications:
+        cols += [f"{x}_{c}" for x in ("share", "share_no", "n", "n_no", "pvalue")]
+    cols += [f"score_{name}" for name in (signatures or {})]
+    table = table.reindex(columns=[c for c in cols if c in table.columns or c.startswith("score_")
+                                   or c in ("blood_share", "tissue_to_blood")])
     order = {"blood_state": 0, "tissue_type": 1, "unmapped": 2}
     table = table.sort_values(["kind", "cells"], key=lambda col: col.map(order) if col.name == "kind" else -col,
                               kind="mergesort").reset_index(drop=True)
