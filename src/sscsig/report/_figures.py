@@ -413,7 +413,7 @@ def tissue_plot(tissue_obs: pd.DataFrame, tissue_latent: np.ndarray, blood_obs: 
     z = np.vstack([blood_latent[keep], tissue_latent[mapped]])
     emb = umap_learn.UMAP(random_state=seed, n_neighbors=15, min_dist=0.3).fit_transform(z)
     nb = len(keep)
-    fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    fig, axes = plt.subplots(1, 3, figsize=(21, 5.5), gridspec_kw={"wspace": 0.6})
     ax = axes[0]
     ax.scatter(emb[:nb, 0], emb[:nb, 1], s=2, color="0.85", label="blood", rasterized=True)
     t = tissue_obs[mapped]
