@@ -346,7 +346,7 @@ def test_snakemake_report_builds_and_renders_in_a_browser(demo_run, tmp_path):
     assert pixels.std() > 0.05  # not a blank page
     dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
                          timeout=180).stdout
-    for word in ("QC", "Annotation", "Abundance", "Signatures", "Tables"):
+    for word in ("QC", "Annotation", "Abundance", "Signatures", "Tables", "Tissue"):
         assert word in dom, word
 
 
