@@ -92,7 +92,8 @@ rule tissue_figure:
     input:
         h5mu=f"{OUT}/tissue/{{tissue}}.h5mu",
         blood_latent=f"{OUT}/tissue/{{tissue}}_blood_latent.h5ad",
-        donors=f"{OUT}/tissue/{{tissue}}_donor_shares.tsv",
+        shares=f"{OUT}/tissue/{{tissue}}_donor_shares.tsv",
+        donors=DESIGN["donors"],
     output:
         png=report(f"{OUT}/tissue/figures/{{tissue}}.png", category="Tissue", caption="../report/tissue_figure.rst"),
     params:

@@ -17,13 +17,12 @@ with rule_logging(snakemake):
     genes = [g for g in p.genes if g in mdata["rna"].var_names]
     x = log_cp10k(mdata["rna"])[:, mdata["rna"].var_names.get_indexer(genes)]
     expression = pd.DataFrame(x.toarray(), index=mdata.obs_names, columns=genes)
-    shares = pd.read_csv(i.donors, sep="\t")
-    # colour donors by the first complication that splits the tissue's donors
-    groups = None
-    for c in p.complications:
-        flags = mdata.obs.groupby("donor", observed=True)[c].first() if c in mdata.obs else None
-        if flags is not None and flags.astype(str).nunique() > 1:
-            groups = pd.Series(np.where(flags.astype(str) == "True", c, f"no {c}"), index=flags.index)
-            break
+    shares = pd.read_csv(i.shares, sep="\t")
+    donors = pd.read_csv(i.donors, sep="\t", index_col="donor").reindex(shares["donor"].astype(str).unique())
+    split = [c for c in p.complications if c in donors and donors[c].astype(str).nunique() > 1]
+    groups = None  # donors coloured by the first complication that splits the tissue's donors
+    if split:
+        groups = pd.Series(np.where(donors[split[0]].astype(str) == "True", split[0], f"no {split[0]}"),
+                           index=donors.index)
     tissue_plot(mdata.obs, mdata.obsm["X_mapped"], blood.obs, blood.obsm["X_mapped"], expression, shares,
                 snakemake.output.png, tissue=tissue, donor_groups=groups, seed=p.seed)
