@@ -12,7 +12,8 @@ state macro-F1 and accuracy of the mapped ones (against the truth; the reference
 pipeline's own blood annotation, so annotation errors count), per-state F1 of the hypothesis states,
 lineage accuracy, the share of tissue-only cells (macrophages, parenchyma) forced into a blood state;
 for the trajectory tissue, the Spearman correlation of pseudotime with the truth, THBS1's FDR and
-rank, and the blood entry state; for the lung, the CD8.TEM_T2ISG share in ILD and non-ILD lungs. The
+rank, and the blood entry state; for the lung, the CD8.TEM_T2ISG share in ILD and non-ILD lungs and
+the share of those cells whose TCR clone is also in the donor's blood. The
 rules' wall time and peak RSS come from the run's Snakemake benchmarks.
 """
 
@@ -76,7 +77,10 @@ def score(results: Path) -> pd.DataFrame:
             t2 = table.loc["CD8.TEM_T2ISG"]
             if t2["n_ILD"] > 0 and t2["n_no_ILD"] > 0:
                 row["T2ISG_share_ILD"], row["T2ISG_share_no_ILD"] = round(t2["share_ILD"], 4), round(t2["share_no_ILD"], 4)
-        for rule in ("tissue_map", "tissue_trajectory", "tissue_table", "tissue_figure"):
+            if "tcr_shared_ILD" in t2:  # share of the T2ISG cells' clones also in the donor's blood
+                row["T2ISG_tcr_shared_ILD"] = round(float(t2["tcr_shared_ILD"]), 4)
+                row["T2ISG_tcr_shared_no_ILD"] = round(float(np.nan_to_num(t2["tcr_shared_no_ILD"])), 4)
+        for rule in ("tissue_map", "tissue_trajectory", "tissue_clonotypes", "tissue_table", "tissue_figure"):
             b = results / f"benchmarks/{rule}/{tissue}.tsv"
             if b.exists():
                 bench = pd.read_csv(b, sep="\t").iloc[0]

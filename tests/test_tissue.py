@@ -168,9 +168,12 @@ def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
             assert entry["blood_group"].iloc[0] == "blood:CD14.EGR1"  # the planted route
             facts = json.loads((demo_run / "tissue/trajectory_kidney.json").read_text())
             assert facts["through_via_states"] and facts["entry"] == "blood:CD14.EGR1"
-        else:  # the ILD lungs carry more CD8.TEM_T2ISG than the non-ILD lungs
-            assert table.loc["CD8.TEM_T2ISG", "share_ILD"] > 2 * table.loc["CD8.TEM_T2ISG", "share_no_ILD"]
-            assert table.loc["CD8.TEM_T2ISG", "n_ILD"] == 3 and table.loc["CD8.TEM_T2ISG", "n_no_ILD"] == 3
+        else:  # the ILD lungs carry more CD8.TEM_T2ISG than the non-ILD lungs, clonally shared with blood
+            t2 = table.loc["CD8.TEM_T2ISG"]
+            assert t2["share_ILD"] > 2 * t2["share_no_ILD"] and t2["n_ILD"] == 3 and t2["n_no_ILD"] == 3
+            assert t2["tcr_cells"] > 10 and t2["tcr_shared_ILD"] > 0.1 and not t2["tcr_shared_no_ILD"] > 0
+            clones = pd.read_csv(demo_run / "tissue/lung_clones.tsv", sep="\t")
+            assert clones.loc[clones["shared"], "tissue_states"].str.contains("CD8.TEM_T2ISG").any()
     # with 100 + 50 epochs (tiny.yaml); the default 200 + 100 gives kidney 0.85 (README)
     assert res["kidney"] >= 0.65 and res["lung"] >= 0.6, res
     assert (demo_run / "tissue/figures/kidney.png").stat().st_size > 20_000
@@ -237,3 +240,39 @@ def test_tissue_simulation_is_seeded_and_has_the_planted_structure(tissue_cohort
     from scipy.stats import spearmanr
 
     assert spearmanr(t.to_numpy(), thbs1 / size)[0] > 0.6
+
+
+@pytest.mark.parametrize("null", [False, True])
+def test_clonotypes_shared_by_blood_and_lung_where_planted_and_absent_in_a_null_cohort(tissue_cohort, tmp_path, null):
+    """scirpy clonotypes of the lung donors' blood and lung: expanded CD8.TEM_T2ISG clones of the ILD
+    donors are found in both (planted); the non-ILD donors and a null cohort share none."""
+    from sscsig.demo import DemoParams, simulate_cohort
+    from sscsig.tissue import define_clonotypes, sharing_by_state
+
+    root = tissue_cohort
+    if null:
+        root = tmp_path / "null"
+        simulate_cohort(root, DemoParams(seed=5, cells_per_donor=120, with_tissue=True, tissue_cells=300, null=True))
+    sheet = pd.read_csv(root / "samples.tsv", sep="\t", keep_default_na=False)
+    vdj = sheet[sheet["vdj_path"] != ""]
+    assert set(vdj["tissue"]) == {"blood", "lung"} and len(vdj) == 12  # 6 lungs and their donors' blood
+    cells = define_clonotypes({s: str(root / p) for s, p in zip(vdj["sample"], vdj["vdj_path"])},
+                              donor_of=dict(zip(vdj["sample"], vdj["donor"])),
+                              compartment_of=dict(zip(vdj["sample"], vdj["tissue"])))
+    truth = pd.concat([pd.read_csv(root / f"truth/{f}.tsv", sep="\t") for f in ("cells", "tissue_cells")])
+    state = pd.Series(truth["cell_state"].to_numpy(), index=truth["sample"] + "_" + truth["barcode"].astype(str))
+    by = sharing_by_state(cells, state).set_index(["donor", "state"])
+    ild = dict(zip(sheet["donor"], sheet["ILD"].astype(str) == "True"))
+    planted = pd.read_csv(root / "truth/vdj_cells.tsv", sep="\t", keep_default_na=False)
+    planted.index = planted["sample"] + "_" + planted["barcode"].astype(str)
+    clone = planted["expanded_clone"].reindex(cells["cell"]).fillna("").to_numpy()
+    # the truth: a planted clone with cells in both the donor's blood and lung
+    comp = pd.Series(cells["compartment"].to_numpy())
+    both = {c for c in set(clone) - {""} if set(comp[clone == c]) >= {"blood", "lung"}}
+    shared = (cells["in_blood"] & cells["in_tissue"]).to_numpy()
+    assert (shared == np.isin(clone, list(both))).all()  # found exactly where planted, nowhere else
+    t2 = by.xs("CD8.TEM_T2ISG", level="state")
+    n_ild = t2.loc[[d for d in t2.index if ild[d]], "tcr_shared"].sum()
+    assert t2.loc[[d for d in t2.index if not ild[d]], "tcr_shared"].sum() == 0
+    assert (n_ild == 0) if null else (n_ild >= 3 and len(both) >= 2), (n_ild, both)
+    assert by.drop(index="CD8.TEM_T2ISG", level="state")["tcr_shared"].sum() == 0  # other T cells: own clones

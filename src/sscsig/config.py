@@ -253,7 +253,7 @@ def check_sample_sheet(df: pd.DataFrame, *, complications: list[str], contrasts:
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
     base = Path(base_dir)
-    for col in ("path", "raw_path"):
+    for col in ("path", "raw_path", "vdj_path"):
         if col not in df.columns:
             continue
         resolved = []

@@ -3,9 +3,11 @@
 # with one line naming the key, sample or file, before any job runs and before anything is written.
 import sys
 
+import pandas as pd
+
 from sscsig.config import (blood_rows, cohort_mode, load_sample_sheet, resolve_gene_set_file, resolve_signatures,
                            tissue_rows, validate_config)
-from sscsig.demo import sample_path, study_design, tissue_design, tissue_sample_path
+from sscsig.demo import sample_path, study_design, tissue_design, tissue_sample_path, vdj_design
 from sscsig.design import contrasts_of, hypothesis_pairs
 from sscsig.errors import InputError
 from sscsig.io import check_inputs
@@ -27,6 +29,8 @@ try:
         RAW = {s: str(sample_path(f"{OUT}/demo", s, raw=True)) for s in SAMPLES} if config["demo"]["with_raw"] else {}
         _tissue = tissue_design(_sheet) if config["demo"]["with_tissue"] else tissue_rows(_sheet)
         DATA |= {s: str(tissue_sample_path(f"{OUT}/demo", s, t)) for s, t in zip(_tissue["sample"], _tissue["tissue"])}
+        VDJ = {s: f"{OUT}/demo/{p}" for s, p in vdj_design(pd.concat([_sheet.assign(tissue="blood"), _tissue])).items()} \
+            if config["demo"]["with_tissue"] else {}
     else:
         SHEET = config["samples"]
         _sheet = load_sample_sheet(SHEET, config)
@@ -36,6 +40,7 @@ try:
                                    panel_policy=config["qc"]["panel_policy"],
                                    min_shared_genes=config["tissue"]["map"]["min_shared_genes"]):
                 print(f"sscsig: warning: {_w}", file=sys.stderr)
+        VDJ = {s: p for s, p in zip(_sheet["sample"], _sheet.get("vdj_path", [""] * len(_sheet))) if p}
         _tissue = tissue_rows(_sheet)
         _sheet = blood_rows(_sheet)
         SAMPLES = list(_sheet["sample"])
@@ -48,6 +53,9 @@ except InputError as exc:
 TISSUE_OF = dict(zip(_tissue["sample"], _tissue["tissue"]))
 TISSUES = sorted(set(TISSUE_OF.values()))
 TRAJECTORY_TISSUES = [t for t in config["tissue"]["trajectory"]["tissues"] if t in TISSUES]
+DONOR_OF = dict(zip(_sheet["sample"], _sheet["donor"])) | dict(zip(_tissue["sample"], _tissue["donor"]))
+# tissues with V(D)J in a tissue sample: rule tissue_clonotypes follows their clones into the donors' blood
+VDJ_TISSUES = sorted({TISSUE_OF[s] for s in VDJ if s in TISSUE_OF})
 
 # donors sampled more than once (sheet column timepoint): rule longitudinal follows them
 LONGITUDINAL = "timepoint" in _sheet.columns and bool(_sheet["donor"].duplicated().any())

@@ -5,10 +5,11 @@ rule simulate:
     output:
         sheet=f"{OUT}/demo/samples.tsv",
         data=[DATA[s] for s in SAMPLES + list(TISSUE_OF)],
+        vdj=list(VDJ.values()),
         raw=[RAW[s] for s in RAW],
         cells=f"{OUT}/demo/truth/cells.tsv",
         effects=f"{OUT}/demo/truth/effects.tsv",
-        tissue_truth=[f"{OUT}/demo/truth/tissue_cells.tsv"] if TISSUES else [],
+        tissue_truth=[f"{OUT}/demo/truth/tissue_cells.tsv", f"{OUT}/demo/truth/vdj_cells.tsv"] if TISSUES else [],
     params:
         demo=config["demo"],
         seed=config["seed"],

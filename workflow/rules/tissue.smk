@@ -1,6 +1,6 @@
 # Tissue samples (sscsig.tissue): tissue-only types and the mapping of each tissue's immune cells
-# onto the blood states, the blood monocyte -> tissue macrophage trajectory, the per-state tissue
-# table and figure. Included only when the sheet has tissue samples (column tissue); each tissue
+# onto the blood states, the blood monocyte -> tissue macrophage trajectory, T-cell clonotypes shared
+# with the donors' blood (sheet column vdj_path), the per-state tissue table and figure. Included only when the sheet has tissue samples (column tissue); each tissue
 # sample's QC is rule qc with the tissue's settings (config tissue.tissues.<tissue>.qc).
 
 
@@ -36,6 +36,36 @@ rule tissue_map:
         "../scripts/tissue_map.py"
 
 
+def tissue_vdj(tissue):
+    """sample -> V(D)J file: the tissue's samples with one and their donors' blood samples with one."""
+    samples = [s for s, t in TISSUE_OF.items() if t == tissue and s in VDJ]
+    donors = {DONOR_OF[s] for s in samples}
+    blood = [s for s in SAMPLES if s in VDJ and DONOR_OF[s] in donors]
+    return {s: VDJ[s] for s in blood + samples}
+
+
+rule tissue_clonotypes:
+    input:
+        vdj=lambda w: list(tissue_vdj(w.tissue).values()),
+    output:
+        f"{OUT}/tissue/{{tissue}}_clonotypes.tsv",
+    params:
+        files=lambda w: tissue_vdj(w.tissue),
+        donors=lambda w: {s: DONOR_OF[s] for s in tissue_vdj(w.tissue)},
+        compartments=lambda w: {s: TISSUE_OF.get(s, "blood") for s in tissue_vdj(w.tissue)},
+    log:
+        f"{OUT}/logs/tissue_clonotypes/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_clonotypes/{{tissue}}.tsv"
+    resources:
+        mem_mb=mem_mb_from_input(1000, 5),
+        runtime=runtime_from_input(10, 30),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_clonotypes.py"
+
+
 rule tissue_trajectory:
     input:
         h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
@@ -66,11 +96,13 @@ rule tissue_table:
     input:
         h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
         pseudotime=lambda w: [f"{OUT}/tissue/trajectory_{w.tissue}_pseudotime.tsv"] if w.tissue in TRAJECTORY_TISSUES else [],
+        clonotypes=lambda w: [f"{OUT}/tissue/{w.tissue}_clonotypes.tsv"] if w.tissue in VDJ_TISSUES else [],
         blood=f"{OUT}/cohort/annotated.h5mu",
         **DESIGN,
     output:
         table=report(f"{OUT}/tables/tissue_{{tissue}}.tsv", category="Tissue", caption="../report/tissue_table.rst"),
         donors=f"{OUT}/tissue/{{tissue}}_donor_shares.tsv",
+        clones=f"{OUT}/tissue/{{tissue}}_clones.tsv",
         h5mu=f"{OUT}/tissue/{{tissue}}.h5mu",
     params:
         complications=COMPLICATIONS,

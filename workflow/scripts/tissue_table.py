@@ -20,9 +20,10 @@ with rule_logging(snakemake):
     in_tests = design.samples.loc[design.samples["in_group_tests"], "sample"].astype(str)
     blood = read_obs(i.blood)
     blood = blood[blood["sample"].astype(str).isin(set(in_tests))]  # one blood sample per donor
-    table, per_donor = tissue_table(mdata, blood, design.donors, tissue_name=tissue, complications=p.complications,
-                                    signatures=p.signatures)
-    write_tsv(table, o.table, config=snakemake.config, step="tissue_table")
-    write_tsv(per_donor, o.donors, config=snakemake.config, step="tissue_table")
+    clonotypes = pd.read_csv(i.clonotypes[0], sep="\t") if i.clonotypes else None
+    table, per_donor, clones = tissue_table(mdata, blood, design.donors, tissue_name=tissue, clonotypes=clonotypes,
+                                            complications=p.complications, signatures=p.signatures)
+    for df, path in ((table, o.table), (per_donor, o.donors), (clones, o.clones)):
+        write_tsv(df, path, config=snakemake.config, step="tissue_table")
     stamp(mdata, snakemake.config, step="tissue_table")
     write_h5mu(mdata, o.h5mu)

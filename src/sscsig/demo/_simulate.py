@@ -484,6 +484,13 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
         sheet = pd.concat([sheet, tissue_rows[sheet.columns]], ignore_index=True)
         with atomic_path(out / "truth" / "tissue_cells.tsv") as tmp:
             tissue_truth.to_csv(tmp, sep="\t", index=False)
+        from ._tissue import simulate_vdj
+
+        cells = pd.concat([*truths, tissue_truth], ignore_index=True)
+        vdj, vdj_truth = simulate_vdj(out, sheet, cells, params=params)
+        sheet["vdj_path"] = sheet["sample"].map(vdj).fillna("")
+        with atomic_path(out / "truth" / "vdj_cells.tsv") as tmp:
+            vdj_truth.to_csv(tmp, sep="\t", index=False)
     with atomic_path(out / "truth" / "cells.tsv") as tmp:
         pd.concat(truths, ignore_index=True).to_csv(tmp, sep="\t", index=False)
     with atomic_path(out / "truth" / "effects.tsv") as tmp:

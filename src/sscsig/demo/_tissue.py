@@ -266,3 +266,111 @@ def write_rhapsody_csv(path: str | Path, rna: np.ndarray, prot: np.ndarray, gene
             fh.write("## Analysis Date - 2026-01-01\n")
             fh.write("##########################################################################\n")
             df.to_csv(fh, index=False)
+
+
+#: V(D)J of the lung donors (demo): expanded CD8.TEM_T2ISG clones per ILD donor, shared by its blood
+#: and lung (unless the cohort is null); every other T cell has a clone of its own
+VDJ_EXPANDED_CLONES = 5
+VDJ_EXPANDED_SHARE = 0.7  # of an ILD donor's CD8.TEM_T2ISG cells, in blood and lung
+VDJ_CAPTURE = 0.85  # T cells with a productive alpha-beta pair
+_AA = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+_CODON = dict(zip("ACDEFGHIKLMNPQRSTVWY", ["GCC", "TGC", "GAC", "GAG", "TTC", "GGC", "CAC", "ATC", "AAG", "CTG", "ATG",
+                                           "AAC", "CCC", "CAG", "CGC", "AGC", "ACC", "GTG", "TGG", "TAC"]))
+
+
+def _cdr3(rng: np.random.Generator, prefix: str) -> str:
+    return prefix + "".join(rng.choice(_AA, int(rng.integers(7, 11)))) + "F"
+
+
+def vdj_sample_path(out_dir: str | Path, sample: str) -> Path:
+    """Where the simulator writes a sample's 10x V(D)J contigs."""
+    return Path(out_dir) / sample / "filtered_contig_annotations.csv"
+
+
+def write_10x_contigs(path: str | Path, barcodes, tra, trb) -> None:
+    """Write alpha and beta chains as Cell Ranger's ``filtered_contig_annotations.csv`` (the columns
+    scirpy reads; the CDR3 nucleotides are the amino acids' codons, one codon per amino acid)."""
+    rows = []
+    for bc, a, b in zip(barcodes, tra, trb):
+        for chain, cdr3, v, j, c in (("TRA", a, "TRAV1-2", "TRAJ33", "TRAC"), ("TRB", b, "TRBV20-1", "TRBJ2-1", "TRBC2")):
+            rows.append({"barcode": bc, "is_cell": True, "contig_id": f"{bc}_contig_{chain}", "high_confidence": True,
+                         "length": 500, "chain": chain, "v_gene": v, "d_gene": "None", "j_gene": j, "c_gene": c,
+                         "full_length": True, "productive": True, "cdr3": cdr3, "cdr3_nt": "".join(_CODON[x] for x in cdr3),
+                         "reads": 2000, "umis": 6, "raw_clonotype_id": "", "raw_consensus_id": ""})
+    cols = ["barcode", "is_cell", "contig_id", "high_confidence", "length", "chain", "v_gene", "d_gene", "j_gene",
+            "c_gene", "full_length", "productive", "cdr3", "cdr3_nt", "reads", "umis", "raw_clonotype_id",
+            "raw_consensus_id"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows, columns=cols).to_csv(tmp, index=False)
+
+
+def vdj_design(sheet: pd.DataFrame) -> dict[str, str]:
+    """The demo's samples with V(D)J: every lung sample and its donor's baseline blood sample
+    (sample -> contig path relative to the demo folder)."""
+    lung = sheet[sheet["tissue"] == "lung"]
+    out = {}
+    for donor in dict.fromkeys(lung["donor"]):
+        blood = sheet[(sheet["donor"] == donor) & (sheet["tissue"] == "blood")]
+        if "timepoint" in blood:
+            blood = blood[blood["timepoint"].fillna("baseline").astype(str) == "baseline"]
+        for s in [blood["sample"].iloc[0], *lung.loc[lung["donor"] == donor, "sample"]]:
+            out[s] = str(vdj_sample_path(".", s))
+    return out
+
+
+def simulate_vdj(out_dir: str | Path, sheet: pd.DataFrame, cells: pd.DataFrame, *, params) -> tuple[dict, pd.DataFrame]:
+    """Alpha-beta TCRs of the lung donors' baseline blood samples and lung samples.
+
+    Each ILD donor has :data:`VDJ_EXPANDED_CLONES` expanded clones; :data:`VDJ_EXPANDED_SHARE` of its
+    CD8.TEM_T2ISG cells, in blood and in the lung, carry one of them (the planted sharing). In a
+    null cohort (``params.null``) the lung's expanded clones are another set than the blood's, so
+    nothing is shared. Every other T cell has a clone of its own.
+
+    Parameters
+    ----------
+    sheet
+        The sample sheet with the ``tissue`` column.
+    cells
+        Truth per cell of every sample (``sample, barcode, cell_state``).
+
+    Returns
+    -------
+    ({sample: contig file path relative to ``out_dir``}, truth per cell: sample, barcode, clone)
+    """
+    from ._states import STATE_LINEAGE
+
+    out = Path(out_dir)
+    design = vdj_design(sheet)
+    tissue_of = dict(zip(sheet["sample"], sheet["tissue"]))
+    donor_of = dict(zip(sheet["sample"], sheet["donor"]))
+    ild = dict(zip(sheet["donor"], sheet["ILD"]))
+    paths, truth = {}, []
+    for k, donor in enumerate(dict.fromkeys(donor_of[s] for s in design)):
+        rng = np.random.default_rng([params.seed, 40_000, k])
+        expanded = {comp: [(_cdr3(rng, "CAV"), _cdr3(rng, "CASS")) for _ in range(VDJ_EXPANDED_CLONES)]
+                    for comp in ("blood", "lung")}
+        if not params.null:
+            expanded["lung"] = expanded["blood"]
+        for sample, comp in ((s, tissue_of[s]) for s in design if donor_of[s] == donor):
+            c = cells[cells["sample"] == sample]
+            lineage = c["cell_state"].map(STATE_LINEAGE).fillna("")
+            t_cell = lineage.isin(["CD4_T", "CD8_T", "other_T"]).to_numpy() & (c["cell_state"] != "gdT").to_numpy()
+            keep = t_cell & (rng.random(len(c)) < VDJ_CAPTURE)
+            tra, trb, clone = [], [], []
+            for state in c["cell_state"].to_numpy()[keep]:
+                if state == "CD8.TEM_T2ISG" and ild[donor] and rng.random() < VDJ_EXPANDED_SHARE:
+                    j = int(rng.choice(VDJ_EXPANDED_CLONES, p=np.array([0.4, 0.25, 0.15, 0.12, 0.08])))
+                    a, b = expanded[comp][j]
+                    clone.append(f"{donor}_{comp if params.null else 'shared'}_{j}")
+                else:
+                    a, b = _cdr3(rng, "CAV"), _cdr3(rng, "CASS")
+                    clone.append("")
+                tra.append(a)
+                trb.append(b)
+            bcs = c["barcode"].astype(str).to_numpy()[keep]
+            path = vdj_sample_path(out, sample)
+            write_10x_contigs(path, bcs, tra, trb)
+            paths[sample] = str(path.relative_to(out))
+            truth.append(pd.DataFrame({"sample": sample, "barcode": bcs, "expanded_clone": clone}))
+    return paths, pd.concat(truth, ignore_index=True) if truth else pd.DataFrame(columns=["sample", "barcode", "expanded_clone"])

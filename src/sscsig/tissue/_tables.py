@@ -23,7 +23,8 @@ def _signature_scores(rna, signatures: dict[str, dict]) -> pd.DataFrame:
 
 
 def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissue_name: str,
-                 complications=(), signatures: dict[str, dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 complications=(), signatures: dict[str, dict] | None = None,
+                 clonotypes: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per blood state (and tissue-only type) of one tissue: donors, cells, shares, blood shares.
 
     Parameters
@@ -39,13 +40,20 @@ def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissu
     signatures
         ``{name: {genes, states}}`` (resolved config ``signatures``): the mean score in the tissue
         cells of each state the signature is defined for.
+    clonotypes
+        :func:`~sscsig.tissue.define_clonotypes` of the tissue and its donors' blood (V(D)J): per
+        state, the tissue cells with a receptor (``tcr_cells``) and the share of them whose clone is
+        also in the donor's blood (``tcr_shared_with_blood``; per complication the donors' mean,
+        ``tcr_shared_<C>`` / ``tcr_shared_no_<C>``).
 
     Returns
     -------
     (table: one row per state / type, ``kind, state, donors, cells, tissue_share, blood_share,
     tissue_to_blood``, per complication ``share_<C>, share_no_<C>, n_<C>, n_no_<C>, pvalue_<C>``
     (Mann-Whitney on per-donor shares, NaN below 2 donors a side), per signature ``score_<name>``,
-    and ``note``; per-donor shares: ``donor, state, kind, tissue_cells, tissue_share, blood_share``)
+    and ``note``; per-donor shares: ``donor, state, kind, tissue_cells, tissue_share, blood_share``
+    (and ``tcr_cells, tcr_shared_share``); per clone seen in the tissue,
+    :func:`~sscsig.tissue.clone_sharing` (empty without ``clonotypes``))
     """
     obs = tissue.obs
     immune = obs["tissue_type"] == IMMUNE
@@ -103,6 +111,27 @@ def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissu
     for c in complications:
         cols += [f"{x}_{c}" for x in ("share", "share_no", "n", "n_no", "pvalue")]
     cols += [f"score_{name}" for name in (signatures or {})]
+    clones = pd.DataFrame(columns=["clone", "donor", "tissue_cells", "blood_cells", "shared", "tissue_states",
+                                   "blood_states"])
+    if clonotypes is not None:
+        from ._clonotypes import clone_sharing, sharing_by_state
+
+        clones = clone_sharing(clonotypes, pd.Series(state, index=obs.index),
+                               blood_obs["cell_state"].astype(str))
+        by = sharing_by_state(clonotypes, pd.Series(state, index=obs.index))
+        pooled = by.groupby("state")[["tcr_cells", "tcr_shared"]].sum()
+        table["tcr_cells"] = table["state"].map(pooled["tcr_cells"]).fillna(0).astype(int)
+        table["tcr_shared_with_blood"] = table["state"].map(pooled["tcr_shared"] / pooled["tcr_cells"])
+        flags = donors.reindex(tissue_donors)
+        for c in complications:
+            if c not in flags.columns:
+                continue
+            f = flags[c].astype("boolean").fillna(False)
+            for name, members in ((f"tcr_shared_{c}", set(f.index[f])), (f"tcr_shared_no_{c}", set(f.index[~f]))):
+                sub = by[by["donor"].isin(members)]
+                table[name] = table["state"].map(sub.groupby("state")["tcr_shared_share"].mean())
+        cols += ["tcr_cells", "tcr_shared_with_blood"] + [f"tcr_shared{x}_{c}" for c in complications for x in ("", "_no")]
+        per_donor = per_donor.merge(by.drop(columns="tcr_shared"), on=["donor", "state"], how="left")
     table = table.reindex(columns=[c for c in cols if c in table.columns or c.startswith("score_")
                                    or c in ("blood_share", "tissue_to_blood")])
     order = {"blood_state": 0, "tissue_type": 1, "unmapped": 2}
@@ -112,4 +141,4 @@ def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissu
     table["note"] = (f"{tissue_name}: {n} donor(s); shares describe these donors, "
                      + ("too few for a test between groups" if n < 6 else "p-values are exploratory (few donors)"))
     table.insert(0, "tissue", tissue_name)
-    return table, per_donor.sort_values(["donor", "kind", "state"]).reset_index(drop=True)
+    return table, per_donor.sort_values(["donor", "kind", "state"]).reset_index(drop=True), clones
