@@ -189,8 +189,9 @@ def test_validate_checks_tissue_files_before_any_job(tissue_cohort, tmp_path):
     import subprocess
     import sys
 
-    sheet = pd.read_csv(tissue_cohort / "samples.tsv", sep="\t")
-    sheet["path"] = [str(tissue_cohort / p) for p in sheet["path"]]
+    sheet = pd.read_csv(tissue_cohort / "samples.tsv", sep="\t", keep_default_na=False)
+    for col in ("path", "vdj_path"):
+        sheet[col] = [str(tissue_cohort / p) if p else "" for p in sheet[col]]
     good = tmp_path / "samples.tsv"
     sheet.to_csv(good, sep="\t", index=False)
     cmd = [sys.executable, "-m", "sscsig.cli", "validate", "--config", str(ROOT / "config/config.yaml")]
