@@ -121,3 +121,23 @@ def runtime_from_input(base_min, per_gb_min):
         return int((base_min + per_gb_min * input.size_mb / 1024) * attempt)
 
     return _runtime
+
+
+def qc_settings(wildcards):
+    """Config qc for a blood sample; for a tissue sample, its tissue's qc settings over it."""
+    qc = section("qc", drop=("panel_policy",))  # panel_policy is the merge's
+    tissue = TISSUE_OF.get(wildcards.sample)
+    return qc | config["tissue"]["tissues"][tissue].get("qc", {}) if tissue else qc
+
+
+def tissue_qc_files(wildcards):
+    """The QC'd samples of a tissue (rule tissue_map)."""
+    return [f"{OUT}/qc/{s}.h5mu" for s, t in TISSUE_OF.items() if t == wildcards.tissue]
+
+
+def tissue_vdj(tissue):
+    """sample -> V(D)J file: the tissue's samples with one and their donors' blood samples with one."""
+    samples = [s for s, t in TISSUE_OF.items() if t == tissue and s in VDJ]
+    donors = {DONOR_OF[s] for s in samples}
+    blood = [s for s in SAMPLES if s in VDJ and DONOR_OF[s] in donors]
+    return {s: VDJ[s] for s in blood + samples}

@@ -2,14 +2,6 @@
 # same rule with their tissue's settings (config tissue.tissues.<tissue>.qc over config qc).
 
 
-def qc_settings(wildcards):
-    """Config qc for a blood sample; for a tissue sample, its tissue's qc settings over it."""
-    qc = section("qc", drop=("panel_policy",))  # panel_policy is the merge's
-    tissue = TISSUE_OF.get(wildcards.sample)
-    return qc | config["tissue"]["tissues"][tissue].get("qc", {}) if tissue else qc
-
-
-
 rule qc:
     input:
         data=sample_data,

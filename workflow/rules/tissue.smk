@@ -1,11 +1,9 @@
 # Tissue samples (sscsig.tissue): tissue-only types and the mapping of each tissue's immune cells
 # onto the blood states, the blood monocyte -> tissue macrophage trajectory, T-cell clonotypes shared
-# with the donors' blood (sheet column vdj_path), the per-state tissue table and figure. Included only when the sheet has tissue samples (column tissue); each tissue
-# sample's QC is rule qc with the tissue's settings (config tissue.tissues.<tissue>.qc).
-
-
-def tissue_qc_files(wildcards):
-    return [f"{OUT}/qc/{s}.h5mu" for s, t in TISSUE_OF.items() if t == wildcards.tissue]
+# with the donors' blood (sheet column vdj_path), the per-state tissue table and figure. Included only
+# when the sheet has tissue samples (column tissue); each tissue sample's QC is rule qc with the
+# tissue's settings (config tissue.tissues.<tissue>.qc). Helpers (tissue_qc_files, tissue_vdj) are in
+# common.smk.
 
 
 rule tissue_map:
@@ -34,14 +32,6 @@ rule tissue_map:
         "../../envs/sscsig.yaml"
     script:
         "../scripts/tissue_map.py"
-
-
-def tissue_vdj(tissue):
-    """sample -> V(D)J file: the tissue's samples with one and their donors' blood samples with one."""
-    samples = [s for s, t in TISSUE_OF.items() if t == tissue and s in VDJ]
-    donors = {DONOR_OF[s] for s in samples}
-    blood = [s for s in SAMPLES if s in VDJ and DONOR_OF[s] in donors]
-    return {s: VDJ[s] for s in blood + samples}
 
 
 rule tissue_clonotypes:
