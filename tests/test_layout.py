@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src/sscsig"
-SHARED = {"config", "design", "protein", "io", "errors", "neighbors", "training"}
+SHARED = {"config", "design", "protein", "io", "errors", "neighbors", "training", "mapping"}
 FAMILIES = {"qc", "integrate", "annotate", "stats", "tissue", "report", "demo"}
 
 
@@ -81,7 +81,7 @@ def _norm(v):
 
 
 def _sections():
-    from sscsig.annotate import annotate
+    from sscsig.annotate import annotate, annotate_by_reference, load_reference
     from sscsig.integrate import cluster, integrate, run_totalvi
     from sscsig.io import read_sample
     from sscsig.protein import dsb_normalise, select_empty_droplets
@@ -97,7 +97,9 @@ def _sections():
         "integration": (integrate, {"compare": "cohort_integration_metrics", "gpu": "rule resources"}),
         "integration.totalvi": (run_totalvi, {}),
         "clustering": (cluster, {}),
-        "annotation": (annotate, {"markers": "load_markers"}),
+        "annotation": (annotate, {"markers": "load_markers", "method": "rule annotate",
+                                  "reference": "load_reference + annotate_by_reference"}),
+        "annotation.reference": (None, {"path": "load_reference (its file)"}),
         "abundance": (differential_abundance, {"fdr": "stats_figures"}),
         "milo": (run_milo, {}),
         "pseudobulk": (run_pseudobulk, {"gene_sets_file": "rule input", "min_set_size": "enrichment"}),
@@ -106,7 +108,8 @@ def _sections():
                                 "map": "map_to_blood", "trajectory": "tissue_trajectory"}),
         "tissue.map": (map_to_blood, {}),
         "tissue.trajectory": (tissue_trajectory, {"tissues": "rule all"}),
-    }, {"qc.dsb": (select_empty_droplets, dsb_normalise)}
+    }, {"qc.dsb": (select_empty_droplets, dsb_normalise),
+        "annotation.reference": (load_reference, annotate_by_reference)}
 
 
 def test_every_config_key_reaches_a_function_whose_default_is_the_schemas():

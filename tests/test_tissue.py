@@ -128,7 +128,7 @@ def test_mapping_stops_on_a_panel_sharing_too_few_genes():
     query = ad.AnnData(sp.csr_matrix(np.ones((5, 12), np.float32)),
                        var=pd.DataFrame(index=[f"G{i}" for i in range(6)] + [f"T{i}" for i in range(6)]))
     query.obs["sample"] = "kid1"
-    with pytest.raises(InputError, match=r"kidney: only 6 genes are shared with the blood cohort \(need at least 50"):
+    with pytest.raises(InputError, match=r"kidney: only 6 genes are shared with the reference \(need at least 50, config tissue.map.min_shared_genes"):
         map_to_blood(ref, query, what="kidney")
 
 

@@ -79,6 +79,15 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> di
             raise InputError(f"config: signatures.{name} needs 'genes' or 'gene_set' (empty signature)")
         if sig.get("gene_set") and not sig.get("gene_set_file"):
             raise InputError(f"config: signatures.{name}.gene_set needs gene_set_file")
+    ref = config["annotation"]["reference"]
+    method = config["annotation"]["method"]
+    if method != "markers" and not ref["path"]:
+        raise InputError(f"config: annotation.method is {method!r} but annotation.reference.path is not set "
+                         "(a labelled .h5ad or .h5mu)")
+    if method != "markers":
+        for key in ("path", "labels"):
+            if ref[key] and not Path(ref[key]).exists():
+                raise InputError(f"config: annotation.reference.{key}: file not found: {ref[key]}")
     return config
 
 

@@ -1,19 +1,24 @@
-# Cell states from marker scores (sscsig.annotate).
+# Cell states from marker scores, or from a labelled reference the user supplies (sscsig.annotate).
 
 
 rule annotate:
     input:
         h5mu=f"{OUT}/cohort/integrated.h5mu",
         markers=config["annotation"]["markers"],
+        reference=REFERENCE_FILES,
     output:
         f"{OUT}/cohort/annotated.h5mu",
     params:
-        annotation=section("annotation", drop=("markers",)),
+        annotation=section("annotation", drop=("markers", "method", "reference")),
+        method=config["annotation"]["method"],
+        reference=config["annotation"]["reference"],
+        batch_key=config["integration"]["batch_key"],
         seed=config["seed"],
     log:
         f"{OUT}/logs/annotate.log",
     benchmark:
         f"{OUT}/benchmarks/annotate.tsv"
+    threads: 2
     resources:
         mem_mb=mem_mb_from_input(1000, 2),
         runtime=runtime_from_input(60, 60),

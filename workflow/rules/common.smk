@@ -57,6 +57,10 @@ DONOR_OF = dict(zip(_sheet["sample"], _sheet["donor"])) | dict(zip(_tissue["samp
 # tissues with V(D)J in a tissue sample: rule tissue_clonotypes follows their clones into the donors' blood
 VDJ_TISSUES = sorted({TISSUE_OF[s] for s in VDJ if s in TISSUE_OF})
 
+# annotation.method reference / both: the labelled reference and its harmonisation table (rule annotate's inputs)
+REFERENCE_FILES = [config["annotation"]["reference"][k] for k in ("path", "labels")
+                   if config["annotation"]["method"] != "markers" and config["annotation"]["reference"][k]]
+
 # donors sampled more than once (sheet column timepoint): rule longitudinal follows them
 LONGITUDINAL = "timepoint" in _sheet.columns and bool(_sheet["donor"].duplicated().any())
 COMPLICATIONS = list(config["complications"])

@@ -211,6 +211,7 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
+             lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
@@ -234,6 +235,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         Robust z (median/MAD within the base state) above which a cell joins a module-high substate.
     protein_layer
         The normalised protein layer scored.
+    lineage, lineage_confidence
+        Lineages already called (``annotation.method: both``: from a reference mapping), one per
+        cell, with their confidence; the marker file's lineage step is then skipped and its states
+        are called within these lineages. A lineage the marker file has no states for (e.g. a
+        reference's progenitors) becomes the cell's state as it is.
     seed
         Seed of the control genes of ``scanpy.tl.score_genes``.
 
@@ -245,16 +251,24 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
-    lin_names, lin_scores = [], []
-    for name, comp in markers["lineages"].items():
-        s = scorer.score(comp, all_rows, label=name)
-        if s is None:
-            raise InputError(f"lineage {name!r}: none of its markers is in the data")
-        lin_names.append(name)
-        lin_scores.append(s)
-    lin_mat = _smooth(np.column_stack(lin_scores), graph, smoothing)
-    lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
-    state = np.full(n, UNASSIGNED, dtype=object)
+    if lineage is None:
+        lin_names, lin_scores = [], []
+        for name, comp in markers["lineages"].items():
+            s = scorer.score(comp, all_rows, label=name)
+            if s is None:
+                raise InputError(f"lineage {name!r}: none of its markers is in the data")
+            lin_names.append(name)
+            lin_scores.append(s)
+        lin_mat = _smooth(np.column_stack(lin_scores), graph, smoothing)
+        lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
+        state = np.full(n, UNASSIGNED, dtype=object)
+    else:
+        lineage = np.asarray(lineage, dtype=object)
+        if len(lineage) != n:
+            raise ValueError(f"lineage has {len(lineage)} values for {n} cells")
+        lin_conf = np.ones(n) if lineage_confidence is None else np.asarray(lineage_confidence, dtype=float)
+        # a lineage without states in the marker file (a reference's own type) is the cell's state
+        state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)

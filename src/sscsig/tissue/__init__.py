@@ -6,12 +6,12 @@ shared by a tissue and the donor's blood (:func:`define_clonotypes`, scirpy) and
 tissue table (:func:`tissue_table`)."""
 
 from ._clonotypes import clone_sharing, define_clonotypes, read_vdj, sharing_by_state
-from ._map import UNMAPPED, MappingResult, map_tissue, map_to_blood, reference_subsample, shared_genes
+from ._map import UNMAPPED, map_tissue, map_to_blood
 from ._tables import tissue_table
 from ._trajectory import diffusion_pseudotime, gene_trends, tissue_trajectory
 from ._types import IMMUNE, call_tissue_types, load_tissue_markers, log_cp10k
 
-__all__ = ["IMMUNE", "UNMAPPED", "MappingResult", "call_tissue_types", "clone_sharing", "define_clonotypes",
+__all__ = ["IMMUNE", "UNMAPPED", "call_tissue_types", "clone_sharing", "define_clonotypes",
            "diffusion_pseudotime", "gene_trends", "read_vdj", "sharing_by_state",
-           "load_tissue_markers", "log_cp10k", "map_tissue", "map_to_blood", "reference_subsample", "shared_genes",
+           "load_tissue_markers", "log_cp10k", "map_tissue", "map_to_blood",
            "tissue_table", "tissue_trajectory"]
