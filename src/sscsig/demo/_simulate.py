@@ -70,6 +70,13 @@ class DemoParams:
     longitudinal: bool = False  # one SRC donor also sampled before onset and after treatment
     with_tissue: bool = False  # kidney biopsies of the SRC donors, lung samples of ILD / non-ILD donors
     tissue_cells: int = 600  # cells per tissue sample
+    # robustness variants of the twin (benchmarks/annotation_variants.py); the defaults change nothing
+    share_jitter: float = 1.0  # each state's base share x a cohort-wide factor in [1/j, j] (log-uniform, seeded)
+    protein_scale: float = 1.0  # the antibodies' specific signal x this (ambient background unchanged)
+    batch_scale: float = 1.0  # the batches' log-factors (genes, depth, antibodies, ambient) x this
+    absent_lineages: tuple = ()  # lineages no donor has (("B",): a B-cell-depleted cohort)
+    only_lineages: tuple = ()  # sorted cells: only these lineages (("CD8_T",))
+    drop_antibodies: float = 0.0  # share of the antibodies (not isotypes) missing from every sample's panel
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
@@ -161,13 +168,31 @@ def _state_protein_levels() -> dict[str, np.ndarray]:
     return out
 
 
+def share_factors(params: DemoParams) -> np.ndarray:
+    """Cohort-wide factors of the states' base shares (all 1 by default): ``share_jitter``
+    (log-uniform in [1/j, j], its own seeded stream), 0 for ``absent_lineages`` and for lineages
+    outside ``only_lineages``."""
+    states = list(S.STATE_LINEAGE)
+    f = np.ones(len(states))
+    if params.share_jitter != 1.0:
+        j = np.log(params.share_jitter)
+        f = np.exp(np.random.default_rng([params.seed, 20_000]).uniform(-j, j, len(states)))
+    lineage = np.array([S.STATE_LINEAGE[s] for s in states])
+    f[np.isin(lineage, list(params.absent_lineages))] = 0.0
+    if params.only_lineages:
+        f[~np.isin(lineage, list(params.only_lineages))] = 0.0
+    if not f.any():
+        raise ValueError("demo: the variant leaves no cell state")
+    return f
+
+
 def donor_composition(
     rng: np.random.Generator, donor: pd.Series, params: DemoParams, *, src_fold: float | None = None
 ) -> pd.Series:
     """Share of each state in one donor's PBMCs, with age and planted effects applied
     (``src_fold``: this sample's CD14.EGR1 fold instead of ``params.effect_src``)."""
     states = list(S.STATE_LINEAGE)
-    base = np.array([S.BASE_SHARE[s] for s in states])
+    base = np.array([S.BASE_SHARE[s] for s in states]) * share_factors(params)
     base = base / base.sum()
     # donor-to-donor variation: log-normal around the base share, the same CV for every state
     share = base * np.exp(rng.normal(0.0, params.donor_sd, len(states)))
@@ -176,6 +201,8 @@ def donor_composition(
     def scale_within_parent(state: str, factor: float) -> None:
         members = [s for s in states if S.STATE_LINEAGE[s] == S.STATE_LINEAGE[state]]
         total = p[members].sum()
+        if total == 0:  # a lineage the variant removed
+            return
         share = p[members] / total
         share[state] *= factor
         p[members] = share / share.sum() * total
@@ -232,12 +259,14 @@ class _CohortModel:
         n_genes = len(self.genes)
         n_prot = len(S.PROTEINS)
         self.dispersion = np.exp(rng.normal(np.log(4.0), 0.4, n_genes))
-        self.batch_gene = {b: np.exp(rng.normal(0, 0.25, n_genes)) for b in BATCHES}
-        self.batch_depth = {b: float(np.exp(rng.normal(0, 0.15))) for b in BATCHES}
+        k = params.batch_scale  # 1.0 by default: the same numbers as without the factor
+        self.batch_gene = {b: np.exp(k * rng.normal(0, 0.25, n_genes)) for b in BATCHES}
+        self.batch_depth = {b: float(np.exp(k * rng.normal(0, 0.15))) for b in BATCHES}
         self.ambient = np.exp(rng.normal(np.log(8.0), 0.5, n_prot))
         self.isotype_ambient = np.exp(rng.normal(np.log(4.0), 0.3, len(S.ISOTYPES)))
-        self.batch_prot = {b: np.exp(rng.normal(0, 0.2, n_prot)) for b in BATCHES}
-        self.batch_ambient = {b: float(np.exp(rng.normal(0, 0.3))) for b in BATCHES}
+        self.batch_prot = {b: np.exp(k * rng.normal(0, 0.2, n_prot)) for b in BATCHES}
+        self.batch_ambient = {b: float(np.exp(k * rng.normal(0, 0.3))) for b in BATCHES}
+        self.protein_scale = params.protein_scale
         self.mito = self.genes["symbol"].str.startswith("MT-").to_numpy()
         self.stress_genes = np.flatnonzero(self.genes["symbol"].isin(S.STRESS_GENES).to_numpy())
 
@@ -278,6 +307,8 @@ def _protein_counts(
     capture = np.exp(rng.normal(0, 0.3, n))[:, None]
     sticky = np.exp(rng.normal(0, 0.35, n))[:, None] * model.batch_ambient[batch]
     specific = LEVEL_COUNTS[levels] * capture * model.batch_prot[batch][None, :]
+    if model.protein_scale != 1.0:
+        specific = specific * model.protein_scale
     mean = model.ambient[None, :] * sticky + specific
     iso_mean = model.isotype_ambient[None, :] * sticky
     mean = np.hstack([mean, np.broadcast_to(iso_mean, (n, len(S.ISOTYPES)))])
@@ -324,6 +355,8 @@ def simulate_donor(
         for i in idx:
             choices = states_all[[S.STATE_LINEAGE[s] != lineage[i] for s in states_all]]
             w = comp[choices].to_numpy()
+            if w.sum() == 0:  # sorted cells of one lineage: the doublet is homotypic
+                choices, w = states_all, comp.to_numpy()
             partner.append(rng.choice(choices, p=w / w.sum()))
         partner = np.array(partner)
         p_umis = np.array([S.LINEAGE_UMIS[S.STATE_LINEAGE[s]] for s in partner])
@@ -441,6 +474,13 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
     feature_names = np.concatenate([genes["symbol"].to_numpy(), np.array(S.PROTEINS + S.ISOTYPES)])
     n_prot = len(S.PROTEINS) + len(S.ISOTYPES)
     feature_types = np.array(["Gene Expression"] * len(genes) + ["Antibody Capture"] * n_prot)
+    keep = np.ones(len(feature_ids), bool)  # the panel variant: antibodies missing from every sample
+    if params.drop_antibodies > 0:
+        n_drop = int(round(params.drop_antibodies * len(S.PROTEINS)))
+        gone = np.random.default_rng([params.seed, 30_000]).choice(len(S.PROTEINS), n_drop, replace=False)
+        keep[len(genes) + gone] = False
+        log.info("panel variant: antibodies missing %s", sorted(np.array(S.PROTEINS)[gone]))
+    feature_ids, feature_names, feature_types = feature_ids[keep], feature_names[keep], feature_types[keep]
     truths = []
     for i, donor in donors.iterrows():
         extra = first[donor["donor"]] != i  # a later sample of a donor: its own stream
@@ -448,7 +488,7 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
                                           src_fold=folds.get(donor["sample"]) if extra else None)
         write_10x_h5(
             sample_path(out, donor["sample"]),
-            sp.hstack([rna, prot], format="csr"),
+            sp.hstack([rna, prot], format="csr")[:, keep],
             truth["barcode"].to_numpy(),
             feature_ids,
             feature_names,
@@ -460,7 +500,7 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
             e_bc = np.array([b for b in e_bc if b not in set(truth["barcode"])][: e_rna.shape[0]])
             write_10x_h5(
                 sample_path(out, donor["sample"], raw=True),
-                sp.vstack([sp.hstack([rna, prot]), sp.hstack([e_rna, e_prot])], format="csr"),
+                sp.vstack([sp.hstack([rna, prot]), sp.hstack([e_rna, e_prot])], format="csr")[:, keep],
                 np.concatenate([truth["barcode"].to_numpy(), e_bc]),
                 feature_ids,
                 feature_names,
