@@ -2,12 +2,13 @@
 the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
-        [--cores 2] [--config EXTRA.yaml]
+        [--cores 2] [--config EXTRA.yaml] [--with-raw]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
 totalVI with 60 epochs, as the tests, unless ``--config`` says otherwise) and scored against the
-simulator's truth with :func:`sscsig.annotate.annotation_vs_truth`. Variants:
+simulator's truth with :func:`sscsig.annotate.annotation_vs_truth`. ``--with-raw`` simulates the
+empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given with ``--config``. Variants:
 
 - ``default``: the twin as shipped (the baseline the others are compared with);
 - ``shares``: every state's base share x a cohort-wide factor in [0.5, 2] (log-uniform);
@@ -43,14 +44,15 @@ VARIANTS = {
 }
 
 
-def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None) -> dict:
+def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
+                with_raw: bool = False) -> dict:
     import mudata as md
 
     from sscsig.annotate import annotation_vs_truth
     from sscsig.demo import DemoParams, simulate_cohort
 
     data, results = out / name / "data", out / name / "results"
-    simulate_cohort(data, DemoParams(seed=0, cells_per_donor=cells_per_donor, **VARIANTS[name]))
+    simulate_cohort(data, DemoParams(seed=0, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
     cfg = out / name / "config.yaml"
     cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
                    "integration:\n  totalvi:\n    max_epochs: 60\n")
@@ -79,12 +81,13 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", type=Path, help="extra config file (e.g. annotation settings to compare)")
+    ap.add_argument("--with-raw", action="store_true", help="simulate raw droplets too, so that DSB runs")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in a.variants:
         rows.append(run_variant(name, a.out.resolve(), cells_per_donor=a.cells_per_donor, cores=a.cores,
-                                extra_config=a.config))
+                                extra_config=a.config.resolve() if a.config else None, with_raw=a.with_raw))
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
         pd.DataFrame(rows).to_csv(a.out / "summary.tsv", sep="\t", index=False)
     base = next((r for r in rows if r["variant"] == "default"), None)

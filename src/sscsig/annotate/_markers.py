@@ -105,6 +105,16 @@ class _Scorer:
             cols.append(self.prot.var_names.get_loc(var))
         return self.clr[:, cols] if cols else None
 
+    def positive(self, names: list[str], *, layer: str, min_value: float) -> np.ndarray | None:
+        """Cells x markers: the antibody's ``layer`` value >= ``min_value`` (``None``: none in the panel)."""
+        cols = [self.prot.var_names.get_loc(v) for v in (find_protein(self.prot.var, n) for n in names)
+                if v is not None]
+        if not cols:
+            return None
+        x = self.prot.layers[layer][:, cols]
+        x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+        return x >= min_value
+
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
         if key not in self._modules:
@@ -199,11 +209,30 @@ def _gate_substates(
     return out, bz
 
 
+def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float) -> tuple[np.ndarray, str]:
+    """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
+    (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
+    ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
+    gate. Returns (allowed per cell, the markers that gated)."""
+    n = scorer.prot.n_obs
+    allowed = np.ones(n, bool)
+    used = []
+    for kind in ("protein_pos", "protein_any", "protein_neg"):
+        names = comp.get(kind) or []
+        pos = scorer.positive(names, layer=layer, min_value=min_value) if names else None
+        if pos is None:
+            continue
+        used.append(kind)
+        allowed &= ~pos.any(1) if kind == "protein_neg" else pos.any(1)
+    return allowed, ",".join(used)
+
+
 def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, axis=1)
     best = scores[np.arange(len(scores)), order[:, 0]]
     second = scores[np.arange(len(scores)), order[:, 1]] if scores.shape[1] > 1 else best - np.inf
-    conf = best - second
+    with np.errstate(invalid="ignore"):  # -inf - -inf where a gate admits no label (set apart by the caller)
+        conf = best - second
     out = np.array(labels, dtype=object)[order[:, 0]]
     out[conf < min_conf] = UNASSIGNED
     return out, np.where(np.isfinite(conf), conf, 10.0)
@@ -211,6 +240,7 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
+             gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
@@ -235,6 +265,13 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         Robust z (median/MAD within the base state) above which a cell joins a module-high substate.
     protein_layer
         The normalised protein layer scored.
+    gate_layer, gate_min
+        Absolute protein evidence for the lineages (``None``: off). With ``"dsb"`` (values in units
+        of the empty droplets' background SD), a cell can only take a lineage it is positive for
+        (``gate_min`` or more) by at least one of the lineage's ``protein_pos`` (and
+        ``protein_any``) antibodies and negative for its ``protein_neg`` ones; a cell that no
+        lineage admits is ``Unassigned``. A lineage absent from the cohort (B cells after
+        rituximab) is then not invented from ranks, and CD4 / CD8 follow the co-receptor protein.
     lineage, lineage_confidence
         Lineages already called (``annotation.method: both``: from a reference mapping), one per
         cell, with their confidence; the marker file's lineage step is then skipped and its states
@@ -251,6 +288,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
+    gate_report = {}
     if lineage is None:
         lin_names, lin_scores = [], []
         for name, comp in markers["lineages"].items():
@@ -260,7 +298,21 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lin_names.append(name)
             lin_scores.append(s)
         lin_mat = _smooth(np.column_stack(lin_scores), graph, smoothing)
+        if gate_layer is not None:
+            if gate_layer not in scorer.prot.layers:
+                raise InputError(f"annotation.gate_layer {gate_layer!r}: the cohort has no prot.layers[{gate_layer!r}] "
+                                 "(dsb needs raw_path in the sheet)")
+            for j, name in enumerate(lin_names):
+                allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min)
+                lin_mat[~allowed, j] = -np.inf
+                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum())}
         lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
+        if gate_layer is not None:
+            none = ~np.isfinite(lin_mat).any(1)
+            lineage[none] = UNASSIGNED
+            lin_conf[none] = 0.0
+            log.info("lineage gate (%s >= %g): %d cells admitted by no lineage -> Unassigned; per lineage %s",
+                     gate_layer, gate_min, int(none.sum()), gate_report)
         state = np.full(n, UNASSIGNED, dtype=object)
     else:
         lineage = np.asarray(lineage, dtype=object)
@@ -303,6 +355,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                     k, v["components_usable"], v["components_defined"], v["unusable"])
     return {
         "missing_markers": sorted(scorer.missing),
+        "lineage_gate": gate_report,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
