@@ -57,6 +57,19 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(threshold_otsu(np.asarray(values, dtype=np.float64), nbins=256))
 
 
+def otsu_separation(values: np.ndarray, threshold: float) -> float:
+    """Between-class variance over total variance of ``values`` split at ``threshold`` (Otsu's
+    effectiveness measure, 0-1): ~0.64 for a single normal population, near 1 for two well
+    separated ones; 0 when one side is empty."""
+    x = np.asarray(values, dtype=np.float64)
+    hi = x > threshold
+    w1 = hi.mean()
+    var = x.var()
+    if w1 in (0.0, 1.0) or var == 0:
+        return 0.0
+    return float(w1 * (1 - w1) * (x[hi].mean() - x[~hi].mean()) ** 2 / var)
+
+
 def normalised_protein(prot) -> tuple[np.ndarray, pd.Index, str]:
     """The cohort's normalised protein without isotype controls: ``(values, names, layer used)``.
 
@@ -138,5 +151,5 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
 
 
 __all__ = ["ADT_PREFIX", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "dsb_normalise",
-           "find_protein", "normalised_protein", "otsu_threshold", "protein_norm_method",
+           "find_protein", "normalised_protein", "otsu_separation", "otsu_threshold", "protein_norm_method",
            "select_empty_droplets"]

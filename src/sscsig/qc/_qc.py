@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from ..config import default
 from ..errors import InputError
-from ..protein import (clr_per_cell, dsb_normalise, find_protein, otsu_threshold, protein_norm_method,
+from ..protein import (clr_per_cell, dsb_normalise, find_protein, otsu_separation, otsu_threshold, protein_norm_method,
                        select_empty_droplets)
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def qc_sample(
     hb_genes=("HBB", "HBA1", "HBA2"),
     platelet_genes=("PPBP", "PF4"),
     protein_doublet_pairs=(("CD3", "CD19"), ("CD3", "CD14"), ("CD19", "CD14"), ("CD3", "CD11c"), ("CD4", "CD8")),
+    doublet_min_separation: float = 0.7,
     scrublet: bool = True,
     scrublet_expected_rate: float = 0.05,
     scrublet_threshold: float | str | None = "expected_rate",
@@ -90,6 +91,12 @@ def qc_sample(
         Red cells and platelets: cells above these shares of haemoglobin / platelet gene UMIs.
     protein_doublet_pairs
         Heterotypic doublets: cells positive (Otsu threshold of CLR) for both proteins of a pair.
+    doublet_min_separation
+        Otsu's threshold splits any distribution in two, also one without positive cells (CD19 in
+        a B-cell-depleted sample): a protein is used for doublets only where the split separates
+        (between-class / total variance at the threshold, :func:`~sscsig.protein.otsu_separation`,
+        at least this; ~0.64 for one normal population, 0.8-0.95 for the twin's and pbmc10k's
+        lineage markers). Below it, no cell counts as positive for that protein (logged).
     scrublet, scrublet_expected_rate, scrublet_threshold, scrublet_min_cells
         Scrublet doublet scores, skipped below ``scrublet_min_cells``; see :func:`call_scrublet`.
     min_cells, on_too_few_cells
@@ -171,6 +178,12 @@ def qc_sample(
                     continue
                 j = prot.var_names.get_loc(var)
                 thr = otsu_threshold(clr[pre, j]) if pre.sum() > 10 else np.inf
+                sep = otsu_separation(clr[pre, j], thr) if np.isfinite(thr) else 0.0
+                if sep < doublet_min_separation:
+                    log.info("sample %s: %s has no separate positive population (Otsu separation %.2f < "
+                             "qc.doublet_min_separation %.2f): not used for protein doublets", sample, name, sep,
+                             doublet_min_separation)
+                    thr = np.inf
                 thresholds[f"clr_pos_{name}"] = thr
                 positive[name] = clr[:, j] > thr
         if a in positive and b in positive:
