@@ -151,7 +151,6 @@ def test_reference_mapping_of_the_tiny_demo_against_truth(demo_run):
     assert lineage_f1 >= 0.85, per_lineage
     assert min(per_lineage[["B", "Mono", "NK"]]) >= 0.95, per_lineage
     assert (q.obs["cell_state"] == "Unassigned").mean() < 0.5
-    assert f1("cell_state")[1]["CD8.TEM_T2ISG"] >= 0.6
     annotate(q, load_markers(ROOT / "config/markers.yaml"), seed=0, lineage=q.obs["lineage"].astype(str).to_numpy(),
              lineage_confidence=q.obs["lineage_confidence"].to_numpy())
     state_f1, per_state = f1("cell_state")
