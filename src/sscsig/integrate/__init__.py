@@ -6,11 +6,11 @@
 """
 
 from ._cluster import cluster, neighbours_and_clusters
-from ._integrate import METHODS, harmony, integrate, normalise, wnn_graph
+from ._integrate import METHODS, harmony, integrate, normalise
 from ._metrics import (EMBEDDING_NAMES, METRIC_COLUMNS, cohort_integration_metrics, compared_embeddings,
                        graph_neighbours, integration_metrics, knn, subsample)
 from ._totalvi import auto_epochs, run_totalvi
 
 __all__ = ["EMBEDDING_NAMES", "METHODS", "METRIC_COLUMNS", "auto_epochs", "cluster", "cohort_integration_metrics",
            "compared_embeddings", "graph_neighbours", "harmony", "integrate", "integration_metrics", "knn",
-           "neighbours_and_clusters", "normalise", "run_totalvi", "subsample", "wnn_graph"]
+           "neighbours_and_clusters", "normalise", "run_totalvi", "subsample"]

@@ -11,9 +11,9 @@ larger on a GPU) with early stopping on the validation ELBO. Latent mean ->
 ``obsm['X_integrated']`` (also ``obsm['X_totalvi']``); denoised protein (foreground, batch-averaged)
 -> ``prot.layers['totalvi_denoised']``. The trained model can be saved.
 
-``wnn``: weighted nearest neighbours (Hao et al. 2021; muon): Harmony on the RNA and on the protein
-PCs when there are batches, a kNN graph per modality, then muon's WNN graph
-(``obsp['wnn_connectivities']``, used for clustering) with per-cell modality weights
+``wnn``: weighted nearest neighbours (Hao et al. 2021, as Seurat's ``FindMultiModalNeighbors``;
+:func:`sscsig.neighbors.wnn`): Harmony on the RNA and on the protein PCs when there are batches,
+then the WNN graph (``obsp['wnn_connectivities']``, used for clustering) with per-cell modality weights
 (``obs['rna:mod_weight']``, ``obs['prot:mod_weight']``). ``X_integrated`` is the concatenated
 corrected PCs (for Milo and the metrics' silhouettes).
 
@@ -31,7 +31,7 @@ import pandas as pd
 import scanpy as sc
 
 from ..errors import InputError
-from ..neighbors import knn_transformer
+from ..neighbors import wnn
 from ..protein import clr_per_cell, normalised_protein
 from ._totalvi import run_totalvi
 
@@ -82,31 +82,6 @@ def harmony(pcs: np.ndarray, batch, seed: int) -> np.ndarray:
 
 def _unit_blocks(*blocks: np.ndarray) -> np.ndarray:
     return np.hstack([b / np.sqrt(max(float(b.var(0).sum()), 1e-12)) for b in blocks]).astype(np.float32)
-
-
-def wnn_graph(rna_pcs: np.ndarray, prot_pcs: np.ndarray, *, n_neighbors: int = 20, seed: int = 0,
-              obs_names=None) -> md.MuData:
-    """muon's weighted-nearest-neighbour graph of two PC blocks.
-
-    Returns a cells-only MuData with ``obsp['wnn_connectivities']``, ``obsp['wnn_distances']`` and
-    ``obs['rna:mod_weight']`` / ``obs['prot:mod_weight']``.
-    """
-    import anndata as ad
-    import muon as mu
-
-    n = rna_pcs.shape[0]
-    idx = pd.Index(obs_names if obs_names is not None else [str(i) for i in range(n)])
-    mods = {}
-    for name, pcs in (("rna", rna_pcs), ("prot", prot_pcs)):
-        a = ad.AnnData(obs=pd.DataFrame(index=idx), obsm={"X_rep": np.asarray(pcs, dtype=np.float32)},
-                       shape=(n, 0))
-        sc.pp.neighbors(a, use_rep="X_rep", n_neighbors=min(n_neighbors, n - 1), random_state=seed,
-                        transformer=knn_transformer(n))
-        mods[name] = a
-    m = md.MuData(mods)
-    mu.pp.neighbors(m, n_neighbors=min(n_neighbors, n - 1), n_multineighbors=min(200, n - 1),
-                    key_added="wnn", random_state=seed, add_weights_to_modalities=False)
-    return m
 
 
 def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "batch", n_hvg: int = 2000,
@@ -171,11 +146,10 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
         mdata.obsm["X_integrated"] = _unit_blocks(r, q)
         mdata.obsm["X_harmony_rna"], mdata.obsm["X_harmony_prot"] = r, q
         if method == "wnn":
-            g = wnn_graph(r, q, n_neighbors=wnn_neighbors, seed=seed, obs_names=mdata.obs_names)
-            for k in ("wnn_connectivities", "wnn_distances"):
-                mdata.obsp[k] = g.obsp[k]
-            for col in ("rna:mod_weight", "prot:mod_weight"):
-                mdata.obs[col] = g.obs[col].to_numpy().astype(np.float32)
+            dist, conn, weights = wnn({"rna": r, "prot": q}, n_neighbors=wnn_neighbors, seed=seed)
+            mdata.obsp["wnn_connectivities"], mdata.obsp["wnn_distances"] = conn, dist
+            for col in ("rna", "prot"):
+                mdata.obs[f"{col}:mod_weight"] = weights[col].to_numpy().astype(np.float32)
     else:
         mdata.obsm["X_integrated"] = mdata.obsm["X_unintegrated"]
     mdata.uns["integration"] = info

@@ -81,10 +81,11 @@ def compared_embeddings(rna_pcs: np.ndarray, prot_pcs: np.ndarray, batch, method
     """The cheap integrations rebuilt from stored PCs, for the metrics table.
 
     ``harmony``: Harmony on each block, concatenated with equal weight; ``wnn``: the same blocks
-    plus muon's WNN graph (its neighbours are used for iLISI); ``pca``: the uncorrected blocks.
+    plus the WNN graph (its neighbours are used for iLISI); ``pca``: the uncorrected blocks.
     Returns ``{name: (embedding, neighbours or None)}``.
     """
-    from ._integrate import _unit_blocks, harmony, wnn_graph
+    from ..neighbors import wnn
+    from ._integrate import _unit_blocks, harmony
 
     out = {}
     multi = len(np.unique(np.asarray(batch).astype(str))) > 1
@@ -100,8 +101,8 @@ def compared_embeddings(rna_pcs: np.ndarray, prot_pcs: np.ndarray, batch, method
         if m == "harmony":
             out[EMBEDDING_NAMES["harmony"]] = (emb, None)
         elif m == "wnn":
-            g = wnn_graph(*corrected, n_neighbors=wnn_neighbors, seed=seed)
-            out[EMBEDDING_NAMES["wnn"]] = (emb, graph_neighbours(g.obsp["wnn_distances"]))
+            dist, _, _ = wnn(dict(zip(("rna", "prot"), corrected)), n_neighbors=wnn_neighbors, seed=seed)
+            out[EMBEDDING_NAMES["wnn"]] = (emb, graph_neighbours(dist))
         else:
             raise ValueError(f"cannot rebuild integration {m!r} from PCs")
     return out
