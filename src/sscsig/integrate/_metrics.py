@@ -25,11 +25,11 @@ METRIC_COLUMNS = ["embedding", "n_cells", "batch_asw", "ilisi", "celltype_asw", 
 def knn(emb: np.ndarray, k: int):
     """``scib_metrics`` neighbour results: each cell's ``k`` nearest neighbours (itself excluded)."""
     from scib_metrics.nearest_neighbors import NeighborsResults
-    from sklearn.neighbors import NearestNeighbors
 
-    k = min(k, len(emb) - 1)
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb)
-    return NeighborsResults(indices=idx[:, 1:], distances=dist[:, 1:])
+    from ..neighbors import knn as nearest
+
+    idx, dist = nearest(emb, k)
+    return NeighborsResults(indices=idx, distances=dist.astype(np.float64))
 
 
 def graph_neighbours(distances):
