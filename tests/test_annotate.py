@@ -64,3 +64,25 @@ def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage
     summary, _ = annotation_vs_truth(m.obs, demo_run / "demo/truth/cells.tsv")
     assert summary["lineage_macro_f1"] >= 0.95 and summary["state_macro_f1"] >= 0.8, summary
     assert (m.obs["lineage"] == "Unassigned").mean() < 0.02
+
+
+def test_dsb_gate_without_raw_droplets_stops_the_run_at_start_up(tmp_path):
+    """annotation.gate_layer: dsb needs every blood sample's empty droplets: without them the run
+    stops before any job with one line naming the setting and the reason; with them it plans."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tmp_path / "gate.yaml"
+    base = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/config.yaml", str(cfg), "-n"]
+    cfg.write_text(f"outdir: {tmp_path}/results\nannotation:\n  gate_layer: dsb\n")
+    proc = subprocess.run(base, cwd=root, capture_output=True, text=True)
+    assert proc.returncode != 0
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("sscsig: error:")]
+    assert len(line) == 1 and "annotation.gate_layer" in line[0] and "without raw_path" in line[0] \
+        and "HD01" in line[0]
+    assert not (tmp_path / "results").exists()
+    cfg.write_text(f"outdir: {tmp_path}/results\ndemo:\n  with_raw: true\nannotation:\n  gate_layer: dsb\n")
+    proc = subprocess.run(base, cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

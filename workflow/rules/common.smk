@@ -49,6 +49,14 @@ try:
 except InputError as exc:
     sys.exit(f"sscsig: error: {exc}")
 
+# annotation layers "dsb" exist only when every blood sample has raw droplets and DSB is not switched off
+_dsb_users = [f"annotation.{k}" for k in ("gate_layer", "protein_layer") if config["annotation"][k] == "dsb"]
+if _dsb_users and (config["qc"]["protein_norm"] == "clr" or any(s not in RAW for s in SAMPLES)):
+    _why = ("qc.protein_norm is clr" if config["qc"]["protein_norm"] == "clr" else
+            "blood sample(s) without raw_path: " + ", ".join(s for s in SAMPLES if s not in RAW))
+    sys.exit(f"sscsig: error: {' and '.join(_dsb_users)}: dsb needs every blood sample's empty droplets "
+             f"(sheet column raw_path) and DSB normalisation; {_why}")
+
 # tissue samples (sheet column tissue other than blood): the tissue rules map them onto the blood states
 TISSUE_OF = dict(zip(_tissue["sample"], _tissue["tissue"]))
 TISSUES = sorted(set(TISSUE_OF.values()))

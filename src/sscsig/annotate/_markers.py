@@ -318,6 +318,10 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         lineage = np.asarray(lineage, dtype=object)
         if len(lineage) != n:
             raise ValueError(f"lineage has {len(lineage)} values for {n} cells")
+        if gate_layer is not None:
+            log.warning("annotation.gate_layer %r not applied: the lineages were given (annotation.method "
+                        "both takes them from the reference)", gate_layer)
+            gate_report = {"not_applied": "lineages given by the caller (reference)"}
         lin_conf = np.ones(n) if lineage_confidence is None else np.asarray(lineage_confidence, dtype=float)
         # a lineage without states in the marker file (a reference's own type) is the cell's state
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
