@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..design import UNASSIGNED
 from ..errors import InputError
-from ..io import read_obs
+from ..io import read_h5mu_modalities, read_obs
 from ..mapping import counts_matrix, map_query
 
 log = logging.getLogger(__name__)
@@ -83,14 +83,10 @@ def load_reference(path: str | Path, *, label_key: str = "cell_state", lineage_k
     if not path.exists():
         raise InputError(f"annotation.reference.path: file not found: {path}")
     if path.suffix == ".h5mu":  # modality by modality: mudata cannot read some files whole (obs index names)
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            mods = list(f["mod"].keys()) if "mod" in f else []
+        mods = read_h5mu_modalities(path).mod
         if "rna" not in mods:
-            raise InputError(f"{path}: no 'rna' modality (has {mods})")
-        rna = md.read_h5ad(path, "rna")
-        prot = md.read_h5ad(path, "prot") if "prot" in mods else None
+            raise InputError(f"{path}: no 'rna' modality (has {list(mods)})")
+        rna, prot = mods["rna"], mods.get("prot")
         glob = read_obs(path)
         glob.index = glob.index.astype(str)
         obs = rna.obs.join(glob.reindex(rna.obs_names)[[c for c in glob.columns if c not in rna.obs.columns]])

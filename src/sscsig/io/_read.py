@@ -29,7 +29,7 @@ from ..protein import ADT_PREFIX, clean_antibody_name
 log = logging.getLogger(__name__)
 
 
-def _read_h5mu_modalities(path: Path) -> md.MuData:
+def read_h5mu_modalities(path: str | Path) -> md.MuData:
     """The modalities of an .h5mu, read one by one (files whose global obs index is named
     differently from the modalities' cannot be read whole by mudata without pulling columns)."""
     import h5py
@@ -116,7 +116,7 @@ def _read_any(path: Path, sample: str, *, rna_type: str = "Gene Expression",
             return sc.read_10x_mtx(mtx, gex_only=False, var_names="gene_symbols", make_unique=False)
         suffix = path.name.lower()
         if suffix.endswith(".h5mu"):
-            return _read_h5mu_modalities(path)
+            return read_h5mu_modalities(path)
         if suffix.endswith(".h5ad"):
             return ad.read_h5ad(path)
         if suffix.endswith(".h5"):
