@@ -78,14 +78,19 @@ def _row_distances(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     return out
 
 
+def _self_and_neighbours(idx: np.ndarray, value: float) -> sp.csr_matrix:
+    """Cells x cells CSR with ``value`` at each cell and its neighbours ``idx`` (cells x k)."""
+    n, k = idx.shape
+    return sp.csr_matrix((np.full(n * (k + 1), value, dtype=np.float32), np.column_stack([np.arange(n), idx]).ravel(),
+                          np.arange(0, n * (k + 1) + 1, k + 1)), shape=(n, n))
+
+
 def _bandwidth(x: np.ndarray, idx: np.ndarray, nearest: np.ndarray, *, n_bandwidth: int) -> np.ndarray:
     """Seurat's kernel width per cell: the mean distance, less the distance to the nearest
     neighbour, to the ``n_bandwidth`` cells whose neighbourhoods (a cell and its kNN ``idx``) share
     the fewest, but some, members with its own (Jaccard; among ties the farther)."""
     n, k = idx.shape
-    sets = sp.csr_matrix((np.ones(n * (k + 1), dtype=np.float32),
-                          np.column_stack([np.arange(n), idx]).ravel(),
-                          np.arange(0, n * (k + 1) + 1, k + 1)), shape=(n, n))
+    sets = _self_and_neighbours(idx, 1.0)
     sets_t = sets.T.tocsr()
     sigma = np.empty(n, dtype=np.float32)
     for s in range(0, n, _BLOCK):
@@ -107,11 +112,7 @@ def _bandwidth(x: np.ndarray, idx: np.ndarray, nearest: np.ndarray, *, n_bandwid
 
 def _mean_of_neighbours(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Each cell's prediction: the mean of ``x`` over the cell and its neighbours ``idx``."""
-    n, k = idx.shape
-    cols = np.column_stack([np.arange(n), idx]).ravel()
-    avg = sp.csr_matrix((np.full(n * (k + 1), 1.0 / (k + 1), dtype=np.float32), cols,
-                         np.arange(0, n * (k + 1) + 1, k + 1)), shape=(n, x.shape[0]))
-    return np.asarray(avg @ x, dtype=np.float32)
+    return np.asarray(_self_and_neighbours(idx, 1.0 / (idx.shape[1] + 1)) @ x, dtype=np.float32)
 
 
 def _kernel(d: np.ndarray, nearest: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -126,15 +127,18 @@ def wnn(blocks: dict[str, np.ndarray], *, n_neighbors: int = 20, n_bandwidth_nei
     """Weighted nearest neighbours of several modalities (Hao et al., Cell 2021; Seurat's
     ``FindMultiModalNeighbors``), vectorised.
 
-    Per modality: the ``n_neighbors`` nearest cells in its embedding; each cell's profile predicted
-    from its own modality's neighbours and from each other modality's neighbours; the affinity of
-    each prediction (Seurat's kernel, with the distance to the nearest neighbour subtracted and a
-    bandwidth from the ``n_bandwidth_neighbors`` cells of most-shared neighbourhoods). A cell's
-    weight for a modality is the softmax over modalities of own-prediction affinity / (best
-    other-prediction affinity + ``eps``). The multimodal neighbours are the ``n_neighbors - 1``
-    cells of highest weighted affinity among the union of each modality's ``n_multineighbors``
-    nearest cells. The graph's distances are sqrt((1 - affinity) / 2) (as muon's) and its
-    connectivities UMAP's fuzzy simplicial set (as ``scanpy.pp.neighbors``).
+    Each embedding is L2-normalised per cell (``l2_norm``, Seurat's default). Per modality: each
+    cell's ``n_neighbors - 1`` nearest cells; its profile predicted as the mean over itself and
+    those neighbours, and over itself and each other modality's neighbours; the affinity of each
+    prediction, exp(-max(d - d_nearest, 0) / sigma), with sigma the mean distance (less d_nearest)
+    to the ``n_bandwidth_neighbors`` cells whose neighbourhoods share the fewest, but some, members
+    with the cell's (SNN/Jaccard; Seurat's kernel width). A cell's weight for a modality is the
+    softmax over modalities of own-prediction affinity / (best other-prediction affinity + ``eps``),
+    clipped to [0, 200]. The multimodal neighbours are the ``n_neighbors`` cells (the cell itself not
+    counted) of highest weighted affinity among the union of each modality's
+    ``n_multineighbors - 1`` nearest cells. The graph's distances are sqrt((1 - affinity) / 2) (as
+    Seurat's and muon's) and its connectivities UMAP's fuzzy simplicial set of the cell and those
+    neighbours (as ``scanpy.pp.neighbors``).
 
     muon's ``pp.neighbors`` does the same with a numba metric compiled in every process and
     per-cell Python loops (76 s of a 94 s WNN step at 18.8k cells, 53 s of it compilation); here
@@ -146,14 +150,17 @@ def wnn(blocks: dict[str, np.ndarray], *, n_neighbors: int = 20, n_bandwidth_nei
     blocks
         Modality name -> cells x dimensions embedding (e.g. Harmony-corrected PCs), same cells.
     n_neighbors
-        Neighbours per cell of the output graph, the cell itself included (scanpy's convention),
-        and of each modality's kNN.
+        Multimodal neighbours per cell besides itself (Seurat's ``k.nn``); each modality's kNN is
+        the cell and ``n_neighbors - 1`` others.
     n_bandwidth_neighbors
-        Cells whose mean distance sets a cell's kernel bandwidth.
+        Cells whose mean distance sets a cell's kernel width.
     n_multineighbors
-        Candidates per modality for the multimodal neighbours.
+        Candidates per modality for the multimodal neighbours, the cell itself counted (Seurat's
+        ``knn.range``).
     eps
         Added to the cross-modality affinity of the weight ratio.
+    l2_norm
+        L2-normalise each cell's embedding first.
     seed
         Random state of the approximate search (above :data:`EXACT_KNN_MAX_CELLS` cells).
     threads
