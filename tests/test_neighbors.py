@@ -113,3 +113,25 @@ def test_knn_above_the_exact_limit_is_approximate_but_close(monkeypatch):
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall >= 0.95
     assert np.array_equal(approx, nb.knn(x, 10, seed=1)[0])
+
+
+def test_kernel_width_is_seurats_fewest_shared_neighbourhoods():
+    """The kernel width against a direct computation: for each cell, among the other cells whose
+    neighbourhood (the cell and its kNN) shares some member with its own, the n with the lowest
+    Jaccard (ties: the farther), mean distance less the nearest neighbour's."""
+    from scipy.spatial.distance import cdist
+
+    from sscsig.neighbors import _bandwidth, knn
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 3)).astype(np.float32)
+    idx, dist = knn(x, 6)
+    sigma = _bandwidth(x, idx, dist[:, 0], n_bandwidth=5)
+    d = cdist(x, x)
+    sets = [{i, *idx[i]} for i in range(len(x))]
+    for i in range(len(x)):
+        cand = [(len(sets[i] & sets[j]) / len(sets[i] | sets[j]), -d[i, j], j)
+                for j in range(len(x)) if j != i and sets[i] & sets[j]]
+        chosen = sorted(cand)[:5]
+        expected = np.mean([-negd for _, negd, _ in chosen]) - dist[i, 0]
+        assert sigma[i] == pytest.approx(max(expected, 1e-6), rel=1e-4), i
