@@ -92,7 +92,7 @@ def _sections():
     # config section -> (function that takes its keys, keys that go elsewhere and where)
     return {
         "features": (read_sample, {}),
-        "qc": (qc_sample, {"panel_policy": "merge_samples"}),
+        "qc": (qc_sample, {"panel_policy": "merge_samples", "panel_min_fraction": "merge_samples"}),
         "qc.dsb": (None, {}),
         "integration": (integrate, {"compare": "cohort_integration_metrics", "gpu": "rule resources"}),
         "integration.totalvi": (run_totalvi, {}),

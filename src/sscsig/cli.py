@@ -41,6 +41,7 @@ def _validate(args) -> int:
     warnings = check_inputs(sheet, rna_type=config["features"]["rna_type"],
                             protein_type=config["features"]["protein_type"],
                             panel_policy=config["qc"]["panel_policy"],
+                            panel_min_fraction=config["qc"]["panel_min_fraction"],
                             min_shared_genes=config["tissue"]["map"]["min_shared_genes"])
     for w in [*design.warnings, *warnings]:
         print(f"sscsig: warning: {w}", file=sys.stderr)

@@ -5,6 +5,10 @@ protein PCs), annotation (marker scores), pseudobulk (per-donor protein means) a
 
 * CLR per cell (Seurat's margin 2): ``log1p(x) - mean(log1p(x))`` over the panel
   (:func:`clr_per_cell`), always computed.
+* Panels that differ between samples (``qc.panel_policy: majority | union``): an antibody a sample
+  did not measure is ``prot.obsm['protein_measured']`` False there, 0 in the counts and NaN in the
+  normalised layers; :func:`complete_panel` marks the antibodies every cell has, the only ones an
+  embedding or a model across samples uses.
 * DSB (Mulè et al., Nat Commun 2022; muon's implementation) when the sample's empty droplets are
   given (sample-sheet ``raw_path``): :func:`select_empty_droplets` and :func:`dsb_normalise`.
 """
@@ -43,11 +47,92 @@ def find_protein(prot_var: pd.DataFrame, name: str) -> str | None:
     return None
 
 
-def clr_per_cell(x) -> np.ndarray:
-    """Centred log-ratio per cell, ``log1p(x) - mean(log1p(x))`` over the panel (Seurat's margin 2)."""
+def clr_per_cell(x, *, measured: np.ndarray | None = None) -> np.ndarray:
+    """Centred log-ratio per cell, ``log1p(x) - mean(log1p(x))`` over the panel (Seurat's margin 2).
+
+    Parameters
+    ----------
+    x
+        Cells x antibodies counts.
+    measured
+        Cells x antibodies, False where the cell's sample did not measure the antibody. The centre is
+        then the mean over the antibodies every cell has (so that a shared antibody's value does not
+        depend on how large a sample's panel was) and unmeasured values are NaN.
+    """
     dense = x.toarray() if sp.issparse(x) else np.asarray(x)
     logx = np.log1p(dense.astype(np.float64))
-    return (logx - logx.mean(1, keepdims=True)).astype(np.float32)
+    if measured is None or np.all(measured):
+        return (logx - logx.mean(1, keepdims=True)).astype(np.float32)
+    measured = np.asarray(measured, dtype=bool)
+    everywhere = measured.all(0)
+    if not everywhere.any():
+        raise InputError("no antibody is measured in every sample: CLR has no shared reference")
+    out = logx - logx[:, everywhere].mean(1, keepdims=True)
+    out[~measured] = np.nan
+    return out.astype(np.float32)
+
+
+PANEL_POLICIES = ("intersection", "majority", "union")
+
+
+def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
+               min_fraction: float = 0.5) -> pd.DataFrame:
+    """Which antibodies the cohort keeps when the samples' panels differ (``qc.panel_policy``).
+
+    Parameters
+    ----------
+    panels
+        ``sample -> antibodies (features) it measured``.
+    policy
+        ``intersection``: keep the antibodies every sample measured. ``majority``: keep those measured
+        in at least ``min_fraction`` of the samples; a sample that lacks one has it missing (NaN in
+        the normalised layers, scored only where measured). ``union``: keep every antibody so.
+    min_fraction
+        Share of samples (0-1) for ``majority``.
+
+    Returns
+    -------
+    Antibodies (the union, first-seen order) x samples: ``measured``, ``measured, dropped`` (the sample
+    has it, the cohort does not keep it), ``not measured, kept as missing`` or ``not measured``
+    (dropped); plus ``n_samples`` (how many measured it) and ``kept``.
+    """
+    if policy not in PANEL_POLICIES:
+        raise InputError(f"qc.panel_policy must be one of {', '.join(PANEL_POLICIES)}, not {policy!r}")
+    if not 0 < min_fraction <= 1:
+        raise InputError(f"qc.panel_min_fraction must be in (0, 1], not {min_fraction}")
+    order = list(dict.fromkeys(a for abs_ in panels.values() for a in abs_))
+    has = pd.DataFrame({s: [a in set(abs_) for a in order] for s, abs_ in panels.items()}, index=order, dtype=bool)
+    n = has.sum(1)
+    need = {"intersection": len(panels), "union": 1,
+            "majority": int(np.ceil(min_fraction * len(panels) - 1e-9))}[policy]
+    kept = n >= max(need, 1)
+    status = pd.DataFrame(index=order, columns=list(panels), dtype=object)
+    for s in panels:
+        status[s] = np.where(has[s], np.where(kept, "measured", "measured, dropped"),
+                             np.where(kept, "not measured, kept as missing", "not measured"))
+    status["n_samples"] = n.astype(int)
+    status["kept"] = kept
+    status.index.name = "antibody"
+    return status
+
+
+def measured_mask(prot) -> np.ndarray | None:
+    """Cells x antibodies, False where the cell's sample did not measure the antibody (``None``: the
+    cohort's samples share one panel)."""
+    m = prot.obsm.get("protein_measured") if hasattr(prot, "obsm") else None
+    if m is None:
+        return None
+    m = np.asarray(m, dtype=bool)
+    return None if m.all() else m
+
+
+def complete_panel(prot) -> np.ndarray:
+    """Per antibody: measured in every cell of the cohort (``prot.var['measured_in_all']``; all True
+    when the samples share one panel). Embeddings, batch correction and models that compare cells
+    across samples use these antibodies only."""
+    if "measured_in_all" in prot.var:
+        return prot.var["measured_in_all"].to_numpy(bool)
+    return np.ones(prot.n_vars, bool)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -73,10 +158,11 @@ def otsu_separation(values: np.ndarray, threshold: float) -> float:
 def normalised_protein(prot) -> tuple[np.ndarray, pd.Index, str]:
     """The cohort's normalised protein without isotype controls: ``(values, names, layer used)``.
 
-    DSB (``layers['dsb']``) where the QC stage made it, CLR (``layers['clr']``) otherwise.
+    DSB (``layers['dsb']``) where the QC stage made it, CLR (``layers['clr']``) otherwise. Only the
+    antibodies every sample measured (:func:`complete_panel`), so the matrix has no missing values.
     """
     layer = "dsb" if "dsb" in prot.layers else "clr"
-    keep = ~prot.var["isotype"].to_numpy(bool)
+    keep = ~prot.var["isotype"].to_numpy(bool) & complete_panel(prot)
     return np.asarray(prot.layers[layer])[:, keep], prot.var_names[keep], layer
 
 
@@ -150,6 +236,6 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     return np.asarray(a.X, dtype=np.float32)
 
 
-__all__ = ["ADT_PREFIX", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "dsb_normalise",
-           "find_protein", "normalised_protein", "otsu_separation", "otsu_threshold", "protein_norm_method",
-           "select_empty_droplets"]
+__all__ = ["ADT_PREFIX", "PANEL_POLICIES", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
+           "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
+           "panel_plan", "protein_norm_method", "select_empty_droplets"]

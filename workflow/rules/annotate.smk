@@ -6,8 +6,11 @@ rule annotate:
         h5mu=f"{OUT}/cohort/integrated.h5mu",
         markers=config["annotation"]["markers"],
         reference=REFERENCE_FILES,
+        merge_report=f"{OUT}/cohort/merge_report.json",
     output:
-        f"{OUT}/cohort/annotated.h5mu",
+        h5mu=f"{OUT}/cohort/annotated.h5mu",
+        panel_evidence=report(f"{OUT}/cohort/panel_evidence.tsv", category="Annotation",
+                              caption="../report/panel_evidence.rst"),
     params:
         annotation=section("annotation", drop=("markers", "method", "reference")),
         method=config["annotation"]["method"],

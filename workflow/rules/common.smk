@@ -38,6 +38,7 @@ try:
             for _w in check_inputs(_sheet, rna_type=config["features"]["rna_type"],
                                    protein_type=config["features"]["protein_type"],
                                    panel_policy=config["qc"]["panel_policy"],
+                                   panel_min_fraction=config["qc"]["panel_min_fraction"],
                                    min_shared_genes=config["tissue"]["map"]["min_shared_genes"]):
                 print(f"sscsig: warning: {_w}", file=sys.stderr)
         VDJ = {s: p for s, p in zip(_sheet["sample"], _sheet.get("vdj_path", [""] * len(_sheet))) if p}
@@ -137,7 +138,7 @@ def runtime_from_input(base_min, per_gb_min):
 
 def qc_settings(wildcards):
     """Config qc for a blood sample; for a tissue sample, its tissue's qc settings over it."""
-    qc = section("qc", drop=("panel_policy",))  # panel_policy is the merge's
+    qc = section("qc", drop=("panel_policy", "panel_min_fraction"))  # the merge's
     tissue = TISSUE_OF.get(wildcards.sample)
     return qc | config["tissue"]["tissues"][tissue].get("qc", {}) if tissue else qc
 

@@ -9,9 +9,11 @@ rule merge:
     output:
         h5mu=f"{OUT}/cohort/merged.h5mu",
         report=f"{OUT}/cohort/merge_report.json",
+        panel=report(f"{OUT}/cohort/panel.tsv", category="QC", caption="../report/panel.rst"),
     params:
         h5mu={s: f"{OUT}/qc/{s}.h5mu" for s in SAMPLES},
         panel_policy=config["qc"]["panel_policy"],
+        panel_min_fraction=config["qc"]["panel_min_fraction"],
         complications=COMPLICATIONS,
     log:
         f"{OUT}/logs/merge.log",

@@ -4,13 +4,14 @@ their accuracy.
 :func:`load_markers`, :func:`annotate` (lineage, then fine states and module-high substates),
 :func:`load_reference`, :func:`read_label_table`, :func:`annotate_by_reference` (scArches mapping
 onto a user-supplied labelled reference, ``annotation.method: reference``),
-:func:`subcluster` (Leiden within lineages), :func:`annotation_f1` and
+:func:`subcluster` (Leiden within lineages), :func:`panel_evidence` (the marker evidence that
+antibody panels differing between samples take away), :func:`annotation_f1` and
 :func:`annotation_vs_truth` (scoring against known labels or the demo's truth).
 """
 
 from ._accuracy import annotation_f1, annotation_vs_truth
-from ._markers import COMPONENTS, PROTEIN_LAYERS, annotate, load_markers, subcluster
+from ._markers import COMPONENTS, PROTEIN_LAYERS, annotate, load_markers, panel_evidence, subcluster
 from ._reference import annotate_by_reference, load_reference, read_label_table
 
 __all__ = ["COMPONENTS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference", "annotation_f1",
-           "annotation_vs_truth", "load_markers", "load_reference", "read_label_table", "subcluster"]
+           "annotation_vs_truth", "load_markers", "load_reference", "panel_evidence", "read_label_table", "subcluster"]

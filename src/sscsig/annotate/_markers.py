@@ -8,7 +8,9 @@ averaged with its neighbours'), and the best label wins. A component none of who
 the data counts as neutral evidence (0) in that mean rather than being left out: a label whose
 defining markers are missing (e.g. other_T without its TCR antibodies) is not scored on its
 remaining, shared markers alone, and the label's coverage (components usable / defined) is
-reported. ``*_confidence`` is the margin between the
+reported. An antibody a cell's sample did not measure (``qc.panel_policy: majority | union``: NaN in
+the protein layer) is left out of that cell's component; a component none of whose antibodies the
+cell has is 0 for it (:func:`panel_evidence` lists what each label loses). ``*_confidence`` is the margin between the
 best and second-best smoothed score; cells below ``min_confidence`` are ``Unassigned``. Lineages
 are also sub-clustered (Leiden restricted to each lineage) for inspection.
 """
@@ -16,6 +18,7 @@ are also sub-clustered (Leiden restricted to each lineage) for inspection.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import mudata as md
@@ -68,9 +71,27 @@ def _check_label(path: Path, where: str, comp) -> None:
 
 
 def _z(x: np.ndarray) -> np.ndarray:
+    """Column z-scores; NaN (an antibody the cell's sample did not measure) stays NaN and the mean and
+    SD are those of the cells that have a value."""
     x = np.asarray(x, dtype=np.float64)
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
+    if not np.isnan(x).any():
+        sd = x.std(0)
+        return (x - x.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value at all
+        mean, sd = np.nanmean(x, 0), np.nanstd(x, 0)
+    sd = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
+    return (x - np.where(np.isfinite(mean), mean, 0.0)) / sd
+
+
+def _row_reduce(z: np.ndarray, how: str) -> np.ndarray:
+    """Per cell, the max or mean of its markers' z that were measured; 0 (neutral) where none was."""
+    if not np.isnan(z).any():
+        return z.max(1) if how == "max" else z.mean(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        val = np.nanmax(z, 1) if how == "max" else np.nanmean(z, 1)
+    return np.where(np.isnan(val), 0.0, val)
 
 
 class _Scorer:
@@ -105,15 +126,18 @@ class _Scorer:
             cols.append(self.prot.var_names.get_loc(var))
         return self.clr[:, cols] if cols else None
 
-    def positive(self, names: list[str], *, layer: str, min_value: float) -> np.ndarray | None:
-        """Cells x markers: the antibody's ``layer`` value >= ``min_value`` (``None``: none in the panel)."""
+    def positive(self, names: list[str], *, layer: str, min_value: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cells x markers: the antibody's ``layer`` value >= ``min_value``, and whether the cell's
+        sample measured it (NaN: not measured). ``None``: none of them is in the panel."""
         cols = [self.prot.var_names.get_loc(v) for v in (find_protein(self.prot.var, n) for n in names)
                 if v is not None]
         if not cols:
             return None
         x = self.prot.layers[layer][:, cols]
         x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
-        return x >= min_value
+        measured = ~np.isnan(x)
+        with np.errstate(invalid="ignore"):
+            return measured & (x >= min_value), measured
 
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
@@ -145,8 +169,7 @@ class _Scorer:
                 if m is None:
                     unusable.append(kind)
                     continue
-                z = _z(m[rows])
-                val = z.max(1) if kind == "protein_any" else z.mean(1)
+                val = _row_reduce(_z(m[rows]), "max" if kind == "protein_any" else "mean")
             else:
                 m = self.module(names)
                 if m is None:
@@ -170,6 +193,75 @@ class _Scorer:
             names.append(name)
             scores.append(s)
         return names, scores
+
+
+def _labels(markers: dict):
+    """(label, components) of every lineage, state and substate of a marker file."""
+    for name, comp in markers["lineages"].items():
+        yield name, comp
+    for lin, states in markers["states"].items():
+        for name, comp in states.items():
+            yield f"{lin}/{name}", comp
+            for sub, sub_comp in (comp.get("substates") or {}).items():
+                yield f"{lin}/{name}/{sub}", sub_comp
+
+
+def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, method: str = "markers") -> pd.DataFrame:
+    """The protein evidence each label of the marker file lacks because of the antibody panels.
+
+    Parameters
+    ----------
+    markers
+        :func:`load_markers`' result (unused with ``method="reference"``).
+    panel
+        The merge's panel table (:func:`sscsig.protein.panel_plan` with a ``target`` column:
+        antibodies x samples status, ``kept``; indexed by antibody, or the merge report's records).
+    method
+        ``annotation.method``. With ``reference`` the rows are the antibodies the mapping's model
+        leaves out (those not every sample measured), label ``reference mapping (all)``.
+
+    Returns
+    -------
+    One row per label and protein marker that not every sample contributes: ``label``
+    (``lineage``, ``lineage/state``, ``lineage/state/substate``), ``component``, ``marker``,
+    ``status`` (``not in any panel``; ``dropped`` from the whole cohort by ``qc.panel_policy``
+    although some samples measured it; ``missing in some samples``: kept and scored where measured)
+    and the samples whose panel lacks it.
+    """
+    if not isinstance(panel, pd.DataFrame):
+        panel = pd.DataFrame(panel).set_index("antibody")
+    samples = [c for c in panel.columns if c not in ("target", "n_samples", "kept")]
+    if method == "reference":
+        out = panel.loc[panel["n_samples"].lt(len(samples)) | ~panel["kept"].astype(bool)]
+        return pd.DataFrame({"label": "reference mapping (all)", "component": "model input",
+                             "marker": out["target"].astype(str), "status": "not in every sample's panel",
+                             "n_samples_without": len(samples) - out["n_samples"],
+                             "samples_without": [",".join(s for s in samples if not str(out.at[a, s]).startswith("measured"))
+                                                 for a in out.index]}).reset_index(drop=True)
+    var = pd.DataFrame({"antibody": panel["target"].astype(str).to_numpy()}, index=panel.index)
+    rows = []
+    for label, comp in _labels(markers):
+        for kind in ("protein_pos", "protein_neg", "protein_any"):
+            for marker in comp.get(kind) or []:
+                feat = find_protein(var, marker)
+                if feat is None:
+                    status, without = "not in any panel", samples
+                else:
+                    without = [s for s in samples if not str(panel.at[feat, s]).startswith("measured")]
+                    if not bool(panel.at[feat, "kept"]):
+                        status = "dropped"  # from every sample, because these lacked it
+                    elif without:
+                        status = "missing in some samples"
+                    else:
+                        continue
+                rows.append({"label": label, "component": kind, "marker": marker, "status": status,
+                             "n_samples_without": len(without), "samples_without": ",".join(without)})
+    out = pd.DataFrame(rows, columns=["label", "component", "marker", "status", "n_samples_without",
+                                      "samples_without"])
+    for label, lost in out[out["status"] != "not in any panel"].groupby("label", sort=False):
+        log.warning("%s: protein evidence the panels do not give every sample: %s", label,
+                    "; ".join(f"{r.marker} ({r.status}, {r.n_samples_without} samples without)" for r in lost.itertuples()))
+    return out
 
 
 def _smooth(scores: np.ndarray, graph: sp.spmatrix, weight: float) -> np.ndarray:
@@ -213,17 +305,19 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float)
     """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
     ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
-    gate. Returns (allowed per cell, the markers that gated)."""
+    gate, nor do markers a cell's sample did not measure (a cell none of whose ``protein_pos``
+    markers was measured is not gated by them). Returns (allowed per cell, the markers that gated)."""
     n = scorer.prot.n_obs
     allowed = np.ones(n, bool)
     used = []
     for kind in ("protein_pos", "protein_any", "protein_neg"):
         names = comp.get(kind) or []
-        pos = scorer.positive(names, layer=layer, min_value=min_value) if names else None
-        if pos is None:
+        res = scorer.positive(names, layer=layer, min_value=min_value) if names else None
+        if res is None:
             continue
+        pos, measured = res
         used.append(kind)
-        allowed &= ~pos.any(1) if kind == "protein_neg" else pos.any(1)
+        allowed &= ~pos.any(1) if kind == "protein_neg" else (pos.any(1) | ~measured.any(1))
     return allowed, ",".join(used)
 
 

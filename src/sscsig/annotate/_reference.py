@@ -30,6 +30,7 @@ from ..design import UNASSIGNED
 from ..errors import InputError
 from ..io import read_h5mu_modalities, read_obs
 from ..mapping import counts_matrix, map_query
+from ..protein import complete_panel
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def load_reference(path: str | Path, *, label_key: str = "cell_state", lineage_k
                                        "batch": batch[mask].to_numpy()}, index=rna.obs_names[mask]))
     ref_prot = None
     if prot is not None:
+        prot = prot[:, complete_panel(prot)]  # a previous run's antibodies that some samples lacked are 0s there
         ref_prot = ad.AnnData(counts_matrix(prot[mask]), var=pd.DataFrame(index=prot.var_names),
                               obs=pd.DataFrame(index=prot.obs_names[mask]))
     log.info("reference %s: %d of %d cells, %d states in %d lineages, %d genes, %s", path, int(mask.sum()),
@@ -176,7 +178,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
 
         torch.set_num_threads(threads)
     rna = mdata["rna"]
-    prot = mdata["prot"] if "prot" in mdata.mod else None
+    prot = mdata["prot"][:, complete_panel(mdata["prot"])] if "prot" in mdata.mod else None
     batch = mdata.obs[query_batch_key] if query_batch_key in mdata.obs else pd.Series("cohort", index=mdata.obs_names)
     query = ad.AnnData(counts_matrix(rna), var=pd.DataFrame(index=rna.var_names),
                        obs=pd.DataFrame({"batch": batch.astype(str).to_numpy()}, index=rna.obs_names))

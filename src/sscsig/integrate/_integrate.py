@@ -32,7 +32,7 @@ import scanpy as sc
 
 from ..errors import InputError
 from ..neighbors import wnn
-from ..protein import clr_per_cell, normalised_protein
+from ..protein import clr_per_cell, complete_panel, measured_mask, normalised_protein
 from ._totalvi import run_totalvi
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ METHODS = ("totalvi", "wnn", "harmony", "pca")
 
 
 def normalise(mdata: md.MuData) -> None:
-    """RNA: counts to ``layers['counts']``, ``X`` = log1p(CP10k). Protein: ``layers['clr']`` (per cell)."""
+    """RNA: counts to ``layers['counts']``, ``X`` = log1p(CP10k). Protein: ``layers['clr']`` (per cell;
+    NaN where a sample did not measure an antibody, :func:`sscsig.protein.clr_per_cell`)."""
     rna, prot = mdata["rna"], mdata["prot"]
     if "counts" not in rna.layers:
         rna.layers["counts"] = rna.X.copy()
@@ -50,7 +51,7 @@ def normalise(mdata: md.MuData) -> None:
     sc.pp.log1p(rna)
     if "counts" not in prot.layers:
         prot.layers["counts"] = prot.X.copy()
-    prot.layers["clr"] = clr_per_cell(prot.layers["counts"])
+    prot.layers["clr"] = clr_per_cell(prot.layers["counts"], measured=measured_mask(prot))
 
 
 def _pca(x: np.ndarray | object, n: int, seed: int) -> np.ndarray:
@@ -138,7 +139,9 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
                           model_dir=model_dir, **(totalvi or {}))
         mdata.obsm["X_integrated"] = res["latent"]
         mdata.obsm["X_totalvi"] = res["latent"]
-        prot.layers["totalvi_denoised"] = res["denoised"]
+        denoised = np.full(prot.shape, np.nan, dtype=np.float32)  # NaN: antibodies not every sample has
+        denoised[:, complete_panel(prot)] = res["denoised"]
+        prot.layers["totalvi_denoised"] = denoised
         info["totalvi"] = res["facts"]
     elif method in ("wnn", "harmony"):
         r, q = (harmony(rna_pcs, batch, seed), harmony(prot_pcs, batch, seed)) if batch is not None \

@@ -11,6 +11,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 
+from ..protein import complete_panel
 from ..training import epoch_progress, gpu_available, torch_deterministic
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
                 accelerator: str = "auto",
                 denoise_samples: int = 10, save_model: bool = True, seed: int = 0,
                 model_dir: str | Path | None = None, callbacks=()) -> dict:
-    """Train TOTALVI on HVG + protein counts; return latent, denoised protein and training facts.
+    """Train TOTALVI on HVG + protein counts (the antibodies every sample measured,
+    :func:`sscsig.protein.complete_panel`); return latent, denoised protein and training facts.
 
     ``mdata['rna'].layers['counts']`` and ``mdata['prot'].layers['counts']`` must hold raw counts.
     The keyword options are config ``integration.totalvi``; the model is saved to ``model_dir``
@@ -63,9 +65,10 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
         obs["batch"] = mdata.obs[batch_key].astype(str).to_numpy()
     r = ad.AnnData(X=rna.layers["counts"][:, hvg].astype(np.float32), obs=obs.copy(),
                    var=pd.DataFrame(index=rna.var_names[hvg]))
-    pr = ad.AnnData(X=np.asarray(prot.layers["counts"].toarray() if hasattr(prot.layers["counts"], "toarray")
-                                 else prot.layers["counts"], dtype=np.float32),
-                    obs=obs.copy(), var=pd.DataFrame(index=prot.var_names))
+    shared = complete_panel(prot)  # antibodies some samples lack are not modelled (they are not 0)
+    counts = prot.layers["counts"][:, shared]
+    pr = ad.AnnData(X=np.asarray(counts.toarray() if hasattr(counts, "toarray") else counts, dtype=np.float32),
+                    obs=obs.copy(), var=pd.DataFrame(index=prot.var_names[shared]))
     sub = md.MuData({"rna": r, "prot": pr})
     scvi.model.TOTALVI.setup_mudata(sub, rna_layer=None, protein_layer=None,
                                     batch_key="batch" if batch_key else None,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import clean_antibody_name
+from ..protein import clean_antibody_name, panel_plan
 
 
 @dataclass
@@ -175,7 +175,7 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
 
 def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
                  protein_type: str = "Antibody Capture", panel_policy: str = "intersection",
-                 min_shared_genes: int = 50) -> list[str]:
+                 panel_min_fraction: float = 0.5, min_shared_genes: int = 50) -> list[str]:
     """Inspect every sample (``path``) and its raw droplets (``raw_path``) of a validated sheet.
 
     Besides :func:`inspect_sample`'s checks: a ``raw_path`` must hold every cell barcode of the
@@ -214,20 +214,31 @@ def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
                 raise InputError(f"sample {s!r}: {h.path} shares {shared} genes with the blood samples (need at "
                                  f"least {min_shared_genes}, config tissue.map.min_shared_genes): its panel is too "
                                  "small to map its cells onto the blood states")
-    return panel_warnings({s: h.antibodies for s, h in headers.items() if s in blood}, panel_policy=panel_policy)
+    return panel_warnings({s: h.antibodies for s, h in headers.items() if s in blood}, panel_policy=panel_policy,
+                          panel_min_fraction=panel_min_fraction)
 
 
-def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str) -> list[str]:
-    """One sentence per sample whose antibody panel lacks antibodies that other samples have."""
-    union = set().union(*map(set, panels.values())) if panels else set()
-    how = ("dropped from the whole cohort" if panel_policy == "intersection"
-           else "kept, unmeasured in the samples that lack them")
+def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str, panel_min_fraction: float = 0.5) -> list[str]:
+    """One sentence per sample whose antibody panel differs from the cohort's: what
+    ``qc.panel_policy`` (:func:`sscsig.protein.panel_plan`) will drop or keep as missing."""
+    if not panels:
+        return []
+    plan = panel_plan(panels, policy=panel_policy, min_fraction=panel_min_fraction)
     out = []
-    for s, abs_ in panels.items():
-        lack = sorted(union - set(abs_))
-        if lack:
-            out.append(f"sample {s!r} lacks {len(lack)} antibodies other samples have ({', '.join(lack)}); "
-                       f"qc.panel_policy = {panel_policy}: they are {how}")
+    for s in panels:
+        dropped = [a for a in plan.index if plan.at[a, s] == "measured, dropped"]
+        lack = [a for a in plan.index if plan.at[a, s] in ("not measured", "not measured, kept as missing")]
+        if not lack and not dropped:
+            continue
+        kept_missing = [a for a in lack if plan.at[a, "kept"]]
+        msg = f"sample {s!r} lacks {len(lack)} antibodies other samples have ({', '.join(lack)})" if lack else \
+            f"sample {s!r}"
+        how = []
+        if dropped:
+            how.append(f"its {', '.join(dropped)} dropped from the whole cohort")
+        if kept_missing:
+            how.append(f"{', '.join(kept_missing)} kept as missing values here")
+        out.append(f"{msg}; qc.panel_policy = {panel_policy}: {'; '.join(how)}")
     return out
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..protein import panel_plan
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def merge_samples(
     sheet: pd.DataFrame,
     *,
     panel_policy: str = "intersection",
+    panel_min_fraction: float = 0.5,
 ) -> tuple[md.MuData, dict]:
     """Concatenate samples; annotate cells with the sample-sheet columns.
 
@@ -31,36 +33,45 @@ def merge_samples(
         ``sample id -> MuData`` from the QC stage.
     sheet
         Validated sample sheet (one row per sample; the design's ``samples.tsv``).
-    panel_policy
-        ``intersection``: keep proteins measured in every sample. ``union``: keep all, with counts of
-        proteins a sample did not measure set to 0 and ``prot.obsm['protein_measured']`` False there.
+    panel_policy, panel_min_fraction
+        Antibodies the samples' panels do not share (:func:`sscsig.protein.panel_plan`):
+        ``intersection`` keeps those every sample measured; ``majority`` those measured in at least
+        ``panel_min_fraction`` of the samples, ``union`` all. A kept antibody a sample lacks is 0 in
+        its counts, NaN in its normalised layers and ``prot.obsm['protein_measured']`` False there;
+        ``prot.var['measured_in_all']`` marks the antibodies every sample has.
 
     Returns
     -------
-    The cohort MuData and a report of genes/proteins dropped or filled.
+    The cohort MuData and a report: genes/proteins dropped or missing, per sample
+    (``panel_by_sample``) and per antibody (``panel``, :func:`panel_plan`'s table).
     """
     if not samples:
         raise InputError("no samples to merge (every sample was dropped by QC?)")
     rnas = {s: m["rna"] for s, m in samples.items()}
     prots = {s: m["prot"] for s, m in samples.items()}
-    panels = {s: set(p.var_names) for s, p in prots.items()}
-    common = set.intersection(*panels.values())
-    everything = set.union(*panels.values())
-    affected = sorted(everything - common)
-    if panel_policy not in ("intersection", "union"):
-        raise InputError(f"qc.panel_policy must be 'intersection' or 'union', not {panel_policy!r}")
-    if panel_policy == "intersection":
-        prot = ad.concat(prots, join="inner", index_unique=None)
-    else:
-        prot = ad.concat(prots, join="outer", index_unique=None, fill_value=0)
-        measured = np.column_stack(
-            [np.concatenate([[v in panels[s]] * p.n_obs for s, p in prots.items()]) for v in prot.var_names]
-        )
+    plan = panel_plan({s: list(p.var_names) for s, p in prots.items()}, policy=panel_policy,
+                      min_fraction=panel_min_fraction)
+    names = pd.concat([p.var["antibody"] for p in prots.values() if "antibody" in p.var]).groupby(level=0).first() \
+        if all("antibody" in p.var for p in prots.values()) else pd.Series(dtype=str)
+    plan.insert(0, "target", [str(names.get(a, a)) for a in plan.index])
+    kept = plan.index[plan["kept"].to_numpy(bool)]
+    if len(kept) == 0:
+        raise InputError(f"qc.panel_policy {panel_policy}: no antibody is kept (the samples' panels share none)")
+    affected = sorted(plan.index[plan["n_samples"] < len(prots)])
+    prots = {s: p[:, [v for v in kept if v in set(p.var_names)]] for s, p in prots.items()}
+    prot = ad.concat(prots, join="outer", index_unique=None, fill_value=0)[:, list(kept)].copy()
+    measured = np.concatenate([np.isin(kept, p.var_names)[None, :].repeat(p.n_obs, 0) for p in prots.values()])
+    prot.var["n_samples_measured"] = plan.loc[kept, "n_samples"].to_numpy(int)
+    prot.var["measured_in_all"] = prot.var["n_samples_measured"].to_numpy() == len(prots)
+    if not prot.var["measured_in_all"].any():
+        raise InputError(f"qc.panel_policy {panel_policy}: no antibody is measured in every sample; "
+                         "the embedding needs at least one shared antibody")
+    if not measured.all():
         prot.obsm["protein_measured"] = pd.DataFrame(measured, index=prot.obs_names, columns=prot.var_names)
     first = next(iter(prots.values()))
-    prot.var = first.var.reindex(prot.var_names).combine_first(
+    prot.var = prot.var.join(first.var.reindex(prot.var_names).combine_first(
         pd.concat([p.var for p in prots.values()]).groupby(level=0).first().reindex(prot.var_names)
-    )
+    ).drop(columns=["n_samples_measured", "measured_in_all"], errors="ignore"))
     prot.var["isotype"] = prot.var["isotype"].astype(bool)
     gene_sets = [set(r.var_names) for r in rnas.values()]
     genes_dropped = len(set.union(*gene_sets) - set.intersection(*gene_sets))
@@ -70,9 +81,11 @@ def merge_samples(
     norms = {s: str(m.uns.get("protein_norm", "clr")) for s, m in samples.items()}
     with_dsb = [s for s, p in prots.items() if "dsb" in p.layers]
     if with_dsb and len(with_dsb) == len(prots):
-        prot.layers["dsb"] = ad.concat({s: ad.AnnData(X=p.layers["dsb"], obs=p.obs[[]], var=p.var[[]])
-                                        for s, p in prots.items()}, join="outer" if panel_policy == "union"
-                                       else "inner", index_unique=None, fill_value=0)[:, prot.var_names].X
+        dsb = ad.concat({s: ad.AnnData(X=np.asarray(p.layers["dsb"], dtype=np.float32), obs=p.obs[[]], var=p.var[[]])
+                         for s, p in prots.items()}, join="outer", index_unique=None)[:, prot.var_names].X
+        dsb = np.asarray(dsb, dtype=np.float32)
+        dsb[~measured] = np.nan  # unmeasured, not 0 (0 is a DSB value: the background)
+        prot.layers["dsb"] = dsb
         cohort_norm = "dsb"
     else:
         prot.layers.pop("dsb", None)
@@ -89,26 +102,43 @@ def merge_samples(
         mdata.obs[col] = sheet_cols.loc[cell_sample, col].to_numpy()
     for col in ("sample", "donor", "batch"):
         mdata.obs[col] = pd.Categorical(mdata.obs[col].astype(str))
+    by_sample = {s: {"dropped": [a for a in plan.index if plan.at[a, s] == "measured, dropped"],
+                     "missing": [a for a in plan.index if plan.at[a, s] == "not measured, kept as missing"]}
+                 for s in prots}
     report = {"proteins_not_in_all_samples": affected, "panel_policy": panel_policy,
+              "panel_min_fraction": panel_min_fraction,
+              "panel_by_sample": {s: v for s, v in by_sample.items() if v["dropped"] or v["missing"]},
+              "panel": plan.reset_index().to_dict(orient="records"),
               "genes_not_in_all_samples": genes_dropped, "protein_norm": cohort_norm,
               "protein_norm_per_sample": norms}
     if with_dsb and cohort_norm != "dsb":
         report["protein_norm_note"] = (f"DSB was possible for {len(with_dsb)} of {len(prots)} samples only "
                                        "(raw_path missing for the others); CLR is used for the whole cohort")
-    if affected:
-        log.warning("proteins not measured in every sample (%s): %s", panel_policy, ", ".join(affected))
+    for s, v in report["panel_by_sample"].items():
+        log.warning("sample %s: %s", s, _panel_sentence(v, panel_policy))
     mdata.uns["protein_norm"] = cohort_norm
     return mdata, report
 
 
+def _panel_sentence(v: dict, policy: str) -> str:
+    parts = []
+    if v.get("dropped"):
+        parts.append(f"measured {', '.join(a.removeprefix('ADT_') for a in v['dropped'])}, dropped from the "
+                     f"cohort (qc.panel_policy = {policy})")
+    if v.get("missing"):
+        parts.append(f"lacks {', '.join(a.removeprefix('ADT_') for a in v['missing'])}, kept as missing values "
+                     "(scored only in the samples that measured them)")
+    return "; ".join(parts)
+
+
 def merge_qc_outputs(h5mu: Mapping[str, str | Path], summaries: list[str | Path], sheet: pd.DataFrame, *,
-                     panel_policy: str = "intersection") -> tuple[md.MuData, dict]:
+                     panel_policy: str = "intersection", panel_min_fraction: float = 0.5) -> tuple[md.MuData, dict]:
     """Merge the QC stage's files: samples its summary marks dropped are left out, and the report
     gains the dropped samples, their warnings and :func:`cohort_warnings`."""
     parsed = [json.loads(Path(p).read_text()) for p in summaries]
     dropped = {js["sample"] for js in parsed if js.get("dropped")}
     samples = {s: md.read_h5mu(p) for s, p in h5mu.items() if s not in dropped}
-    mdata, report = merge_samples(samples, sheet, panel_policy=panel_policy)
+    mdata, report = merge_samples(samples, sheet, panel_policy=panel_policy, panel_min_fraction=panel_min_fraction)
     report["dropped_samples"] = sorted(dropped)
     report["sample_warnings"] = [js["warning"] for js in parsed if js.get("warning")]
     report["warnings"] = cohort_warnings(report)
@@ -121,12 +151,8 @@ def cohort_warnings(report: dict) -> list[str]:
     out = []
     for w in report.get("sample_warnings", []):
         out.append(w)
-    if report.get("proteins_not_in_all_samples"):
-        prots = ", ".join(p.removeprefix("ADT_") for p in report["proteins_not_in_all_samples"])
-        how = ("dropped from the cohort" if report.get("panel_policy") == "intersection"
-               else "kept, marked unmeasured (0 counts) where absent")
-        out.append(f"proteins not measured in every sample ({how}, qc.panel_policy = "
-                   f"{report.get('panel_policy')}): {prots}")
+    for s, v in (report.get("panel_by_sample") or {}).items():
+        out.append(f"sample {s}: {_panel_sentence(v, report.get('panel_policy'))}")
     if report.get("protein_norm_note"):
         out.append(report["protein_norm_note"])
     return out

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..mapping import MappingResult, counts_matrix, map_query
+from ..protein import complete_panel
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
     immune_types = {IMMUNE} | {t for t, spec in markers.items() if spec.get("immune")}
     into_model = types["tissue_type"].isin(immune_types).to_numpy()
     ok = ~blood.obs[label_key].astype(str).isin(["Unassigned", "nan"]).to_numpy()
-    ref_rna, ref_prot = blood["rna"][ok], blood["prot"][ok]
+    ref_rna, ref_prot = blood["rna"][ok], blood["prot"][ok][:, complete_panel(blood["prot"])]
     ref_rna = ad.AnnData(counts_matrix(ref_rna), var=pd.DataFrame(index=ref_rna.var_names),
                          obs=blood.obs.loc[ok, [label_key, lineage_key, batch_key]].astype(str))
     q = tissue["rna"][into_model]
