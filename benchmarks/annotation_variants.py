@@ -16,7 +16,10 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
 - ``batch_x2``: the batches' log-factors (genes, depth, antibodies, ambient) x 2;
 - ``panel_half``: half of the 35 antibodies missing from every sample;
 - ``no_B``: no donor has B cells (a rituximab-treated cohort): share of cells called B;
-- ``sorted_CD8``: only CD8 T cells: share of cells called CD8_T.
+- ``sorted_CD8``: only CD8 T cells: share of cells called CD8_T;
+- ``egr1_activated``: another biology for the EGR1/NF-kB monocytes: HLA-DR high, CD14 intermediate,
+  CD16 low (activated), so that the protein-defined state step calls many of them Int.Mono (as a
+  cohort from another simulator did, issue 16).
 
 Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``.
 """
@@ -41,6 +44,7 @@ VARIANTS = {
     "panel_half": {"drop_antibodies": 0.5},
     "no_B": {"absent_lineages": ("B",)},
     "sorted_CD8": {"only_lineages": ("CD8_T",)},
+    "egr1_activated": {"state_protein": (("CD14.EGR1", (("HLA-DR", 3), ("CD14", 2), ("CD16", 1))),)},
 }
 
 

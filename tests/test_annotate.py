@@ -86,3 +86,55 @@ def test_dsb_gate_without_raw_droplets_stops_the_run_at_start_up(tmp_path):
     cfg.write_text(f"outdir: {tmp_path}/results\ndemo:\n  with_raw: true\nannotation:\n  gate_layer: dsb\n")
     proc = subprocess.run(base, cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_lineage_scope_program_is_found_in_cells_the_state_step_put_elsewhere(tmp_path):
+    """Program-high monocytes that the protein-defined state step called Int.Mono (HLA-DR high): a
+    substate with ``scope: state`` under CD14.Mono cannot see them; with ``scope: lineage`` it is
+    looked for among all the lineage's cells and finds them."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+
+    rng = np.random.default_rng(0)
+    n_mono, n_t, n_prog = 300, 100, 30
+    n = n_mono + n_t
+    program = [f"P{i}" for i in range(8)]
+    genes = program + [f"G{i}" for i in range(300)]
+    counts = rng.poisson(1.0, (n, len(genes))).astype(np.float32)
+    hla_high = np.zeros(n, bool)
+    hla_high[:150] = True  # half of the monocytes are HLA-DR high (Int.Mono by protein)
+    prog = np.zeros(n, bool)
+    prog[:n_prog] = True  # the program-high cells are all among them
+    counts[np.ix_(prog, np.arange(len(program)))] += rng.poisson(15.0, (n_prog, len(program)))
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts)), var=pd.DataFrame(index=genes))
+    clr = np.column_stack([np.where(np.arange(n) < n_mono, 3.0, 0.0), np.where(np.arange(n) >= n_mono, 3.0, 0.0),
+                           np.where(hla_high, 3.0, 0.0)]) + rng.normal(0, 0.3, (n, 3))
+    prot = ad.AnnData(np.zeros((n, 3)), var=pd.DataFrame({"antibody": ["CD14", "CD3", "HLA-DR"]},
+                                                         index=["ADT_CD14", "ADT_CD3", "ADT_HLA-DR"]))
+    prot.layers["clr"] = clr
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+
+    def run(scope):
+        markers = {"lineages": {"Mono": {"protein_pos": ["CD14"]}, "T": {"protein_pos": ["CD3"]}},
+                   "states": {"Mono": {"CD14.Mono": {"protein_neg": ["HLA-DR"],
+                                                     "substates": {"Mono.PROG": {"rna_pos": program, "scope": scope}}},
+                                       "Int.Mono": {"protein_pos": ["HLA-DR"]}},
+                              "T": {"T.any": {"protein_pos": ["CD3"]}}}}
+        path = tmp_path / f"{scope}.yaml"
+        path.write_text(yaml.safe_dump(markers))
+        m = mdata.copy()
+        annotate(m, load_markers(path), smoothing=0.0, seed=0)
+        return m.obs["cell_state"].astype(str).to_numpy()
+
+    narrow, wide = run("state"), run("lineage")
+    assert (narrow[prog] == "Int.Mono").all()  # hidden under the wrong parent
+    assert (wide[prog] == "Mono.PROG").mean() >= 0.9
+    assert (wide[~prog] == "Mono.PROG").mean() < 0.02
+    assert (wide[n_mono:] == "T.any").all()  # other lineages untouched
+    with pytest.raises(Exception, match="scope"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"], "scope": "lineage"}},
+                                       "states": {"Mono": {"A": {"protein_pos": ["CD14"]}}}}))
+        load_markers(bad)

@@ -103,3 +103,20 @@ def test_longitudinal_donor_rises_before_onset_and_falls_after_treatment(tmp_pat
     S.simulate_cohort(tmp_path / "base", S.DemoParams(seed=4, cells_per_donor=1500))
     f = "SSc05_PBMC/filtered_feature_bc_matrix.h5"
     assert _sha(tmp_path / f) == _sha(tmp_path / "base" / f)
+
+
+def test_state_protein_overrides_change_one_state_only():
+    """DemoParams.state_protein (the egr1_activated variant of benchmarks/annotation_variants.py)."""
+    import pytest
+
+    from sscsig.demo import _states as S
+    from sscsig.demo._simulate import _state_protein_levels
+
+    base = _state_protein_levels()
+    hla = S.PROTEINS.index("HLA-DR")
+    changed = _state_protein_levels((("CD14.EGR1", (("HLA-DR", 3), ("CD16", 1))),))
+    assert base["CD14.EGR1"][hla] == 2 and changed["CD14.EGR1"][hla] == 3
+    assert changed["CD14.EGR1"][S.PROTEINS.index("CD16")] == 1
+    assert all((changed[s] == base[s]).all() for s in base if s != "CD14.EGR1")
+    with pytest.raises(ValueError, match="unknown states"):
+        _state_protein_levels((("CD14.Nope", (("HLA-DR", 3),)),))

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 COMPONENTS = ("protein_pos", "protein_neg", "protein_any", "rna_pos", "rna_neg")
 PROTEIN_LAYERS = ("clr", "dsb", "totalvi_denoised")
+#: where a substate's module-high cells are looked for: among its base state's cells, or among all the
+#: cells of the lineage (a program such as EGR1/NF-kB that a mistake at the state level must not hide)
+SUBSTATE_SCOPES = ("state", "lineage")
 
 
 def load_markers(path: str | Path) -> dict:
@@ -63,7 +66,9 @@ def _check_label(path: Path, where: str, comp) -> None:
         raise InputError(f"marker file {path}: {where} must be a mapping of components")
     for sub, sub_comp in (comp.get("substates") or {}).items():
         _check_label(path, f"{where}.substates.{sub}", sub_comp)
-    unknown = set(comp) - set(COMPONENTS) - {"substates"}
+    unknown = set(comp) - set(COMPONENTS) - {"substates", "scope"}
+    if "scope" in comp and (".substates." not in where or comp["scope"] not in SUBSTATE_SCOPES):
+        raise InputError(f"marker file {path}: {where}: 'scope' is for substates, one of {list(SUBSTATE_SCOPES)}")
     if unknown:
         raise InputError(f"marker file {path}: {where} has unknown keys {sorted(unknown)}; allowed {list(COMPONENTS)}")
     if not any(comp.get(c) for c in COMPONENTS):
@@ -301,6 +306,31 @@ def _gate_substates(
     return out, bz
 
 
+def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarray, graph: sp.spmatrix, *,
+               smoothing: float, robust_z: float) -> np.ndarray:
+    """Module-high substates of one lineage's states. ``scope: state`` (default): among the base
+    state's cells; ``scope: lineage``: among all the lineage's cells (robust z over them), whatever
+    state they were given, so that a program is found even where the state call was wrong. A
+    lineage-scope hit takes precedence over a state-scope one."""
+    lab = lab.copy()
+    wide = {}
+    for sname, comp in states.items():
+        subs = comp.get("substates") or {}
+        wide.update({k: v for k, v in subs.items() if v.get("scope", "state") == "lineage"})
+        narrow = {k: v for k, v in subs.items() if v.get("scope", "state") == "state"}
+        base_rows = np.flatnonzero(lab == sname)
+        if not narrow or len(base_rows) < 10:
+            continue
+        sub_lab, _ = _gate_substates(scorer, narrow, rows[base_rows], graph, smoothing=smoothing, robust_z=robust_z)
+        hit = sub_lab != None  # noqa: E711
+        lab[base_rows[hit]] = sub_lab[hit]
+    if wide and len(rows) >= 10:
+        sub_lab, _ = _gate_substates(scorer, wide, rows, graph, smoothing=smoothing, robust_z=robust_z)
+        hit = sub_lab != None  # noqa: E711
+        lab[hit] = sub_lab[hit]
+    return lab
+
+
 def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float) -> tuple[np.ndarray, str]:
     """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
@@ -430,15 +460,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         sub_graph = graph[rows][:, rows]
         mat = _smooth(np.column_stack(cols), sub_graph, smoothing)
         lab, conf = _assign(names, mat, min_confidence)
-        for sname, comp in states.items():
-            subs = comp.get("substates")
-            base_rows = np.flatnonzero(lab == sname)
-            if not subs or len(base_rows) < 10:
-                continue
-            sub_lab, sub_z = _gate_substates(scorer, subs, rows[base_rows], graph, smoothing=smoothing,
-                                              robust_z=substate_robust_z)
-            hit = sub_lab != None  # noqa: E711
-            lab[base_rows[hit]] = sub_lab[hit]
+        lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z)
         state[rows] = lab
         state_conf[rows] = conf
     mdata.obs["lineage"] = pd.Categorical(lineage)

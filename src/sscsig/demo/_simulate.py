@@ -77,6 +77,8 @@ class DemoParams:
     absent_lineages: tuple = ()  # lineages no donor has (("B",): a B-cell-depleted cohort)
     only_lineages: tuple = ()  # sorted cells: only these lineages (("CD8_T",))
     drop_antibodies: float = 0.0  # share of the antibodies (not isotypes) missing from every sample's panel
+    # per state, protein levels (0-3) that replace the twin's (another biology: {"CD14.EGR1": {"HLA-DR": 3}})
+    state_protein: tuple = ()  # ((state, ((antibody, level), ...)), ...): hashable, like the other fields
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
@@ -159,11 +161,16 @@ def _state_profiles(genes: pd.DataFrame) -> dict[str, np.ndarray]:
     return profiles
 
 
-def _state_protein_levels() -> dict[str, np.ndarray]:
+def _state_protein_levels(overrides: tuple = ()) -> dict[str, np.ndarray]:
+    extra = {state: dict(levels) for state, levels in overrides}
+    unknown = set(extra) - set(S.STATE_LINEAGE)
+    if unknown:
+        raise ValueError(f"state_protein: unknown states {sorted(unknown)}")
     out = {}
     for state, lineage in S.STATE_LINEAGE.items():
         lv = dict(S.LINEAGE_PROTEIN[lineage])
         lv.update(S.STATE_PROTEIN[state])
+        lv.update(extra.get(state, {}))
         out[state] = np.array([lv.get(p, 0) for p in S.PROTEINS], dtype=int)
     return out
 
@@ -255,7 +262,7 @@ class _CohortModel:
         rng = np.random.default_rng([params.seed, 10_000])
         self.genes = _gene_table()
         self.profiles = _state_profiles(self.genes)
-        self.prot_levels = _state_protein_levels()
+        self.prot_levels = _state_protein_levels(params.state_protein)
         n_genes = len(self.genes)
         n_prot = len(S.PROTEINS)
         self.dispersion = np.exp(rng.normal(np.log(4.0), 0.4, n_genes))
