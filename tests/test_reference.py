@@ -202,3 +202,21 @@ def test_rule_annotate_with_both_methods(demo_run, tmp_path):
     same_lineage = (m.obs["lineage"].astype(str) == before["lineage"].astype(str)).mean()
     assert same_lineage >= 0.8, same_lineage
     assert "reference annotation:" in (out / "logs/annotate.log").read_text()
+
+
+def test_vote_is_the_same_without_the_whole_reference_latent(shared_data):
+    """annotate_by_reference asks map_query for the training subsample's latent only (the vote's);
+    the calls must be those of the full computation."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from annotation_real import kang_reference, pbmc10k_query
+
+    from sscsig.mapping import map_query
+
+    ref, query = kang_reference(shared_data), pbmc10k_query(shared_data)
+    kw = dict(query_batch_key="batch", reference_epochs=5, query_epochs=3, max_cells_per_state=60, n_genes=500,
+              seed=0)
+    full = map_query(ref, query, **kw)
+    lean = map_query(ref, query, reference_latent=False, **kw)
+    assert full.latent_reference.shape[0] == ref.n_obs and lean.latent_reference is None
+    pd.testing.assert_frame_equal(full.query, lean.query, atol=1e-5)
+    np.testing.assert_allclose(full.latent_query, lean.latent_query, atol=1e-6)

@@ -42,7 +42,7 @@ class MappingResult:
 
     query: pd.DataFrame  # per query cell: label, label_probability / _uncertainty, label_lineage, novelty, p_<label>
     latent_query: np.ndarray
-    latent_reference: np.ndarray  # every reference cell given, in the same space
+    latent_reference: np.ndarray | None  # every reference cell given, in the same space (None: not asked for)
     genes: list[str]
     proteins: list[str]
     facts: dict
@@ -139,7 +139,7 @@ def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.An
               reference_epochs: int = 200, query_epochs: int = 100, batch_size: int = 256, n_neighbors: int = 15,
               min_probability: float = 0.5, novelty_quantile: float = 0.99, seed: int = 0,
               unmapped_label: str = "unmapped", what: str = "query",
-              setting: str = "min_shared_genes") -> MappingResult:
+              setting: str = "min_shared_genes", reference_latent: bool = True) -> MappingResult:
     """Map query cells onto a labelled reference (see the module docstring).
 
     Parameters
@@ -161,6 +161,9 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         Label of the cells that look like no reference label.
     what, setting
         Name the query and the config key of ``min_shared_genes`` in errors and logs.
+    reference_latent
+        Also return every reference cell's latent (the tissue trajectory needs the blood cells in the
+        shared space); ``False``: only the training subsample's is computed, for the vote.
 
     Returns
     -------
@@ -202,8 +205,12 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         qm.train(max_epochs=query_epochs, plan_kwargs={"weight_decay": 0.0},
                  callbacks=[epoch_progress(query_epochs, model=f"{name} query", logger=log)], **kw)
         latent_q = qm.get_latent_representation(q)
-        latent_r = qm.get_latent_representation(ref)
-    out = vote(latent_r[train], labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
+        if reference_latent:
+            latent_r = qm.get_latent_representation(ref)
+            latent_train = latent_r[train]
+        else:
+            latent_r, latent_train = None, qm.get_latent_representation(ref[train].copy())
+    out = vote(latent_train, labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
                latent_q, n_neighbors=n_neighbors, min_probability=min_probability,
                novelty_quantile=novelty_quantile, unmapped_label=unmapped_label)
     out.index = query.obs_names

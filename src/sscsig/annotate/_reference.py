@@ -188,7 +188,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                     reference_epochs=reference_epochs, query_epochs=query_epochs, batch_size=batch_size,
                     n_neighbors=n_neighbors, min_probability=min_probability, novelty_quantile=novelty_quantile,
                     seed=seed, unmapped_label=UNASSIGNED, what="cohort",
-                    setting="annotation.reference.min_shared_genes")
+                    setting="annotation.reference.min_shared_genes", reference_latent=False)
     q = res.query.loc[mdata.obs_names]
     state = q["label"].to_numpy(dtype=object)
     lineage = q["label_lineage"].to_numpy(dtype=object)
