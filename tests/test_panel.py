@@ -160,7 +160,9 @@ def test_start_up_warning_says_what_the_policy_does_per_sample():
 
     panels = {"s1": ["CD3", "CD4", "CD20"], "s2": ["CD3", "CD4"], "s3": ["CD3", "CD20"]}
     inter = panel_warnings(panels, panel_policy="intersection")
-    assert len(inter) == 3 and "dropped from the whole cohort" in inter[0]
+    assert len(inter) == 3 and all(w.endswith("dropped from the whole cohort") for w in inter), inter
+    assert inter[1] == ("sample 's2' lacks 1 antibodies other samples have (CD20); qc.panel_policy = "
+                        "intersection: CD4, CD20 dropped from the whole cohort"), inter
     major = panel_warnings(panels, panel_policy="majority")
     assert any(w.startswith("sample 's2' lacks 1") and "CD20 kept as missing" in w for w in major)
     assert not any("dropped" in w for w in major)

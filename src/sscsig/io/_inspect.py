@@ -224,18 +224,18 @@ def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str, panel_min
     if not panels:
         return []
     plan = panel_plan(panels, policy=panel_policy, min_fraction=panel_min_fraction)
+    dropped = [a for a in plan.index if not plan.at[a, "kept"]]  # lost to every sample
     out = []
     for s in panels:
-        dropped = [a for a in plan.index if plan.at[a, s] == "measured, dropped"]
-        lack = [a for a in plan.index if plan.at[a, s] in ("not measured", "not measured, kept as missing")]
+        lack = [a for a in plan.index if not plan.at[a, s].startswith("measured")]
+        kept_missing = [a for a in lack if plan.at[a, "kept"]]
         if not lack and not dropped:
             continue
-        kept_missing = [a for a in lack if plan.at[a, "kept"]]
         msg = f"sample {s!r} lacks {len(lack)} antibodies other samples have ({', '.join(lack)})" if lack else \
             f"sample {s!r}"
         how = []
         if dropped:
-            how.append(f"its {', '.join(dropped)} dropped from the whole cohort")
+            how.append(f"{', '.join(dropped)} dropped from the whole cohort")
         if kept_missing:
             how.append(f"{', '.join(kept_missing)} kept as missing values here")
         out.append(f"{msg}; qc.panel_policy = {panel_policy}: {'; '.join(how)}")
