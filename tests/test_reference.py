@@ -185,7 +185,8 @@ def test_rule_annotate_with_both_methods(demo_run, tmp_path):
     md.set_options(pull_on_update=False)
     out = tmp_path / "results"
     (out / "cohort").mkdir(parents=True)
-    shutil.copy2(demo_run / "cohort/integrated.h5mu", out / "cohort/integrated.h5mu")
+    for name in ("merge_report.json", "integrated.h5mu"):  # the rule's inputs
+        shutil.copy2(demo_run / "cohort" / name, out / "cohort" / name)
     cfg = tmp_path / "both.yaml"
     cfg.write_text(f"outdir: {out}\nannotation:\n  method: both\n  reference:\n"
                    f"    path: {demo_run / 'cohort/annotated.h5mu'}\n    reference_epochs: 50\n    query_epochs: 25\n")

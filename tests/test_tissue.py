@@ -156,7 +156,8 @@ def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
         assert forced.mean() <= 0.10, (tissue, forced.mean())
         table = pd.read_csv(demo_run / f"tables/tissue_{tissue}.tsv", sep="\t").set_index("state")
         shares = table[table["kind"] == "blood_state"]["tissue_share"]
-        assert abs(shares.sum() + table.loc["unmapped", "tissue_share"] - 1) < 1e-6
+        # the TSV keeps 6 significant digits: 22 rounded shares can miss 1 by a few 1e-6
+        assert abs(shares.sum() + table.loc["unmapped", "tissue_share"] - 1) < 1e-4
         if tissue == "kidney":
             c = d[d["pseudotime_truth"].notna() & d["pseudotime"].notna()]
             assert len(c) > 0.8 * d["pseudotime_truth"].notna().sum()
