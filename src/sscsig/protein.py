@@ -75,6 +75,16 @@ def clr_per_cell(x, *, measured: np.ndarray | None = None) -> np.ndarray:
 PANEL_POLICIES = ("intersection", "majority", "union")
 
 
+#: the statuses of :func:`panel_plan` (antibody x sample)
+MEASURED, MEASURED_DROPPED = "measured", "measured, dropped"
+MISSING_KEPT, NOT_MEASURED = "not measured, kept as missing", "not measured"
+
+
+def sample_measured(status) -> bool:
+    """Whether a :func:`panel_plan` status says the sample measured the antibody (kept or not)."""
+    return str(status) in (MEASURED, MEASURED_DROPPED)
+
+
 def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
                min_fraction: float = 0.5) -> pd.DataFrame:
     """Which antibodies the cohort keeps when the samples' panels differ (``qc.panel_policy``).
@@ -108,8 +118,7 @@ def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
     kept = n >= max(need, 1)
     status = pd.DataFrame(index=order, columns=list(panels), dtype=object)
     for s in panels:
-        status[s] = np.where(has[s], np.where(kept, "measured", "measured, dropped"),
-                             np.where(kept, "not measured, kept as missing", "not measured"))
+        status[s] = np.where(has[s], np.where(kept, MEASURED, MEASURED_DROPPED), np.where(kept, MISSING_KEPT, NOT_MEASURED))
     status["n_samples"] = n.astype(int)
     status["kept"] = kept
     status.index.name = "antibody"
@@ -236,6 +245,6 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     return np.asarray(a.X, dtype=np.float32)
 
 
-__all__ = ["ADT_PREFIX", "PANEL_POLICIES", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
+__all__ = ["ADT_PREFIX", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
            "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
-           "panel_plan", "protein_norm_method", "select_empty_droplets"]
+           "panel_plan", "protein_norm_method", "sample_measured", "select_empty_droplets"]

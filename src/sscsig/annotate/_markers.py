@@ -29,7 +29,7 @@ import yaml
 
 from ..design import UNASSIGNED
 from ..errors import InputError
-from ..protein import find_protein
+from ..protein import find_protein, sample_measured
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, me
         return pd.DataFrame({"label": "reference mapping (all)", "component": "model input",
                              "marker": out["target"].astype(str), "status": "not in every sample's panel",
                              "n_samples_without": len(samples) - out["n_samples"],
-                             "samples_without": [",".join(s for s in samples if not str(out.at[a, s]).startswith("measured"))
+                             "samples_without": [",".join(s for s in samples if not sample_measured(out.at[a, s]))
                                                  for a in out.index]}).reset_index(drop=True)
     var = pd.DataFrame({"antibody": panel["target"].astype(str).to_numpy()}, index=panel.index)
     rows = []
@@ -252,7 +252,7 @@ def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, me
                 if feat is None:
                     status, without = "not in any panel", samples
                 else:
-                    without = [s for s in samples if not str(panel.at[feat, s]).startswith("measured")]
+                    without = [s for s in samples if not sample_measured(panel.at[feat, s])]
                     if not bool(panel.at[feat, "kept"]):
                         status = "dropped"  # from every sample, because these lacked it
                     elif without:

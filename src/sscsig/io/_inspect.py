@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import clean_antibody_name, panel_plan
+from ..protein import clean_antibody_name, panel_plan, sample_measured
 
 
 @dataclass
@@ -227,7 +227,7 @@ def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str, panel_min
     dropped = [a for a in plan.index if not plan.at[a, "kept"]]  # lost to every sample
     out = []
     for s in panels:
-        lack = [a for a in plan.index if not plan.at[a, s].startswith("measured")]
+        lack = [a for a in plan.index if not sample_measured(plan.at[a, s])]
         kept_missing = [a for a in lack if plan.at[a, "kept"]]
         if not lack and not dropped:
             continue

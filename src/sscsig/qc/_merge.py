@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import panel_plan
+from ..protein import MEASURED_DROPPED, MISSING_KEPT, panel_plan
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def merge_samples(
         mdata.obs[col] = sheet_cols.loc[cell_sample, col].to_numpy()
     for col in ("sample", "donor", "batch"):
         mdata.obs[col] = pd.Categorical(mdata.obs[col].astype(str))
-    by_sample = {s: {"dropped": [a for a in plan.index if plan.at[a, s] == "measured, dropped"],
-                     "missing": [a for a in plan.index if plan.at[a, s] == "not measured, kept as missing"]}
+    by_sample = {s: {"dropped": [a for a in plan.index if plan.at[a, s] == MEASURED_DROPPED],
+                     "missing": [a for a in plan.index if plan.at[a, s] == MISSING_KEPT]}
                  for s in prots}
     report = {"proteins_not_in_all_samples": affected, "panel_policy": panel_policy,
               "panel_min_fraction": panel_min_fraction,
