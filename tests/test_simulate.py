@@ -120,3 +120,48 @@ def test_state_protein_overrides_change_one_state_only():
     assert all((changed[s] == base[s]).all() for s in base if s != "CD14.EGR1")
     with pytest.raises(ValueError, match="unknown states"):
         _state_protein_levels((("CD14.Nope", (("HLA-DR", 3),)),))
+
+
+def test_study_catalogue_has_the_reference_studys_states_and_its_marker_file_matches(tmp_path):
+    """demo.states: study (issue 16): the study's 41 fine states, each with a lineage, a program and a
+    share; the five extra antibodies in the panel; config/markers_study.yaml labels exactly these states
+    under the same lineages; and the core twin is unchanged by the catalogue's existence."""
+    from pathlib import Path
+
+    import pytest
+
+    from sscsig.annotate import load_markers
+    from sscsig.annotate._markers import _labels
+    from sscsig.demo import _states as C
+
+    study = C.catalogue("study")
+    names = set(study.state_lineage)
+    assert len(names) == 41 and set(C.STUDY_STATES) == names
+    # the study's list (reference-study.md), in its names or the pipeline's equivalents
+    for s in ["CD14.VCAN", "CD14.PLBD1", "CD14.HLA", "CD16.ISG", "cDC1", "ASDC", "pDC.ISG", "CD4.CTL", "CD4.ISG",
+              "CD8.TCM_GATA3", "dnT", "B.Naive_Activated", "B.Memory_pre.switched", "B.Memory_post.switched",
+              "ABC", "Plasma.cell", "NK.intermediate", "ILC", "Proliferating", "CD4.TCM_1", "CD4.TCM_2"]:
+        assert s in names, s
+    assert set(study.state_program) == set(study.state_protein) == set(study.base_share) == names
+    assert set(C.STUDY_EXTRA_PROTEINS) <= set(study.proteins) and C.catalogue("core").proteins == C.PROTEINS
+    universe = set(S._gene_table(study.extra_genes)["symbol"])
+    assert set(study.program_genes()) <= universe and len(universe) == len(S._gene_table()) + len(study.extra_genes)
+    markers = load_markers(Path(__file__).resolve().parents[1] / "config/markers_study.yaml")
+    placed = {label.split("/")[-1]: label.split("/")[0] for label, _ in _labels(markers) if "/" in label}
+    assert placed == study.state_lineage
+    with pytest.raises(ValueError, match="with_tissue"):
+        S.DemoParams(states="study", with_tissue=True)
+    with pytest.raises(ValueError, match="unknown catalogue"):
+        S.DemoParams(states="nope")
+
+    S.simulate_cohort(tmp_path, S.DemoParams(seed=0, cells_per_donor=300, states="study"))
+    truth = pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t")
+    assert set(truth["cell_state"]) == names  # 27 x ~300 cells: even the 0.15% states are drawn
+    assert (truth["lineage"] == truth["cell_state"].map(study.state_lineage)).all()
+    adata = sc.read_10x_h5(tmp_path / "HD01_PBMC/filtered_feature_bc_matrix.h5", gex_only=False)
+    prot = adata.var_names[adata.var["feature_types"] == "Antibody Capture"]
+    assert set(C.STUDY_EXTRA_PROTEINS) <= set(prot) and len(prot) == 40
+    # the extra antibodies carry their states' signal (levels 0-3; the counts follow them)
+    levels = S._state_protein_levels(cat=study)
+    top = {p: max(levels, key=lambda st: levels[st][study.proteins.index(p)]) for p in ("CD141", "CD138", "CD117")}
+    assert top == {"CD141": "cDC1", "CD138": "Plasma.cell", "CD117": "ILC"}

@@ -18,7 +18,7 @@ def _simulate(args) -> int:
                         effect_ild=args.effect_ild, null=args.null, src_oldest=args.src_oldest,
                         with_raw=args.with_raw, stress_in=args.stress_in, stress_fold=args.stress_fold,
                         longitudinal=args.longitudinal, with_tissue=args.with_tissue,
-                        tissue_cells=args.tissue_cells)
+                        tissue_cells=args.tissue_cells, states=args.states)
     sheet = simulate_cohort(args.out, params)
     print(f"wrote {len(sheet)} samples to {args.out} (sheet {args.out}/samples.tsv, truth in {args.out}/truth)")
     return 0
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also a kidney biopsy (BD Rhapsody CSV) of each SRC donor and lung samples (10x) of ILD and "
                         "non-ILD donors (sheet column tissue; truth/tissue_cells.tsv)")
     s.add_argument("--tissue-cells", type=int, default=demo["tissue_cells"], help="cells per tissue sample")
+    s.add_argument("--states", choices=["core", "study"], default=demo["states"],
+                   help="state catalogue: core (23 states) or study (the reference study's 41 fine states)")
     s.set_defaults(func=_simulate)
     v = sub.add_parser("validate", help="check a config, its sample sheet and every input file's header "
                                         "without running anything")

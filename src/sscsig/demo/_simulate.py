@@ -79,6 +79,17 @@ class DemoParams:
     drop_antibodies: float = 0.0  # share of the antibodies (not isotypes) missing from every sample's panel
     # per state, protein levels (0-3) that replace the twin's (another biology: {"CD14.EGR1": {"HLA-DR": 3}})
     state_protein: tuple = ()  # ((state, ((antibody, level), ...)), ...): hashable, like the other fields
+    states: str = "core"  # the state catalogue: core (23 states) or study (the study's 41 fine states, 40 antibodies)
+
+    def __post_init__(self):
+        S.catalogue(self.states)  # an unknown name fails here
+        if self.states != "core" and self.with_tissue:
+            raise ValueError("demo: with_tissue needs states: core (the tissue twin is built on the core states)")
+
+    @property
+    def catalogue(self) -> S.Catalogue:
+        """The state catalogue :attr:`states` names (:func:`sscsig.demo._states.catalogue`)."""
+        return S.catalogue(self.states)
 
     @classmethod
     def from_config(cls, demo: dict, *, seed: int) -> "DemoParams":
@@ -87,7 +98,7 @@ class DemoParams:
                    effect_ild=demo["effect_ild"], null=demo["null_cohort"], src_oldest=demo["src_oldest"],
                    with_raw=demo["with_raw"], stress_in=demo["stress_in"], stress_fold=demo["stress_fold"],
                    longitudinal=demo["longitudinal"], with_tissue=demo["with_tissue"],
-                   tissue_cells=demo["tissue_cells"])
+                   tissue_cells=demo["tissue_cells"], states=demo["states"])
 
 
 def study_design(*, src_oldest: bool = False, longitudinal: bool = False) -> pd.DataFrame:
@@ -134,26 +145,35 @@ def study_design(*, src_oldest: bool = False, longitudinal: bool = False) -> pd.
     return df
 
 
-def _gene_table() -> pd.DataFrame:
+def _gene_table(extra: list[str] = ()) -> pd.DataFrame:
+    """The gene universe, with ``extra`` genes (a catalogue's, absent from pbmc10k's top genes) appended
+    at a low mean (their background is the floor every program gene has outside its program)."""
     path = resources.files("sscsig") / "data" / "genes_pbmc10k.tsv"
     with resources.as_file(path) as p:
-        return pd.read_csv(p, sep="\t")
+        genes = pd.read_csv(p, sep="\t")
+    if len(extra):
+        n = len(genes)
+        genes = pd.concat([genes, pd.DataFrame({"symbol": list(extra),
+                                                "ensembl_like_id": [f"SIMG{n + i:06d}" for i in range(len(extra))],
+                                                "mean_umi": 0.02})], ignore_index=True)
+    return genes
 
 
-def _state_profiles(genes: pd.DataFrame) -> dict[str, np.ndarray]:
+def _state_profiles(genes: pd.DataFrame, cat: S.Catalogue | None = None) -> dict[str, np.ndarray]:
     """Per-state expected share of UMIs over the gene universe."""
     sym = genes["symbol"].to_numpy()
     index = {g: i for i, g in enumerate(sym)}
     base = genes["mean_umi"].to_numpy(dtype=float).copy()
-    prog = [index[g] for g in S.program_genes()]
+    cat = cat or S.catalogue()
+    prog = [index[g] for g in cat.program_genes()]
     # marker genes sit low outside their programs
     background = base.copy()
     background[prog] = np.maximum(base[prog] * 0.05, 0.01)
     profiles = {}
-    for state, lineage in S.STATE_LINEAGE.items():
+    for state, lineage in cat.state_lineage.items():
         mu = background.copy()
         fold: dict[str, float] = dict(S.LINEAGE_PROGRAM[lineage])
-        for g, f in S.STATE_PROGRAM[state].items():
+        for g, f in cat.state_program[state].items():
             fold[g] = max(fold.get(g, 1.0), f)
         for g, f in fold.items():
             mu[index[g]] = background[index[g]] * f
@@ -161,17 +181,18 @@ def _state_profiles(genes: pd.DataFrame) -> dict[str, np.ndarray]:
     return profiles
 
 
-def _state_protein_levels(overrides: tuple = ()) -> dict[str, np.ndarray]:
+def _state_protein_levels(overrides: tuple = (), cat: S.Catalogue | None = None) -> dict[str, np.ndarray]:
+    cat = cat or S.catalogue()
     extra = {state: dict(levels) for state, levels in overrides}
-    unknown = set(extra) - set(S.STATE_LINEAGE)
+    unknown = set(extra) - set(cat.state_lineage)
     if unknown:
         raise ValueError(f"state_protein: unknown states {sorted(unknown)}")
     out = {}
-    for state, lineage in S.STATE_LINEAGE.items():
+    for state, lineage in cat.state_lineage.items():
         lv = dict(S.LINEAGE_PROTEIN[lineage])
-        lv.update(S.STATE_PROTEIN[state])
+        lv.update(cat.state_protein[state])
         lv.update(extra.get(state, {}))
-        out[state] = np.array([lv.get(p, 0) for p in S.PROTEINS], dtype=int)
+        out[state] = np.array([lv.get(p, 0) for p in cat.proteins], dtype=int)
     return out
 
 
@@ -179,12 +200,13 @@ def share_factors(params: DemoParams) -> np.ndarray:
     """Cohort-wide factors of the states' base shares (all 1 by default): ``share_jitter``
     (log-uniform in [1/j, j], its own seeded stream), 0 for ``absent_lineages`` and for lineages
     outside ``only_lineages``."""
-    states = list(S.STATE_LINEAGE)
+    lin = params.catalogue.state_lineage
+    states = list(lin)
     f = np.ones(len(states))
     if params.share_jitter != 1.0:
         j = np.log(params.share_jitter)
         f = np.exp(np.random.default_rng([params.seed, 20_000]).uniform(-j, j, len(states)))
-    lineage = np.array([S.STATE_LINEAGE[s] for s in states])
+    lineage = np.array([lin[s] for s in states])
     f[np.isin(lineage, list(params.absent_lineages))] = 0.0
     if params.only_lineages:
         f[~np.isin(lineage, list(params.only_lineages))] = 0.0
@@ -198,15 +220,16 @@ def donor_composition(
 ) -> pd.Series:
     """Share of each state in one donor's PBMCs, with age and planted effects applied
     (``src_fold``: this sample's CD14.EGR1 fold instead of ``params.effect_src``)."""
-    states = list(S.STATE_LINEAGE)
-    base = np.array([S.BASE_SHARE[s] for s in states]) * share_factors(params)
+    cat = params.catalogue
+    states = list(cat.state_lineage)
+    base = np.array([cat.base_share[s] for s in states]) * share_factors(params)
     base = base / base.sum()
     # donor-to-donor variation: log-normal around the base share, the same CV for every state
     share = base * np.exp(rng.normal(0.0, params.donor_sd, len(states)))
     p = pd.Series(share / share.sum(), index=states)
 
     def scale_within_parent(state: str, factor: float) -> None:
-        members = [s for s in states if S.STATE_LINEAGE[s] == S.STATE_LINEAGE[state]]
+        members = [s for s in states if cat.state_lineage[s] == cat.state_lineage[state]]
         total = p[members].sum()
         if total == 0:  # a lineage the variant removed
             return
@@ -260,11 +283,12 @@ class _CohortModel:
 
     def __init__(self, params: DemoParams):
         rng = np.random.default_rng([params.seed, 10_000])
-        self.genes = _gene_table()
-        self.profiles = _state_profiles(self.genes)
-        self.prot_levels = _state_protein_levels(params.state_protein)
+        self.cat = params.catalogue
+        self.genes = _gene_table(self.cat.extra_genes)
+        self.profiles = _state_profiles(self.genes, self.cat)
+        self.prot_levels = _state_protein_levels(params.state_protein, self.cat)
         n_genes = len(self.genes)
-        n_prot = len(S.PROTEINS)
+        n_prot = len(self.cat.proteins)
         self.dispersion = np.exp(rng.normal(np.log(4.0), 0.4, n_genes))
         k = params.batch_scale  # 1.0 by default: the same numbers as without the factor
         self.batch_gene = {b: np.exp(k * rng.normal(0, 0.25, n_genes)) for b in BATCHES}
@@ -292,7 +316,7 @@ def _rna_counts(
         rows = states == state
         mean[rows] = model.profiles[state][None, :] * gene_factor[None, :]
     if stress_fold != 1.0:  # handling stress: the stress genes up in every monocyte, whatever its state
-        mono = np.array([S.STATE_LINEAGE[s] == "Mono" for s in states])
+        mono = np.array([model.cat.state_lineage[s] == "Mono" for s in states])
         mean[np.ix_(mono, model.stress_genes)] *= stress_fold
     mean /= mean.sum(1, keepdims=True)
     if low_quality.any():
@@ -340,7 +364,8 @@ def simulate_donor(
     n_dbl = int(round(n * params.doublet_rate))
     states_all = np.array(list(comp.index))
     states = rng.choice(states_all, size=n, p=comp.to_numpy())
-    lineage = np.array([S.STATE_LINEAGE[s] for s in states])
+    lin = model.cat.state_lineage
+    lineage = np.array([lin[s] for s in states])
     low_quality = rng.random(n) < params.low_quality_rate
     doublet = np.zeros(n, bool)
     if n_dbl:
@@ -360,13 +385,13 @@ def simulate_donor(
     if len(idx):
         partner = []
         for i in idx:
-            choices = states_all[[S.STATE_LINEAGE[s] != lineage[i] for s in states_all]]
+            choices = states_all[[lin[s] != lineage[i] for s in states_all]]
             w = comp[choices].to_numpy()
             if w.sum() == 0:  # sorted cells of one lineage: the doublet is homotypic
                 choices, w = states_all, comp.to_numpy()
             partner.append(rng.choice(choices, p=w / w.sum()))
         partner = np.array(partner)
-        p_umis = np.array([S.LINEAGE_UMIS[S.STATE_LINEAGE[s]] for s in partner])
+        p_umis = np.array([S.LINEAGE_UMIS[lin[s]] for s in partner])
         p_size = p_umis * np.exp(rng.normal(0, 0.3, len(idx))) * model.batch_depth[batch]
         rna[idx] += _rna_counts(rng, model, partner, p_size, gene_factor, np.zeros(len(idx), bool))
         prot[idx] += _protein_counts(rng, model, partner, batch)
@@ -394,7 +419,7 @@ def simulate_empty_droplets(
     rng = np.random.default_rng([params.seed, donor_index, 1])
     n = int(round(params.empty_per_cell * n_cells))
     batch = donor["batch"]
-    soup = np.mean([model.profiles[s] for s in S.STATE_LINEAGE], axis=0)
+    soup = np.mean([model.profiles[s] for s in model.cat.state_lineage], axis=0)
     soup = soup / soup.sum()
     size = np.exp(rng.normal(np.log(40.0), 0.5, n))
     rna = rng.poisson(soup[None, :] * size[:, None]).astype(np.int32)
@@ -474,19 +499,19 @@ def simulate_cohort(out_dir: str | Path, params: DemoParams = DemoParams()) -> p
     donors = study_design(src_oldest=params.src_oldest, longitudinal=params.longitudinal)
     first = {d: i for i, d in reversed(list(enumerate(donors["donor"])))}  # a donor's first row
     folds = {f"{LONGITUDINAL_DONOR}_{suffix}": fold for suffix, _, _, fold in LONGITUDINAL_SAMPLES}
-    genes = model.genes
+    genes, proteins = model.genes, list(model.cat.proteins)
     feature_ids = np.concatenate(
-        [genes["ensembl_like_id"].to_numpy(), np.array(S.PROTEINS + S.ISOTYPES)]
+        [genes["ensembl_like_id"].to_numpy(), np.array(proteins + S.ISOTYPES)]
     )
-    feature_names = np.concatenate([genes["symbol"].to_numpy(), np.array(S.PROTEINS + S.ISOTYPES)])
-    n_prot = len(S.PROTEINS) + len(S.ISOTYPES)
+    feature_names = np.concatenate([genes["symbol"].to_numpy(), np.array(proteins + S.ISOTYPES)])
+    n_prot = len(proteins) + len(S.ISOTYPES)
     feature_types = np.array(["Gene Expression"] * len(genes) + ["Antibody Capture"] * n_prot)
     keep = np.ones(len(feature_ids), bool)  # the panel variant: antibodies missing from every sample
     if params.drop_antibodies > 0:
-        n_drop = int(round(params.drop_antibodies * len(S.PROTEINS)))
-        gone = np.random.default_rng([params.seed, 30_000]).choice(len(S.PROTEINS), n_drop, replace=False)
+        n_drop = int(round(params.drop_antibodies * len(proteins)))
+        gone = np.random.default_rng([params.seed, 30_000]).choice(len(proteins), n_drop, replace=False)
         keep[len(genes) + gone] = False
-        log.info("panel variant: antibodies missing %s", sorted(np.array(S.PROTEINS)[gone]))
+        log.info("panel variant: antibodies missing %s", sorted(np.array(proteins)[gone]))
     feature_ids, feature_names, feature_types = feature_ids[keep], feature_names[keep], feature_types[keep]
     truths = []
     for i, donor in donors.iterrows():

@@ -10,6 +10,8 @@ written independently of it (the annotation must not read the simulator's truth)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 #: lineage of every fine state (the ``parent`` used for compositional tests)
 STATE_LINEAGE: dict[str, str] = {
     "CD14.Mono": "Mono",
@@ -195,3 +197,135 @@ def program_genes() -> list[str]:
     for prog in (*LINEAGE_PROGRAM.values(), *STATE_PROGRAM.values()):
         genes.update(prog)
     return sorted(genes)
+
+
+# --------------------------------------------------------------------------------------------------
+# The study's ~40 fine states (``DemoParams.states = "study"``; issue 16). The core catalogue above is
+# left as it is (the default demo's numbers do not move); this one splits and adds states so that a
+# marker file or a reference covering the study's list can be scored against truth. Names follow the
+# study (``../shared/docs/reference-study.md``): its "intermediate" and "CD16" monocytes are
+# ``Int.Mono`` / ``CD16.Mono``, its "PB" is ``Plasmablast``, its "CD8.naive" is ``CD8.Naive``.
+
+#: the extra antibodies of the study panel (TotalSeq names): cDC1, IgM for unswitched B cells, CD21 for
+#: age-associated B cells, CD117 for ILCs, CD138 for plasma cells
+STUDY_EXTRA_PROTEINS: list[str] = ["CD141", "IgM", "CD21", "CD117", "CD138"]
+
+#: genes the fine states need that the core gene universe lacks (appended with a low background)
+STUDY_EXTRA_GENES: list[str] = [
+    "CLEC9A", "XCR1", "CADM1", "IDO1", "AXL", "SIGLEC6", "PPP1R14A", "PADI4", "MKI67", "TOP2A", "TYMS",
+    "PCNA", "KIT", "TNFRSF4", "TNFRSF18", "SDC1", "FCRL5", "TBX21", "CR2", "CD83", "NFKBID", "MIR155HG",
+    "EGR3", "IFI27", "SIGLEC1", "NCR1", "CD160", "KLRC1", "AREG", "SOX4", "HPGDS", "IL1R1", "TXNDC5",
+    "PTPN3", "CAV1", "MYB", "FXYD2", "CCR6",
+]
+
+_ISG = {"MX1": 30, "HERC5": 30, "ISG15": 30, "IFI44L": 35, "IFI44": 30, "IFIT1": 35, "IFIT3": 30,
+        "IFI6": 25, "RSAD2": 35, "OAS1": 20, "IFI27": 25, "LY6E": 15}
+_PROLIF = {"MKI67": 40, "TOP2A": 40, "TYMS": 30, "PCNA": 25, "STMN1": 25, "TUBB": 15}
+
+#: state -> (lineage, base share, RNA program, protein levels); the shares of a split state add up
+#: to the core state's share
+_STUDY: dict[str, tuple[str, float, dict, dict]] = {
+    "CD14.VCAN": ("Mono", 0.070,
+                  {"CD14": 40, "S100A8": 60, "S100A9": 60, "S100A12": 50, "VCAN": 50, "FCN1": 45,
+                   "PLBD1": 8}, {"CD16": 0, "CD62L": 2}),
+    "CD14.PLBD1": ("Mono", 0.050,
+                   {"CD14": 40, "S100A8": 60, "S100A9": 60, "PLBD1": 50, "PADI4": 40, "VCAN": 12,
+                    "S100A12": 20}, {"CD16": 0, "CD62L": 3}),
+    "CD14.HLA": ("Mono", 0.030,
+                 {"CD14": 35, "S100A8": 30, "S100A9": 30, "HLA-DRA": 35, "HLA-DRB1": 35,
+                  "HLA-DPA1": 30, "HLA-DPB1": 30, "CD74": 15}, {"CD16": 0, "HLA-DR": 3, "CD62L": 1}),
+    "CD14.EGR1": ("Mono", 0.012, STATE_PROGRAM["CD14.EGR1"], STATE_PROTEIN["CD14.EGR1"]),
+    "CD14.ISG": ("Mono", 0.010, {"CD14": 40, "S100A8": 50, "S100A9": 50, "VCAN": 30, **_ISG},
+                 STATE_PROTEIN["CD14.ISG"]),
+    "Int.Mono": ("Mono", 0.015, STATE_PROGRAM["Int.Mono"], STATE_PROTEIN["Int.Mono"]),
+    "CD16.Mono": ("Mono", 0.021, STATE_PROGRAM["CD16.Mono"], STATE_PROTEIN["CD16.Mono"]),
+    "CD16.ISG": ("Mono", 0.004, {**STATE_PROGRAM["CD16.Mono"], **_ISG}, STATE_PROTEIN["CD16.Mono"]),
+    "cDC1": ("DC", 0.0015, {"CLEC9A": 60, "XCR1": 45, "CADM1": 40, "IDO1": 40, "HLA-DPB1": 30},
+             {"CD141": 3, "HLA-DR": 3, "CD11c": 1}),
+    "cDC2": ("DC", 0.008, STATE_PROGRAM["cDC2"], STATE_PROTEIN["cDC2"]),
+    "pDC": ("DC", 0.0035, STATE_PROGRAM["pDC"], STATE_PROTEIN["pDC"]),
+    "pDC.ISG": ("DC", 0.0015, {**STATE_PROGRAM["pDC"], **_ISG}, STATE_PROTEIN["pDC"]),
+    "ASDC": ("DC", 0.0015, {"AXL": 50, "SIGLEC6": 50, "PPP1R14A": 40, "LILRA4": 10, "CD1C": 10,
+                            "IL3RA": 15}, {"CD123": 2, "CD11c": 2, "HLA-DR": 3}),
+    "CD4.Naive": ("CD4_T", 0.120, STATE_PROGRAM["CD4.Naive"], STATE_PROTEIN["CD4.Naive"]),
+    "CD4.TCM_1": ("CD4_T", 0.060, {"CCR7": 12, "AQP3": 25, "CD28": 12, "LTB": 25},
+                  {"CD45RO": 3, "CD197": 2, "CD62L": 2, "CD27": 3, "CD127": 3, "CD95": 1}),
+    "CD4.TCM_2": ("CD4_T", 0.040, {"ITGB1": 25, "ANXA1": 25, "S100A4": 25, "GPR183": 20, "CCR6": 20},
+                  {"CD45RO": 3, "CD197": 1, "CD62L": 1, "CD27": 3, "CD127": 3, "CD95": 3}),
+    "CD4.TEM": ("CD4_T", 0.040, STATE_PROGRAM["CD4.TEM"], STATE_PROTEIN["CD4.TEM"]),
+    "CD4.CTL": ("CD4_T", 0.010, {**_CYTO, "GZMH": 35, "GZMB": 25, "CCL5": 30, "FGFBP2": 20},
+                {"CD45RA": 2, "CD45RO": 1, "CD57": 3, "CD27": 0, "CD28": 0, "CD127": 0, "CD95": 3}),
+    "CD4.ISG": ("CD4_T", 0.008, {**_NAIVE, **_ISG}, STATE_PROTEIN["CD4.Naive"]),
+    "Treg": ("CD4_T", 0.020, STATE_PROGRAM["Treg"], STATE_PROTEIN["Treg"]),
+    "CD8.Naive": ("CD8_T", 0.045, STATE_PROGRAM["CD8.Naive"], STATE_PROTEIN["CD8.Naive"]),
+    "CD8.TCM": ("CD8_T", 0.015, {"GZMK": 8, "IL7R": 20, "CCR7": 10, "LTB": 20},
+                STATE_PROTEIN["CD8.TCM"]),
+    "CD8.TCM_GATA3": ("CD8_T", 0.010, {"GATA3": 40, "TNFRSF4": 25, "IL7R": 15, "GZMK": 10, "CCR7": 6},
+                      {**STATE_PROTEIN["CD8.TCM"], "CD197": 1}),
+    "CD8.TEM": ("CD8_T", 0.030, STATE_PROGRAM["CD8.TEM"], STATE_PROTEIN["CD8.TEM"]),
+    "CD8.TEM_T2ISG": ("CD8_T", 0.010, STATE_PROGRAM["CD8.TEM_T2ISG"], STATE_PROTEIN["CD8.TEM_T2ISG"]),
+    "CD8.CTL": ("CD8_T", 0.025, STATE_PROGRAM["CD8.CTL"], STATE_PROTEIN["CD8.CTL"]),
+    "MAIT": ("other_T", 0.020, STATE_PROGRAM["MAIT"], STATE_PROTEIN["MAIT"]),
+    "gdT": ("other_T", 0.020, STATE_PROGRAM["gdT"], STATE_PROTEIN["gdT"]),
+    "dnT": ("other_T", 0.005, {"PTPN3": 40, "NUCB2": 30, "CAV1": 30, "MYB": 25, "FXYD2": 30, "GZMK": 10},
+            {"CD45RA": 2, "CD161": 0, "CD127": 1, "CD27": 2}),
+    "NK.bright": ("NK", 0.008, STATE_PROGRAM["NK.bright"], STATE_PROTEIN["NK.bright"]),
+    "NK.intermediate": ("NK", 0.012, {"GZMK": 12, "XCL1": 12, "FCGR3A": 15, "GZMB": 15, "KLRC1": 35,
+                                      "CD160": 30, "NCR1": 20}, {"CD56": 2, "CD16": 2, "CD57": 0}),
+    "NK.dim": ("NK", 0.080, STATE_PROGRAM["NK.dim"], STATE_PROTEIN["NK.dim"]),
+    "ILC": ("NK", 0.002, {"KIT": 50, "IL7R": 35, "TNFRSF4": 25, "TNFRSF18": 30, "IL1R1": 30, "HPGDS": 35,
+                          "SOX4": 20, "AREG": 20},
+            {"CD56": 0, "CD16": 0, "CD127": 3, "CD161": 3, "CD117": 3}),
+    "Proliferating": ("NK", 0.004, {**_PROLIF}, {}),
+    "B.Naive": ("B", 0.045, STATE_PROGRAM["B.Naive"], {**STATE_PROTEIN["B.Naive"], "IgM": 3, "CD21": 2}),
+    "B.Naive_Activated": ("B", 0.010, {**STATE_PROGRAM["B.Naive"], "CD69": 30, "CD83": 35, "NFKBID": 30,
+                                       "MIR155HG": 30, "EGR3": 25},
+                          {"IgD": 3, "CD27": 0, "IgM": 3, "CD21": 2, "CD86": 2}),
+    "B.Memory_pre.switched": ("B", 0.012, {"CD27": 15, "AIM2": 20, "IGHM": 60, "IGHD": 15},
+                              {"IgD": 2, "IgM": 3, "CD27": 3, "CD21": 2, "CD45RA": 2}),
+    "B.Memory_post.switched": ("B", 0.015, {"CD27": 15, "AIM2": 20, "TNFRSF13B": 25, "IGHG1": 30,
+                                            "IGHA1": 30},
+                               {"IgD": 0, "IgM": 0, "CD27": 3, "CD21": 2, "CD45RA": 2}),
+    "ABC": ("B", 0.004, {"ITGAX": 40, "TBX21": 35, "FCRL5": 40, "ZEB2": 20, "IGHG1": 15},
+            {"IgD": 0, "IgM": 1, "CD27": 0, "CD21": 0, "CD11c": 2}),
+    "Plasmablast": ("B", 0.003, {**STATE_PROGRAM["Plasmablast"], "MKI67": 25, "TOP2A": 20},
+                    STATE_PROTEIN["Plasmablast"]),
+    "Plasma.cell": ("B", 0.002, {"JCHAIN": 80, "MZB1": 60, "XBP1": 35, "IGHA1": 80, "TNFRSF17": 40,
+                                 "PRDM1": 25, "SDC1": 40, "TXNDC5": 30},
+                    {**STATE_PROTEIN["Plasmablast"], "CD138": 3}),
+}
+
+#: the study's fine-state names this catalogue covers, in the order of ``reference-study.md``
+STUDY_STATES: list[str] = list(_STUDY)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The states a demo cohort is drawn from, with their programs and the antibody panel."""
+
+    name: str
+    state_lineage: dict
+    base_share: dict
+    state_program: dict
+    state_protein: dict
+    proteins: list
+    extra_genes: list  # genes appended to the gene universe (the core universe has the core's)
+
+    def program_genes(self) -> list[str]:
+        """All genes named by any lineage or state program of this catalogue, sorted."""
+        genes = set(EXTRA_GENES)
+        for prog in (*LINEAGE_PROGRAM.values(), *self.state_program.values()):
+            genes.update(prog)
+        return sorted(genes)
+
+
+def catalogue(name: str = "core") -> Catalogue:
+    """The demo's state catalogue: ``core`` (23 states, the default demo) or ``study`` (41 states,
+    the reference study's fine states with 5 extra antibodies)."""
+    if name == "core":
+        return Catalogue("core", STATE_LINEAGE, BASE_SHARE, STATE_PROGRAM, STATE_PROTEIN, PROTEINS, [])
+    if name == "study":
+        return Catalogue("study", {s: v[0] for s, v in _STUDY.items()}, {s: v[1] for s, v in _STUDY.items()},
+                         {s: v[2] for s, v in _STUDY.items()}, {s: v[3] for s, v in _STUDY.items()},
+                         PROTEINS + STUDY_EXTRA_PROTEINS, STUDY_EXTRA_GENES)
+    raise ValueError(f"demo states: unknown catalogue {name!r} (core or study)")
