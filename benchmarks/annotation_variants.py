@@ -17,6 +17,9 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
 - ``panel_half``: half of the 35 antibodies missing from every sample;
 - ``no_B``: no donor has B cells (a rituximab-treated cohort): share of cells called B;
 - ``sorted_CD8``: only CD8 T cells: share of cells called CD8_T;
+- ``study``: the reference study's 41 fine states (``states="study"``, 5 more antibodies), annotated
+  with ``config/markers_study.yaml`` (compare with ``default``'s 23 states only loosely: more, rarer
+  and closer states);
 - ``egr1_activated``: another biology for the EGR1/NF-kB monocytes: HLA-DR high, CD14 intermediate,
   CD16 low (activated), so that the protein-defined state step calls many of them Int.Mono (as a
   cohort from another simulator did, issue 16).
@@ -45,7 +48,10 @@ VARIANTS = {
     "no_B": {"absent_lineages": ("B",)},
     "sorted_CD8": {"only_lineages": ("CD8_T",)},
     "egr1_activated": {"state_protein": (("CD14.EGR1", (("HLA-DR", 3), ("CD14", 2), ("CD16", 1))),)},
+    "study": {"states": "study"},
 }
+#: config a variant needs besides the default (its own marker file)
+VARIANT_CONFIG = {"study": "annotation:\n  markers: config/markers_study.yaml\n"}
 
 
 def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
@@ -59,7 +65,7 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
     simulate_cohort(data, DemoParams(seed=0, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
     cfg = out / name / "config.yaml"
     cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
-                   "integration:\n  totalvi:\n    max_epochs: 60\n")
+                   "integration:\n  totalvi:\n    max_epochs: 60\n" + VARIANT_CONFIG.get(name, ""))
     configs = [str(cfg)] + ([str(extra_config)] if extra_config else [])
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "snakemake", f"{results}/cohort/annotated.h5mu", "--cores",

@@ -66,9 +66,14 @@ def _check_label(path: Path, where: str, comp) -> None:
         raise InputError(f"marker file {path}: {where} must be a mapping of components")
     for sub, sub_comp in (comp.get("substates") or {}).items():
         _check_label(path, f"{where}.substates.{sub}", sub_comp)
-    unknown = set(comp) - set(COMPONENTS) - {"substates", "scope"}
+    unknown = set(comp) - set(COMPONENTS) - {"substates", "scope", "robust_z"}
     if "scope" in comp and (".substates." not in where or comp["scope"] not in SUBSTATE_SCOPES):
         raise InputError(f"marker file {path}: {where}: 'scope' is for substates, one of {list(SUBSTATE_SCOPES)}")
+    rz = comp.get("robust_z")
+    if "robust_z" in comp and (".substates." not in where or isinstance(rz, bool) or not isinstance(rz, (int, float))
+                               or rz <= 0):
+        raise InputError(f"marker file {path}: {where}: 'robust_z' is for substates, a number > 0 (the substate's "
+                         "own threshold instead of annotation.substate_robust_z)")
     if unknown:
         raise InputError(f"marker file {path}: {where} has unknown keys {sorted(unknown)}; allowed {list(COMPONENTS)}")
     if not any(comp.get(c) for c in COMPONENTS):
@@ -290,8 +295,8 @@ def _gate_substates(
     scorer: "_Scorer", subs: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float, robust_z: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Module-high substates of a base state: robust z (median/MAD over the base's cells) of the
-    smoothed substate score above ``substate_robust_z``; the highest z wins. Returns labels (None =
-    stays base) and the winning z."""
+    smoothed substate score above ``substate_robust_z`` (or the substate's own ``robust_z``); of the
+    substates a cell passes, the highest z wins. Returns labels (None = stays base) and the winning z."""
     sub_graph = graph[rows][:, rows]
     names, scores = scorer.score_labels(subs, rows, kind="substate")
     zs = [_robust_z(_smooth(s[:, None], sub_graph, smoothing)[:, 0]) for s in scores]
@@ -299,11 +304,12 @@ def _gate_substates(
     if not names:
         return out, np.zeros(len(rows))
     z = np.column_stack(zs)
-    best = z.argmax(1)
-    bz = z[np.arange(len(rows)), best]
-    hit = bz > robust_z
+    thr = np.array([subs[nm].get("robust_z", robust_z) for nm in names], dtype=float)
+    passed = np.where(z > thr[None, :], z, -np.inf)
+    best = passed.argmax(1)
+    hit = np.isfinite(passed[np.arange(len(rows)), best])
     out[hit] = np.array(names, dtype=object)[best[hit]]
-    return out, bz
+    return out, z[np.arange(len(rows)), z.argmax(1)]
 
 
 def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarray, graph: sp.spmatrix, *,
@@ -311,9 +317,11 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
     """Module-high substates of one lineage's states. ``scope: state`` (default): among the base
     state's cells; ``scope: lineage``: among all the lineage's cells (robust z over them), whatever
     state they were given, so that a program is found even where the state call was wrong. A
-    lineage-scope hit takes precedence over a state-scope one."""
+    state-scope hit, the more specific one (``CD16.ISG`` among CD16 monocytes rather than the
+    lineage-wide ``CD14.ISG``), takes precedence over a lineage-scope one."""
     lab = lab.copy()
     wide = {}
+    narrow_hit = np.zeros(len(lab), bool)
     for sname, comp in states.items():
         subs = comp.get("substates") or {}
         wide.update({k: v for k, v in subs.items() if v.get("scope", "state") == "lineage"})
@@ -324,9 +332,10 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
         sub_lab, _ = _gate_substates(scorer, narrow, rows[base_rows], graph, smoothing=smoothing, robust_z=robust_z)
         hit = sub_lab != None  # noqa: E711
         lab[base_rows[hit]] = sub_lab[hit]
+        narrow_hit[base_rows[hit]] = True
     if wide and len(rows) >= 10:
         sub_lab, _ = _gate_substates(scorer, wide, rows, graph, smoothing=smoothing, robust_z=robust_z)
-        hit = sub_lab != None  # noqa: E711
+        hit = (sub_lab != None) & ~narrow_hit  # noqa: E711
         lab[hit] = sub_lab[hit]
     return lab
 
