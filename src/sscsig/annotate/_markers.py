@@ -395,7 +395,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     min_genes_per_module
         An RNA component needs this many of its genes in the data, else it is left out.
     substate_robust_z
-        Robust z (median/MAD within the base state) above which a cell joins a module-high substate.
+        Robust z (median/MAD within the base state) above which a cell joins a module-high substate
+        (a substate's own ``robust_z`` in the marker file replaces it for that substate).
     protein_layer
         The normalised protein layer scored.
     gate_layer, gate_min
