@@ -192,11 +192,8 @@ EXTRA_GENES: list[str] = ["HBB", "HBA1", "HBA2", "PPBP", "PF4"]
 
 
 def program_genes() -> list[str]:
-    """All genes named by any lineage or state program, sorted."""
-    genes = set(EXTRA_GENES)
-    for prog in (*LINEAGE_PROGRAM.values(), *STATE_PROGRAM.values()):
-        genes.update(prog)
-    return sorted(genes)
+    """All genes named by any lineage or state program of the core catalogue, sorted."""
+    return catalogue("core").program_genes()
 
 
 # --------------------------------------------------------------------------------------------------
