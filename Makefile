@@ -20,7 +20,7 @@ demo: install
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: install
-	$(PY) -m pytest -v -rs
+	$(PY) -m pytest -v -rs --durations=25
 
 clean-demo:
 	rm -rf results

@@ -148,8 +148,11 @@ def _route_cohort(via_near_end: bool, seed: int = 0):
     tissue_z = t[:, None] * e + rng.normal(0, 0.3, (120, 3))
     counts = rng.poisson(np.exp(np.outer(3 * t, [1.0, 0.0]) + 1)).astype(np.float32)  # a rising and a flat gene
     rna = ad.AnnData(sp.csr_matrix(counts), var=pd.DataFrame(index=["THBS1", "FLAT"]))
+    # tissue monocytes half-way to the macrophages are beyond the mapping's novelty cutoff: 'unmapped',
+    # with CD14.Mono as their nearest blood state
     obs = pd.DataFrame({"donor": "d1", "tissue_type": np.where(t > 0.6, "Macrophage", "immune"),
-                        "blood_state": [None if x > 0.6 else "CD14.Mono" for x in t]},
+                        "blood_state": [None if x > 0.6 else "unmapped" if x > 0.3 else "CD14.Mono" for x in t],
+                        "blood_state_nearest": [None if x > 0.6 else "CD14.Mono" for x in t]},
                        index=[f"t{i}" for i in range(120)])
     tissue = md.MuData({"rna": rna})
     tissue.mod["rna"].obs_names = obs.index
@@ -177,8 +180,9 @@ def test_trajectory_entry_is_the_blood_state_next_to_the_macrophages(via_near_en
         assert e.loc["blood:CD14.Mono", "enrichment"] == pytest.approx(360 / 300)
         assert facts["entry"] == "blood:CD14.Mono" and not facts["through_via_states"]
     assert trends.set_index("gene").loc["THBS1", "effect"] > 0  # rises along the pseudotime
-    on = pt.notna()
+    on = pt.notna()  # the unmapped monocytes are on the path too
     assert on.sum() == 120 and pt[on].between(0, 1).all()
+    assert facts["tissue_cells_unmapped"] == (tissue.obs["blood_state"] == "unmapped").sum() > 30
 
 
 @pytest.mark.slow
@@ -194,11 +198,17 @@ def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
     for tissue in ("kidney", "lung"):
         m = md.read_h5mu(demo_run / f"tissue/{tissue}.h5mu")
         assert {"blood_state", "blood_state_uncertainty", "tissue_type"} <= set(m.obs) and "X_mapped" in m.obsm
-        d = m.obs.join(truth[["tissue_type", "cell_state", "pseudotime"]], rsuffix="_truth")
+        d = m.obs.join(truth[["tissue_type", "cell_state", "pseudotime"]].rename(
+            columns={"pseudotime": "pseudotime_truth"}), rsuffix="_truth")
         blood_truth = d[d["cell_state"].notna()]
         assert (blood_truth["tissue_type"] == "immune").mean() > 0.95
         mapped = blood_truth[(blood_truth["tissue_type"] == "immune") & (blood_truth["blood_state"] != "unmapped")]
-        assert len(mapped) > 0.75 * len(blood_truth)  # 0.79 (kidney) in CI; the rest is unmapped, not wrong
+        # the kidney's EGR1 monocytes on their way to macrophages (the truth's continuum) lie away from
+        # blood and are mostly 'unmapped' (76% on this machine; they join the trajectory by their
+        # nearest blood state, checked below); the other blood-like cells must map: kidney 0.86, lung
+        # 0.94 on this machine (all cells counted: kidney 0.61-0.79 between machines)
+        off_path = blood_truth[blood_truth["pseudotime_truth"].isna()]
+        assert (off_path["blood_state"] != "unmapped").mean() > 0.75
         res[tissue] = f1_score(mapped["cell_state"], mapped["blood_state"], average="macro")
         only = d[d["cell_state"].isna()]  # macrophages and parenchyma: never forced into a blood state
         forced = only["blood_state"].notna() & (only["blood_state"].astype(str) != "unmapped")

@@ -101,7 +101,8 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
 
     Returns, per query cell (rows in order): ``label``, ``label_probability``, ``label_uncertainty``,
     ``label_lineage``, ``novelty`` (mean distance to the reference neighbours over the reference
-    cells' own ``novelty_quantile``; > 1 is unmapped) and ``p_<label>`` for every label.
+    cells' own ``novelty_quantile``; > 1 is unmapped), ``label_nearest`` (the best-voted label
+    whatever the two cutoffs) and ``p_<label>`` for every label.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -128,7 +129,8 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
     lineage = np.where((lin_votes.max(1) >= min_probability) & ~novel, lin_names[lin_votes.argmax(1)],
                        unmapped_label)
     out = pd.DataFrame({"label": label, "label_probability": best, "label_uncertainty": 1 - best,
-                        "label_lineage": lineage, "lineage_probability": lin_votes.max(1), "novelty": novelty})
+                        "label_lineage": lineage, "lineage_probability": lin_votes.max(1), "novelty": novelty,
+                        "label_nearest": names[votes.argmax(1)]})
     return out.join(pd.DataFrame(votes, columns=[f"p_{s}" for s in names]))
 
 

@@ -12,7 +12,9 @@ blood cells in the shared latent space -- the Python counterpart of the study's 
 * Labels: ``blood_state`` from the distance-weighted votes of the ``k`` nearest blood cells,
   ``blood_state_uncertainty`` = 1 - the highest vote, ``unmapped`` under ``min_probability`` or
   beyond the blood cells' own ``novelty_quantile`` distance (tissue-only types are called before,
-  from the tissue marker file); ``blood_lineage`` from the votes summed per lineage.
+  from the tissue marker file); ``blood_lineage`` from the votes summed per lineage;
+  ``blood_state_nearest`` the best-voted state whatever the cutoffs (the trajectory's path takes
+  unmapped monocytes by it: a monocyte on its way to becoming a macrophage lies away from blood).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 #: ``blood_state`` of a tissue immune cell whose best probability is under ``min_probability``
 UNMAPPED = "unmapped"
 _RENAME = {"label": "blood_state", "label_probability": "blood_state_probability",
-           "label_uncertainty": "blood_state_uncertainty", "label_lineage": "blood_lineage"}
+           "label_uncertainty": "blood_state_uncertainty", "label_lineage": "blood_lineage",
+           "label_nearest": "blood_state_nearest"}
 
 
 def map_to_blood(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.AnnData | None = None,
@@ -67,7 +70,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     -------
     :class:`~sscsig.mapping.MappingResult`. ``query`` has ``blood_state`` (or ``unmapped``),
     ``blood_state_probability`` (the highest vote), ``blood_state_uncertainty`` (1 - it),
-    ``blood_lineage`` (or ``unmapped``), ``novelty`` (> 1 is unmapped) and ``p_<state>`` for every state.
+    ``blood_lineage`` (or ``unmapped``), ``novelty`` (> 1 is unmapped), ``blood_state_nearest`` (the
+    best vote whatever the cutoffs) and ``p_<state>`` for every state.
     """
     res = map_query(reference, query, reference_prot=reference_prot, query_prot=query_prot, label_key=label_key,
                     lineage_key=lineage_key, batch_key=batch_key, query_batch_key=query_batch_key, n_latent=n_latent,
@@ -101,9 +105,9 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
 
     Returns
     -------
-    (the tissue MuData with obs ``tissue_type``, ``tissue_type_score``, ``blood_state`` (NaN for
-    tissue-only types), ``blood_state_probability``, ``blood_state_uncertainty``, ``blood_lineage``,
-    ``novelty`` and obsm ``X_mapped``; the blood cells' latent as an AnnData (obs: donor, states,
+    (the tissue MuData with obs ``tissue_type``, ``tissue_type_score``, ``blood_state`` and
+    ``blood_state_nearest`` (NaN for tissue-only types), ``blood_state_probability``,
+    ``blood_state_uncertainty``, ``blood_lineage``, ``novelty`` and obsm ``X_mapped``; the blood cells' latent as an AnnData (obs: donor, states,
     batch; obsm ``X_mapped``); the per-type marker report)
     """
     from ._types import IMMUNE, call_tissue_types
@@ -122,9 +126,9 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
                        label_key=label_key, lineage_key=lineage_key, batch_key=batch_key, seed=seed, what=tissue_name,
                        **(map_params or {}))
     obs = types.join(res.query[["blood_state", "blood_state_probability", "blood_state_uncertainty",
-                                "blood_lineage", "novelty"]])
+                                "blood_lineage", "novelty", "blood_state_nearest"]])
     tissue_only = obs["tissue_type"] != IMMUNE
-    obs.loc[tissue_only, ["blood_state", "blood_lineage"]] = np.nan
+    obs.loc[tissue_only, ["blood_state", "blood_lineage", "blood_state_nearest"]] = np.nan
     for c in obs.columns:
         tissue.obs[c] = obs[c].to_numpy()
     z = np.full((tissue.n_obs, res.latent_query.shape[1]), np.nan, dtype=np.float32)
