@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -125,10 +126,10 @@ def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
     return status
 
 
-def measured_mask(prot) -> np.ndarray | None:
+def measured_mask(prot: ad.AnnData) -> np.ndarray | None:
     """Cells x antibodies, False where the cell's sample did not measure the antibody (``None``: the
     cohort's samples share one panel)."""
-    m = prot.obsm.get("protein_measured") if hasattr(prot, "obsm") else None
+    m = prot.obsm.get("protein_measured")
     if m is None:
         return None
     m = np.asarray(m, dtype=bool)

@@ -293,23 +293,23 @@ def _robust_z(x: np.ndarray) -> np.ndarray:
 
 def _gate_substates(
     scorer: "_Scorer", subs: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float, robust_z: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Module-high substates of a base state: robust z (median/MAD over the base's cells) of the
     smoothed substate score above ``substate_robust_z`` (or the substate's own ``robust_z``); of the
-    substates a cell passes, the highest z wins. Returns labels (None = stays base) and the winning z."""
+    substates a cell passes, the highest z wins. Returns labels (None = stays base)."""
     sub_graph = graph[rows][:, rows]
     names, scores = scorer.score_labels(subs, rows, kind="substate")
     zs = [_robust_z(_smooth(s[:, None], sub_graph, smoothing)[:, 0]) for s in scores]
     out = np.full(len(rows), None, dtype=object)
     if not names:
-        return out, np.zeros(len(rows))
+        return out
     z = np.column_stack(zs)
     thr = np.array([subs[nm].get("robust_z", robust_z) for nm in names], dtype=float)
     passed = np.where(z > thr[None, :], z, -np.inf)
     best = passed.argmax(1)
     hit = np.isfinite(passed[np.arange(len(rows)), best])
     out[hit] = np.array(names, dtype=object)[best[hit]]
-    return out, z[np.arange(len(rows)), z.argmax(1)]
+    return out
 
 
 def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarray, graph: sp.spmatrix, *,
@@ -329,12 +329,12 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
         base_rows = np.flatnonzero(lab == sname)
         if not narrow or len(base_rows) < 10:
             continue
-        sub_lab, _ = _gate_substates(scorer, narrow, rows[base_rows], graph, smoothing=smoothing, robust_z=robust_z)
+        sub_lab = _gate_substates(scorer, narrow, rows[base_rows], graph, smoothing=smoothing, robust_z=robust_z)
         hit = sub_lab != None  # noqa: E711
         lab[base_rows[hit]] = sub_lab[hit]
         narrow_hit[base_rows[hit]] = True
     if wide and len(rows) >= 10:
-        sub_lab, _ = _gate_substates(scorer, wide, rows, graph, smoothing=smoothing, robust_z=robust_z)
+        sub_lab = _gate_substates(scorer, wide, rows, graph, smoothing=smoothing, robust_z=robust_z)
         hit = (sub_lab != None) & ~narrow_hit  # noqa: E711
         lab[hit] = sub_lab[hit]
     return lab

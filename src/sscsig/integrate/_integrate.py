@@ -32,7 +32,7 @@ import scanpy as sc
 
 from ..errors import InputError
 from ..neighbors import wnn
-from ..protein import clr_per_cell, complete_panel, measured_mask, normalised_protein
+from ..protein import clr_per_cell, measured_mask, normalised_protein
 from ._totalvi import run_totalvi
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
         mdata.obsm["X_integrated"] = res["latent"]
         mdata.obsm["X_totalvi"] = res["latent"]
         denoised = np.full(prot.shape, np.nan, dtype=np.float32)  # NaN: antibodies not every sample has
-        denoised[:, complete_panel(prot)] = res["denoised"]
+        denoised[:, res["proteins"]] = res["denoised"]
         prot.layers["totalvi_denoised"] = denoised
         info["totalvi"] = res["facts"]
     elif method in ("wnn", "harmony"):

@@ -39,7 +39,8 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
                 denoise_samples: int = 10, save_model: bool = True, seed: int = 0,
                 model_dir: str | Path | None = None, callbacks=()) -> dict:
     """Train TOTALVI on HVG + protein counts (the antibodies every sample measured,
-    :func:`sscsig.protein.complete_panel`); return latent, denoised protein and training facts.
+    :func:`sscsig.protein.complete_panel`); return latent, denoised protein, the mask of the antibodies
+    modelled (``proteins``) and training facts.
 
     ``mdata['rna'].layers['counts']`` and ``mdata['prot'].layers['counts']`` must hold raw counts.
     The keyword options are config ``integration.totalvi``; the model is saved to ``model_dir``
@@ -107,6 +108,6 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
              "elbo_validation_last": curve[-1] if curve else float("nan"),
              "elbo_validation_curve": np.asarray(curve, dtype=np.float64)}
     log.info("totalVI: %s", {k: v for k, v in facts.items() if k != "elbo_validation_curve"})
-    return {"latent": latent, "denoised": np.asarray(denoised, dtype=np.float32), "facts": facts}
+    return {"latent": latent, "denoised": np.asarray(denoised, dtype=np.float32), "proteins": shared, "facts": facts}
 
 

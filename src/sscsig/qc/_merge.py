@@ -51,8 +51,9 @@ def merge_samples(
     prots = {s: m["prot"] for s, m in samples.items()}
     plan = panel_plan({s: list(p.var_names) for s, p in prots.items()}, policy=panel_policy,
                       min_fraction=panel_min_fraction)
-    names = pd.concat([p.var["antibody"] for p in prots.values() if "antibody" in p.var]).groupby(level=0).first() \
-        if all("antibody" in p.var for p in prots.values()) else pd.Series(dtype=str)
+    # each antibody's annotation (target name, isotype, ...) from the first sample that gives it
+    var_all = pd.concat([p.var for p in prots.values()]).groupby(level=0, sort=False).first()
+    names = var_all["antibody"] if all("antibody" in p.var for p in prots.values()) else pd.Series(dtype=str)
     plan.insert(0, "target", [str(names.get(a, a)) for a in plan.index])
     kept = plan.index[plan["kept"].to_numpy(bool)]
     if len(kept) == 0:
@@ -68,10 +69,8 @@ def merge_samples(
                          "the embedding needs at least one shared antibody")
     if not measured.all():
         prot.obsm["protein_measured"] = pd.DataFrame(measured, index=prot.obs_names, columns=prot.var_names)
-    first = next(iter(prots.values()))
-    prot.var = prot.var.join(first.var.reindex(prot.var_names).combine_first(
-        pd.concat([p.var for p in prots.values()]).groupby(level=0).first().reindex(prot.var_names)
-    ).drop(columns=["n_samples_measured", "measured_in_all"], errors="ignore"))
+    prot.var = prot.var.join(var_all.reindex(prot.var_names).drop(columns=["n_samples_measured", "measured_in_all"],
+                                                                   errors="ignore"))
     prot.var["isotype"] = prot.var["isotype"].astype(bool)
     gene_sets = [set(r.var_names) for r in rnas.values()]
     genes_dropped = len(set.union(*gene_sets) - set.intersection(*gene_sets))
