@@ -16,9 +16,6 @@ TINY_TOTALVI = "integration:\n  totalvi:\n    max_epochs: 60\n"
 # the tissue mapping in the end-to-end tests: 100 + 50 epochs (default 200 + 100; kidney state macro-F1
 # 0.71 vs 0.85 on the tiny demo) and 800 genes for the whole-transcriptome lung (default 2,000)
 TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\n    n_genes: 800\n"
-# the tiny demo's biomarker stage: 200 label permutations (default 1000; 5 min of the tiny demo's 17 on
-# a 2-core machine went to the 4 x 1000 nested-CV refits)
-TINY_BIOMARKER = "biomarker:\n  n_permutations: 200\n"
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +60,7 @@ def demo_run(tmp_path_factory):
     # timepoints (29 blood samples; the group tests use the 27 baseline samples), and 10 tissue samples
     # (4 SRC kidneys, BD Rhapsody; 3 ILD + 3 non-ILD lungs, 10x) mapped with a short training
     cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n  longitudinal: true\n  with_tissue: true\n"
-                   "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE + TINY_BIOMARKER)
+                   "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

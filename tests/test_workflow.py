@@ -364,7 +364,7 @@ def test_biomarker_outputs_and_predict_on_new_samples(demo_run, tmp_path):
     for comp, contrasts in (("SRC", ["SRC_vs_SSc", "SRC_vs_HD"]), ("ILD", ["ILD_vs_SSc", "ILD_vs_HD"])):
         m = pd.read_csv(demo_run / f"biomarker/{comp}/metrics.tsv", sep="\t")
         assert list(m.columns) == METRIC_COLUMNS and set(m["model"]) == {"signature", "baseline"}
-        assert (m["n_permutations"] == 200).all() and m["auc"].between(0, 1).all()  # the tiny config's
+        assert (m["n_permutations"] >= 1000).all() and m["auc"].between(0, 1).all()
         assert (m["auc_ci_low"] <= m["auc"]).all() and (m["auc"] <= m["auc_ci_high"]).all()
         p = pd.read_csv(demo_run / f"biomarker/{comp}/predictions.tsv", sep="\t")
         assert {"donor", "truth", "probability", "fold", "contrast", "model"} <= set(p.columns)
