@@ -121,7 +121,8 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
     best = votes.max(1)
     novelty = d_q.mean(1) / cutoff
     novel = novelty > 1
-    label = np.where((best >= min_probability) & ~novel, names[votes.argmax(1)], unmapped_label)
+    nearest = names[votes.argmax(1)]  # the best vote whatever the cutoffs
+    label = np.where((best >= min_probability) & ~novel, nearest, unmapped_label)
     lineage_of = pd.Series(np.asarray(lineages, dtype=str), index=labels).groupby(level=0).first()
     lin_of_name = lineage_of.reindex(names).to_numpy()
     lin_names = np.array(sorted(set(lin_of_name)))
@@ -130,7 +131,7 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
                        unmapped_label)
     out = pd.DataFrame({"label": label, "label_probability": best, "label_uncertainty": 1 - best,
                         "label_lineage": lineage, "lineage_probability": lin_votes.max(1), "novelty": novelty,
-                        "label_nearest": names[votes.argmax(1)]})
+                        "label_nearest": nearest})
     return out.join(pd.DataFrame(votes, columns=[f"p_{s}" for s in names]))
 
 

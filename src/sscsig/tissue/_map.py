@@ -107,8 +107,9 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
     -------
     (the tissue MuData with obs ``tissue_type``, ``tissue_type_score``, ``blood_state`` and
     ``blood_state_nearest`` (NaN for tissue-only types), ``blood_state_probability``,
-    ``blood_state_uncertainty``, ``blood_lineage``, ``novelty`` and obsm ``X_mapped``; the blood cells' latent as an AnnData (obs: donor, states,
-    batch; obsm ``X_mapped``); the per-type marker report)
+    ``blood_state_uncertainty``, ``blood_lineage``, ``novelty`` and obsm ``X_mapped``; the blood
+    cells' latent as an AnnData (obs: donor, states, batch; obsm ``X_mapped``); the per-type marker
+    report)
     """
     from ._types import IMMUNE, call_tissue_types
 
