@@ -6,7 +6,7 @@ metrics in ``obs``. Thresholds are data-driven (median absolute
 deviations, MAD, per sample) and bounded by fixed limits from config.
 
 Protein normalisation: CLR per cell always (``prot.layers['clr']``); DSB (Mulè et al., Nat Commun
-2022; muon's implementation) in ``prot.layers['dsb']`` when the empty droplets of the sample are
+2022; :func:`sscsig.protein.dsb_normalise`) in ``prot.layers['dsb']`` when the empty droplets of the sample are
 given (sample-sheet ``raw_path``).
 """
 
