@@ -16,6 +16,9 @@ TINY_TOTALVI = "integration:\n  totalvi:\n    max_epochs: 60\n"
 # the tissue mapping in the end-to-end tests: 100 + 50 epochs (default 200 + 100; kidney state macro-F1
 # 0.71 vs 0.85 on the tiny demo) and 800 genes for the whole-transcriptome lung (default 2,000)
 TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\n    n_genes: 800\n"
+# the biomarker permutation tests with one outer split instead of three (the 1,000 permutations, the
+# schema's minimum, stay): 4 x 1000 nested CVs per complication were 5 of the tiny demo's 17 minutes
+TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +63,7 @@ def demo_run(tmp_path_factory):
     # timepoints (29 blood samples; the group tests use the 27 baseline samples), and 10 tissue samples
     # (4 SRC kidneys, BD Rhapsody; 3 ILD + 3 non-ILD lungs, 10x) mapped with a short training
     cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n  longitudinal: true\n  with_tissue: true\n"
-                   "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE)
+                   "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE + TINY_BIOMARKER)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

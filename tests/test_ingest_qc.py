@@ -6,7 +6,8 @@ import pytest
 
 from sscsig.errors import InputError
 from sscsig.io import read_sample
-from sscsig.protein import clr_per_cell, dsb_normalise, protein_norm_method, select_empty_droplets
+from sscsig.protein import (background_means, clr_per_cell, dsb_normalise, protein_norm_method,
+                            select_empty_droplets)
 from sscsig.qc import check_enough_cells, mad_bounds, qc_sample
 
 
@@ -258,3 +259,23 @@ def test_dsb_equals_muons_implementation(with_isotypes):
     ours = dsb_normalise(cells, background, seed=3)
     np.testing.assert_allclose(ours, _muon_dsb(cells, background, isotypes=iso, seed=3), atol=1e-5)
     assert np.abs(ours - dsb_normalise(cells, background, seed=3, denoise=False)).max() > 0.1
+
+
+def test_background_means_equal_scikit_learns_mixture_fitted_per_cell():
+    """The vectorised EM gives each cell the lower mean of scikit-learn's tied / full 2-component
+    mixture (lower BIC), as a loop over cells does; with both kinds chosen for some cells."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(1)
+    z = np.vstack([rng.normal(0, 1, (40, 30)),  # one component
+                   np.hstack([rng.normal(0, 0.5, (40, 20)), rng.normal(6, 2, (40, 10))])])  # background + positives
+    expected, kinds = [], []
+    for row in z[:, :, None]:
+        fits = {kind: GaussianMixture(2, covariance_type=kind, init_params="random", random_state=5).fit(row)
+                for kind in ("tied", "full")}
+        kind = "tied" if fits["tied"].bic(row) < fits["full"].bic(row) else "full"
+        expected.append(fits[kind].means_.min())
+        kinds.append(kind)
+    assert set(kinds) == {"tied", "full"}
+    np.testing.assert_allclose(background_means(z, seed=5), expected, atol=1e-10)
+    assert np.abs(background_means(z, seed=6) - np.array(expected)).max() > 1e-6  # the seed is used

@@ -221,6 +221,70 @@ def select_empty_droplets(raw, cells: pd.Index, *, empty_max_log10_rna: float = 
     return raw["prot"][keep].copy()
 
 
+def _gmm2_1d(z: np.ndarray, resp: np.ndarray, *, tied: bool, tol: float = 1e-3, max_iter: int = 100,
+             reg_covar: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-component Gaussian mixture fitted to each row of ``z`` (one 1-D sample per row) by EM from
+    the initial responsibilities ``resp`` (proteins x 2, the same for every row), each row stopping
+    when its mean log-likelihood changes by less than ``tol``: scikit-learn's ``GaussianMixture``
+    (``covariance_type`` ``tied`` or ``full``), all rows at once. Returns the rows' lower component
+    means and BICs."""
+    n = z.shape[1]
+    eps = 10 * np.finfo(float).eps
+
+    def m_step(r):
+        nk = r.sum(1) + eps  # rows x 2
+        mu = np.einsum("cpk,cp->ck", r, z) / nk
+        if tied:
+            var = ((z ** 2).sum(1, keepdims=True) - (nk * mu ** 2).sum(1, keepdims=True)) / nk.sum(1, keepdims=True)
+            var = np.repeat(var, 2, axis=1)
+        else:
+            var = np.einsum("cpk,cpk->ck", r, (z[:, :, None] - mu[:, None, :]) ** 2) / nk
+        return nk / nk.sum(1, keepdims=True), mu, var + reg_covar
+
+    def log_lik(w, mu, var):
+        pc = 1.0 / np.sqrt(var)  # the precision's Cholesky factor in 1-D
+        lp = -0.5 * (np.log(2 * np.pi) + (z[:, :, None] * pc[:, None, :] - (mu * pc)[:, None, :]) ** 2) \
+            + np.log(pc)[:, None, :] + np.log(w)[:, None, :]
+        norm = np.logaddexp(lp[..., 0], lp[..., 1])
+        return norm.mean(1), lp - norm[..., None]
+
+    r0 = np.broadcast_to(resp, (len(z), n, 2))
+    nk = r0.sum(1) + eps
+    w, mu, var = m_step(r0)
+    w = nk / n  # the initialisation divides by the sample size, later M-steps by the weights' sum
+    lower = np.full(len(z), -np.inf)
+    active = np.ones(len(z), bool)
+    for _ in range(max_iter):
+        bound, log_resp = log_lik(w, mu, var)
+        w2, mu2, var2 = m_step(np.exp(log_resp))
+        w, mu, var = (np.where(active[:, None], a, b) for a, b in ((w2, w), (mu2, mu), (var2, var)))
+        change = bound - lower
+        lower = np.where(active, bound, lower)
+        active &= ~(np.abs(change) < tol)
+        if not active.any():
+            break
+    score, _ = log_lik(w, mu, var)
+    n_params = 4 if tied else 5
+    return mu.min(1), -2 * score * n + n_params * np.log(n)
+
+
+def background_means(z: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """DSB's per-cell background level: the lower mean of a 2-component Gaussian mixture of the cell's
+    protein values (rows of ``z``), with tied or separate variances, whichever has the lower BIC.
+
+    Equal to fitting scikit-learn's ``GaussianMixture(2, covariance_type="tied" | "full",
+    init_params="random", random_state=seed)`` to each cell in turn (what :func:`muon.prot.pp.dsb`
+    does; a test checks it), but all cells at once: ~100x faster than 11 ms a cell, which made
+    DSB the slowest step of QC on samples of thousands of cells.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    resp = np.random.RandomState(seed).uniform(size=(z.shape[1], 2))
+    resp /= resp.sum(1, keepdims=True)
+    mean_tied, bic_tied = _gmm2_1d(z, resp, tied=True)
+    mean_full, bic_full = _gmm2_1d(z, resp, tied=False)
+    return np.where(bic_tied < bic_full, mean_tied, mean_full)
+
+
 def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True, seed: int = 0) -> np.ndarray:
     """DSB-normalised protein of ``cells`` (float32, cells x proteins) with ``empty`` as background.
 
@@ -232,14 +296,14 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     without isotypes), centred, and its linear fit to each protein is removed (the intercept, i.e. the
     value at the cohort's mean background, is kept). Proteins are matched by name.
 
-    The steps, options and random states of :func:`muon.prot.pp.dsb` (muon 0.1.9), which a test
-    checks this equals to 1e-5. Written out because importing muon imports pynndescent, whose numba
-    functions compile at import: 12 s of every QC job on a 2-core machine (17 s of the 18 s a
-    150-cell sample took), in a rule that runs once per sample.
+    The steps, options and random states of :func:`muon.prot.pp.dsb` (muon 0.1.9), which tests
+    check this equals to 1e-5 (generated and real cells). Written out for speed: importing muon
+    imports pynndescent, whose numba functions compile at import (12 s of every QC job on a 2-core
+    machine, 17 of the 18 s a 150-cell sample took), and its mixture is fitted one cell at a time
+    (:func:`background_means` fits all cells at once: 2,872 real cells with 87 antibodies in 1.1 s).
     """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LinearRegression
-    from sklearn.mixture import GaussianMixture
 
     missing = [v for v in cells.var_names if v not in empty.var_names]
     if missing:
@@ -248,13 +312,7 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     background = np.log(dense(empty[:, cells.var_names].X) + pseudocount)
     z = (np.log(dense(cells.X) + pseudocount) - background.mean(0)) / background.std(0, ddof=1)
     if denoise:
-        tied = GaussianMixture(n_components=2, covariance_type="tied", init_params="random", random_state=seed)
-        full = GaussianMixture(n_components=2, covariance_type="full", init_params="random", random_state=seed)
-        bg = np.empty(len(z))
-        for c, row in enumerate(z[:, :, None]):
-            tied.fit(row)
-            full.fit(row)
-            bg[c] = np.min((tied if tied.bic(row) < full.bic(row) else full).means_)
+        bg = background_means(z, seed=seed)
         iso = cells.var["isotype"].to_numpy(bool) if "isotype" in cells.var else np.zeros(cells.n_vars, bool)
         covar = (PCA(n_components=1, whiten=True).fit_transform(np.hstack([z[:, iso], bg[:, None]]))
                  if iso.any() else bg[:, None])
@@ -263,6 +321,6 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     return z.astype(np.float32)
 
 
-__all__ = ["ADT_PREFIX", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
+__all__ = ["ADT_PREFIX", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
            "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
            "panel_plan", "protein_norm_method", "sample_measured", "select_empty_droplets"]
