@@ -80,6 +80,11 @@ def test_majority_merge_marks_unmeasured_antibodies_missing_not_zero():
     assert np.isnan(prot.layers["dsb"][in_s3, cd4]).all() and not np.isnan(prot.layers["dsb"][~in_s3]).any()
     assert rep["panel_by_sample"] == {"s3": {"dropped": ["ADT_CD99"], "missing": ["ADT_CD4"]}}
     assert any("s3" in w and "CD4" in w and "missing values" in w and "CD99" in w for w in cohort_warnings(rep))
+    # the merge says what the start-up check said, sentence for sentence (one builder)
+    from sscsig.io import panel_warnings
+    panels = {"s1": full, "s2": full, "s3": ["CD3", "CD8", "CD14", "IsoG1", "CD99"]}
+    assert cohort_warnings(rep) == panel_warnings(panels, panel_policy="majority")
+    assert cohort_warnings(rep_i) == panel_warnings(panels, panel_policy="intersection")
     plan = pd.DataFrame(rep["panel"]).set_index("antibody")
     assert plan.at["ADT_CD99", "s3"] == "measured, dropped" and plan.at["ADT_CD4", "s3"] == "not measured, kept as missing"
 

@@ -127,6 +127,31 @@ def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
     return status
 
 
+def panel_sentences(plan: pd.DataFrame, *, policy: str) -> dict[str, str]:
+    """One sentence per sample whose panel differs from the cohort's, from a :func:`panel_plan`
+    table: the antibodies the sample lacks that others have, what ``policy`` drops from the whole
+    cohort and what it keeps as missing values in this sample. Said at start-up
+    (:func:`sscsig.io.panel_warnings`) and again by the merge, atop every table."""
+    name = lambda a: str(a).removeprefix(ADT_PREFIX)  # noqa: E731
+    samples = [c for c in plan.columns if c not in ("n_samples", "kept")]
+    dropped = [name(a) for a in plan.index if not plan.at[a, "kept"]]
+    out = {}
+    for s in samples:
+        lack = [a for a in plan.index if not sample_measured(plan.at[a, s])]
+        kept_missing = [name(a) for a in lack if plan.at[a, "kept"]]
+        if not lack and not dropped:
+            continue
+        msg = (f"sample {s!r} lacks {len(lack)} antibodies other samples have ({', '.join(map(name, lack))})"
+               if lack else f"sample {s!r}")
+        how = []
+        if dropped:
+            how.append(f"{', '.join(dropped)} dropped from the whole cohort")
+        if kept_missing:
+            how.append(f"{', '.join(kept_missing)} kept as missing values here (scored only where measured)")
+        out[s] = f"{msg}; qc.panel_policy = {policy}: {'; '.join(how)}"
+    return out
+
+
 def measured_mask(prot: ad.AnnData) -> np.ndarray | None:
     """Cells x antibodies, False where the cell's sample did not measure the antibody (``None``: the
     cohort's samples share one panel)."""
@@ -323,4 +348,4 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
 
 __all__ = ["ADT_PREFIX", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
            "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
-           "panel_plan", "protein_norm_method", "sample_measured", "select_empty_droplets"]
+           "panel_plan", "panel_sentences", "protein_norm_method", "sample_measured", "select_empty_droplets"]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import clean_antibody_name, panel_plan, sample_measured
+from ..protein import clean_antibody_name, panel_plan, panel_sentences
 
 
 @dataclass
@@ -220,26 +220,12 @@ def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
 
 def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str, panel_min_fraction: float = 0.5) -> list[str]:
     """One sentence per sample whose antibody panel differs from the cohort's: what
-    ``qc.panel_policy`` (:func:`sscsig.protein.panel_plan`) will drop or keep as missing."""
+    ``qc.panel_policy`` (:func:`sscsig.protein.panel_plan`) will drop or keep as missing
+    (:func:`sscsig.protein.panel_sentences`)."""
     if not panels:
         return []
     plan = panel_plan(panels, policy=panel_policy, min_fraction=panel_min_fraction)
-    dropped = [a for a in plan.index if not plan.at[a, "kept"]]  # lost to every sample
-    out = []
-    for s in panels:
-        lack = [a for a in plan.index if not sample_measured(plan.at[a, s])]
-        kept_missing = [a for a in lack if plan.at[a, "kept"]]
-        if not lack and not dropped:
-            continue
-        msg = f"sample {s!r} lacks {len(lack)} antibodies other samples have ({', '.join(lack)})" if lack else \
-            f"sample {s!r}"
-        how = []
-        if dropped:
-            how.append(f"{', '.join(dropped)} dropped from the whole cohort")
-        if kept_missing:
-            how.append(f"{', '.join(kept_missing)} kept as missing values here")
-        out.append(f"{msg}; qc.panel_policy = {panel_policy}: {'; '.join(how)}")
-    return out
+    return list(panel_sentences(plan, policy=panel_policy).values())
 
 
 __all__ = ["SampleHeader", "check_inputs", "inspect_sample", "panel_warnings"]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import MEASURED_DROPPED, MISSING_KEPT, panel_plan
+from ..protein import MEASURED_DROPPED, MISSING_KEPT, panel_plan, panel_sentences
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +113,11 @@ def merge_samples(
     if with_dsb and cohort_norm != "dsb":
         report["protein_norm_note"] = (f"DSB was possible for {len(with_dsb)} of {len(prots)} samples only "
                                        "(raw_path missing for the others); CLR is used for the whole cohort")
-    for s, v in report["panel_by_sample"].items():
-        log.warning("sample %s: %s", s, _panel_sentence(v, panel_policy))
+    report["panel_warnings"] = list(panel_sentences(plan.drop(columns="target"), policy=panel_policy).values())
+    for w in report["panel_warnings"]:
+        log.warning("%s", w)
     mdata.uns["protein_norm"] = cohort_norm
     return mdata, report
-
-
-def _panel_sentence(v: dict, policy: str) -> str:
-    parts = []
-    if v.get("dropped"):
-        parts.append(f"measured {', '.join(a.removeprefix('ADT_') for a in v['dropped'])}, dropped from the "
-                     f"cohort (qc.panel_policy = {policy})")
-    if v.get("missing"):
-        parts.append(f"lacks {', '.join(a.removeprefix('ADT_') for a in v['missing'])}, kept as missing values "
-                     "(scored only in the samples that measured them)")
-    return "; ".join(parts)
 
 
 def merge_qc_outputs(h5mu: Mapping[str, str | Path], summaries: list[str | Path], sheet: pd.DataFrame, *,
@@ -150,8 +140,7 @@ def cohort_warnings(report: dict) -> list[str]:
     out = []
     for w in report.get("sample_warnings", []):
         out.append(w)
-    for s, v in (report.get("panel_by_sample") or {}).items():
-        out.append(f"sample {s}: {_panel_sentence(v, report.get('panel_policy'))}")
+    out.extend(report.get("panel_warnings", []))
     if report.get("protein_norm_note"):
         out.append(report["protein_norm_note"])
     return out
