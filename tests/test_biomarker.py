@@ -75,6 +75,32 @@ def test_fast_path_equals_the_scikit_learn_pipeline_it_saves():
         assert np.allclose(w, ref.coef_[0], atol=1e-4) and np.isclose(b, ref.intercept_[0], atol=1e-4)
 
 
+def test_stratified_folds_are_scikit_learns():
+    """The fast split gives StratifiedKFold's folds (shuffled, seeded) for binary labels of every
+    size, class balance and first label the biomarker loops meet."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(300):
+        n = int(rng.integers(4, 40))
+        y = rng.permutation(np.r_[np.ones(int(rng.integers(1, n)), int), np.zeros(n, int)][:n])
+        k, seed = int(rng.integers(2, 6)), int(rng.integers(0, 1000))
+        if k > max(y.sum(), n - y.sum()) or k > n:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a class smaller than k
+            ref = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y))
+        ours = B.stratified_folds(y, n_splits=k, seed=seed)
+        assert len(ours) == len(ref)
+        for (tr, te), (rtr, rte) in zip(ours, ref):
+            assert np.array_equal(tr, rtr) and np.array_equal(te, rte)
+        checked += 1
+    assert checked > 200
+
+
 def test_auc_matches_scikit_learn_with_ties():
     from sklearn.metrics import roc_auc_score
 
