@@ -299,8 +299,8 @@ def background_means(z: np.ndarray, *, seed: int = 0) -> np.ndarray:
 
     Equal to fitting scikit-learn's ``GaussianMixture(2, covariance_type="tied" | "full",
     init_params="random", random_state=seed)`` to each cell in turn (what :func:`muon.prot.pp.dsb`
-    does; a test checks it), but all cells at once: ~100x faster than 11 ms a cell, which made
-    DSB the slowest step of QC on samples of thousands of cells.
+    does; a test checks it), but all cells at once: 0.6 s instead of 12.6 s for 2,000 real cells
+    with 87 antibodies (2-core AMD EPYC), where the per-cell fits made DSB the slowest step of QC.
     """
     z = np.asarray(z, dtype=np.float64)
     resp = np.random.RandomState(seed).uniform(size=(z.shape[1], 2))

@@ -195,8 +195,8 @@ def stratified_folds(y: np.ndarray, *, n_splits: int, seed: int) -> list[tuple[n
     """``(train, test)`` indices of scikit-learn's ``StratifiedKFold(n_splits, shuffle=True,
     random_state=seed).split(y, y)``, the same folds (a test checks it) without its input checks:
     classes numbered by first appearance, each fold's share of a class allotted as scikit-learn does
-    and shuffled with ``RandomState(seed)``. The permutation test makes ~10^5 of these splits, and
-    the checks were a fifth of its time."""
+    and shuffled with ``RandomState(seed)``. The permutation test makes ~10^5 of these splits; without
+    the checks a nested CV takes ~10% less (53-61 vs 60-70 ms on 20 donors, 2-core AMD EPYC)."""
     y = np.asarray(y)
     _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
     encoded = np.argsort(np.argsort(first))[inverse]
