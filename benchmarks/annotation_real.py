@@ -56,7 +56,8 @@ def _run(m, method: str, cfg: dict, seed: int):
     integrate(m, method=method, totalvi={"max_epochs": 100}, seed=seed)
     cluster(m, resolutions=[1.0], seed=seed)
     opts = {k: v for k, v in cfg["annotation"].items() if k in
-            ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer")}
+            ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
+             "refine", "refine_quantile", "refine_c")}
     opts["protein_layer"] = "clr"  # no empty droplets in these fixtures: DSB is not available
     report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **opts, seed=seed)
     return m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy(), report

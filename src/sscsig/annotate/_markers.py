@@ -371,11 +371,87 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
     return out, np.where(np.isfinite(conf), conf, 10.0)
 
 
+def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarray, *, states: list[str],
+                  quantile: float = 0.5, c: float = 0.03, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Marker calls refined by a classifier trained on the confident ones (Garnett's idea, Pliner et al.
+    2019: marker rules pick representative cells, a regularised linear model classifies every cell).
+
+    The equal-weight marker score uses a few markers per state; the classifier weighs all of the
+    lineage's marker genes and antibodies at once, learning from the cohort itself which of them
+    separate its states (what matters when a panel lacks a state's defining antibodies).
+
+    Parameters
+    ----------
+    features
+        Cells x features of one lineage (marker genes, measured antibodies); standardised here.
+    labels
+        The marker calls of these cells; only cells called one of ``states`` are refined and trained
+        on (``Unassigned`` and other labels stay as they are).
+    confidence
+        The calls' best-minus-second scores.
+    states
+        The lineage's base states (the classes).
+    quantile
+        Per state, the calls whose confidence is at or above this quantile of that state's calls are
+        the training cells (0.5: the more confident half).
+    c
+        Inverse L2 penalty of scikit-learn's ``LogisticRegression``.
+    seed
+        ``random_state`` of the classifier (lbfgs is deterministic; kept for the record).
+
+    Returns
+    -------
+    New labels and confidences (the classifier's best-minus-second probability for refined cells).
+    Unchanged when fewer than two states have training cells or there are no features.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, dtype=object).copy()
+    confidence = np.asarray(confidence, dtype=float).copy()
+    cand = np.isin(labels, states)
+    train = np.zeros(len(labels), bool)
+    for s in states:
+        idx = cand & (labels == s)
+        if idx.any():
+            train |= idx & (confidence >= np.quantile(confidence[idx], quantile))
+    if features.shape[1] == 0 or len(set(labels[train])) < 2:
+        return labels, confidence
+    x = np.asarray(features, dtype=np.float64)
+    sd = x.std(0)
+    x = (x - x.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
+    clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(x[train], labels[train].astype(str))
+    prob = clf.predict_proba(x[cand])
+    top = np.sort(prob, axis=1)
+    labels[cand] = clf.classes_[prob.argmax(1)]
+    confidence[cand] = top[:, -1] - (top[:, -2] if prob.shape[1] > 1 else 0.0)
+    return labels, confidence
+
+
+def _lineage_features(scorer: "_Scorer", states: dict, rows: np.ndarray) -> np.ndarray:
+    """The refinement's features for one lineage's cells: log-normalised expression of every gene its
+    states and substates name, and every antibody of the scored layer measured in all these cells."""
+    genes: set[str] = set()
+
+    def walk(d: dict) -> None:
+        for k, v in d.items():
+            if k in ("rna_pos", "rna_neg"):
+                genes.update(v)
+            elif isinstance(v, dict):
+                walk(v)
+
+    walk(states)
+    keep = [g for g in scorer.rna.var_names if g in genes]
+    x = scorer.rna[rows, keep].X
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    p = scorer.clr[rows]
+    return np.hstack([x, p[:, ~np.isnan(p).any(0)]])
+
+
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
-             seed: int = 0) -> dict:
+             refine: bool = False, refine_quantile: float = 0.5, refine_c: float = 0.03, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -411,6 +487,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         cell, with their confidence; the marker file's lineage step is then skipped and its states
         are called within these lineages. A lineage the marker file has no states for (e.g. a
         reference's progenitors) becomes the cell's state as it is.
+    refine, refine_quantile, refine_c
+        Refine each lineage's state calls with :func:`refine_states` (before the module-high
+        substates are looked for): a logistic regression on the lineage's marker genes and measured
+        antibodies, trained on the calls at or above the ``refine_quantile`` of their state's
+        confidence, with inverse penalty ``refine_c``. The marker calls are kept in
+        ``obs['cell_state_markers']``.
     seed
         Seed of the control genes of ``scanpy.tl.score_genes``.
 
@@ -460,6 +542,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         # a lineage without states in the marker file (a reference's own type) is the cell's state
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
+    before, refined = np.full(n, None, dtype=object), {}
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
         if len(rows) == 0:
@@ -470,6 +553,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         sub_graph = graph[rows][:, rows]
         mat = _smooth(np.column_stack(cols), sub_graph, smoothing)
         lab, conf = _assign(names, mat, min_confidence)
+        if refine:
+            before[rows] = _substates(scorer, states, lab, rows, graph, smoothing=smoothing,
+                                      robust_z=substate_robust_z)
+            lab, conf = refine_states(_lineage_features(scorer, states, rows), lab, conf, states=names,
+                                      quantile=refine_quantile, c=refine_c, seed=seed)
+            refined[lin] = int((lab != before[rows]).sum())
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z)
         state[rows] = lab
         state_conf[rows] = conf
@@ -477,6 +566,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     mdata.obs["lineage_confidence"] = lin_conf.astype(np.float32)
     mdata.obs["cell_state"] = pd.Categorical(state)
     mdata.obs["cell_state_confidence"] = state_conf.astype(np.float32)
+    if refine:
+        mdata.obs["cell_state_markers"] = pd.Categorical(np.where(before == None, state, before))  # noqa: E711
+        log.info("refinement changed the state of %d cells (per lineage %s)", sum(refined.values()), refined)
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
     partial = {k: v for k, v in scorer.coverage.items() if v["components_usable"] < v["components_defined"]}
@@ -486,6 +578,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     return {
         "missing_markers": sorted(scorer.missing),
         "lineage_gate": gate_report,
+        "refined_cells": refined,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
