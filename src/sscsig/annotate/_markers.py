@@ -372,7 +372,8 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 
 
 def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarray, *, states: list[str],
-                  quantile: float = 0.5, c: float = 0.03, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  quantile: float = 0.5, c: float = 0.03, allowed: np.ndarray | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Marker calls refined by a classifier trained on the confident ones (Garnett's idea, Pliner et al.
     2019: marker rules pick representative cells, a regularised linear model classifies every cell).
 
@@ -396,6 +397,8 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
         the training cells (0.5: the more confident half).
     c
         Inverse L2 penalty of scikit-learn's ``LogisticRegression``.
+    allowed
+        Cells x ``states``: where False, the cell cannot take that label (the lineage gate).
     seed
         ``random_state`` of the classifier (lbfgs is deterministic; kept for the record).
 
@@ -421,9 +424,14 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     x = (x - x.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
     clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(x[train], labels[train].astype(str))
     prob = clf.predict_proba(x[cand])
+    if allowed is not None:  # columns in clf.classes_' order; a label no training cell had stays out
+        cols = [list(states).index(k) for k in clf.classes_]
+        prob = np.where(np.asarray(allowed)[cand][:, cols], prob, 0.0)
     top = np.sort(prob, axis=1)
-    labels[cand] = clf.classes_[prob.argmax(1)]
-    confidence[cand] = top[:, -1] - (top[:, -2] if prob.shape[1] > 1 else 0.0)
+    ok = top[:, -1] > 0  # a cell no class of the classifier is allowed for keeps its call
+    idx = np.flatnonzero(cand)[ok]
+    labels[idx] = clf.classes_[prob[ok].argmax(1)]
+    confidence[idx] = (top[:, -1] - (top[:, -2] if prob.shape[1] > 1 else 0.0))[ok]
     return labels, confidence
 
 
@@ -488,10 +496,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         are called within these lineages. A lineage the marker file has no states for (e.g. a
         reference's progenitors) becomes the cell's state as it is.
     refine, refine_quantile, refine_c
-        Refine each lineage's state calls with :func:`refine_states` (before the module-high
-        substates are looked for): a logistic regression on the lineage's marker genes and measured
-        antibodies, trained on the calls at or above the ``refine_quantile`` of their state's
-        confidence, with inverse penalty ``refine_c``. The marker calls are kept in
+        Refine the marker calls with :func:`refine_states`: the lineages (when this function calls
+        them; within what the gate admits) with a logistic regression on every gene of the marker
+        file and the measured antibodies, then each lineage's states (before the module-high
+        substates are looked for) on that lineage's marker genes and the antibodies; each trained on
+        the calls at or above the ``refine_quantile`` of their label's confidence, with inverse
+        penalty ``refine_c``. The marker calls are kept in ``obs['lineage_markers']`` and
         ``obs['cell_state_markers']``.
     seed
         Seed of the control genes of ``scanpy.tl.score_genes``.
@@ -501,6 +511,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     A report: markers missing from the data, cells per label, cells unassigned.
     """
     scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer)
+    refined: dict[str, int] = {}
+    lineage_markers = None
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
@@ -529,6 +541,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lin_conf[none] = 0.0
             log.info("lineage gate (%s >= %g): %d cells admitted by no lineage -> Unassigned; per lineage %s",
                      gate_layer, gate_min, int(none.sum()), gate_report)
+        if refine:
+            lineage_markers = lineage.copy()
+            lineage, lin_conf = refine_states(_lineage_features(scorer, markers, all_rows), lineage, lin_conf,
+                                              states=lin_names, quantile=refine_quantile, c=refine_c,
+                                              allowed=np.isfinite(lin_mat), seed=seed)
+            refined["lineage"] = int((lineage != lineage_markers).sum())
         state = np.full(n, UNASSIGNED, dtype=object)
     else:
         lineage = np.asarray(lineage, dtype=object)
@@ -542,7 +560,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         # a lineage without states in the marker file (a reference's own type) is the cell's state
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
-    before, refined = np.full(n, None, dtype=object), {}
+    before = np.full(n, None, dtype=object)
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
         if len(rows) == 0:
@@ -568,6 +586,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     mdata.obs["cell_state_confidence"] = state_conf.astype(np.float32)
     if refine:
         mdata.obs["cell_state_markers"] = pd.Categorical(np.where(before == None, state, before))  # noqa: E711
+        if lineage_markers is not None:
+            mdata.obs["lineage_markers"] = pd.Categorical(lineage_markers)
         log.info("refinement changed the state of %d cells (per lineage %s)", sum(refined.values()), refined)
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
