@@ -14,6 +14,9 @@ gives ``annotation.reference.path``); the query is the second half, annotated by
   kNN votes, the config's default epochs);
 - ``both``: the reference's lineages, the marker file's states within them.
 
+``markers+refine`` and ``both+refine`` add ``annotation.refine`` (README "Refining the calls"; with
+``both`` only the states are refined: the lineages are the reference's).
+
 Scored on the query's true singlets of good quality with :func:`sscsig.annotate.annotation_vs_truth`.
 Writes ``DIR/summary.tsv`` (one row per method) and ``DIR/per_label.tsv``. Seeded (config ``seed`` 0):
 the same input gives the same table.
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
     cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     ann, refcfg = cfg["annotation"], cfg["annotation"]["reference"]
     opts = {k: ann[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
-                                "protein_layer", "gate_layer", "gate_min")}
+                                "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c")}
     mdata = md.read_h5mu(a.results / "cohort/integrated.h5mu")
     truth = pd.read_csv(a.truth, sep="\t")
     truth.index = truth["sample"] + "_" + truth["barcode"]
@@ -76,18 +79,19 @@ def main(argv=None) -> int:
           f"query: {len(query_donors)} donors, {query.n_obs} cells", flush=True)
     markers = load_markers(a.markers)
     rows, tables, mapped = [], [], None
-    for method in ("markers", "reference", "both"):
+    for method in ("markers", "markers+refine", "reference", "both", "both+refine"):
         q = query.copy()
         t0 = time.time()
-        if method == "reference":
+        base, refine = method.split("+")[0], method.endswith("+refine")
+        if base == "reference":
             annotate_by_reference(q, ref, ref_prot, query_batch_key="batch", seed=cfg["seed"],
                                   **{k: refcfg[k] for k in ("min_probability", "novelty_quantile")})
             mapped = q.obs[["lineage", "lineage_confidence"]].copy()
-        if method == "both":  # the reference's lineages (the mapping above, not trained again)
+        if base == "both":  # the reference's lineages (the mapping above, not trained again)
             annotate(q, markers, **opts, seed=cfg["seed"], lineage=mapped["lineage"].astype(str).to_numpy(),
-                     lineage_confidence=mapped["lineage_confidence"].to_numpy())
-        elif method == "markers":
-            annotate(q, markers, **opts, seed=cfg["seed"])
+                     lineage_confidence=mapped["lineage_confidence"].to_numpy(), refine=refine)
+        elif base == "markers":
+            annotate(q, markers, **opts, seed=cfg["seed"], refine=refine)
         summary, table = annotation_vs_truth(q.obs, a.truth)
         unassigned = float((q.obs["cell_state"].astype(str) == "Unassigned").mean())
         rows.append({"method": method, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
