@@ -576,8 +576,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                                       robust_z=substate_robust_z)
             lab, conf = refine_states(_lineage_features(scorer, states, rows), lab, conf, states=names,
                                       quantile=refine_quantile, c=refine_c, seed=seed)
-            refined[lin] = int((lab != before[rows]).sum())
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z)
+        if refine:
+            refined[lin] = int((lab != before[rows]).sum())
         state[rows] = lab
         state_conf[rows] = conf
     mdata.obs["lineage"] = pd.Categorical(lineage)
@@ -588,7 +589,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         mdata.obs["cell_state_markers"] = pd.Categorical(np.where(before == None, state, before))  # noqa: E711
         if lineage_markers is not None:
             mdata.obs["lineage_markers"] = pd.Categorical(lineage_markers)
-        log.info("refinement changed the state of %d cells (per lineage %s)", sum(refined.values()), refined)
+        log.info("refinement changed the calls of %s cells (key 'lineage': lineage calls; a lineage's name: "
+                 "state calls within it)", refined)
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
     partial = {k: v for k, v in scorer.coverage.items() if v["components_usable"] < v["components_defined"]}
