@@ -435,19 +435,16 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     return labels, confidence
 
 
-def _lineage_features(scorer: "_Scorer", states: dict, rows: np.ndarray) -> np.ndarray:
-    """The refinement's features for one lineage's cells: log-normalised expression of every gene its
-    states and substates name, and every antibody of the scored layer measured in all these cells."""
-    genes: set[str] = set()
+def _marker_genes(markers: dict, *, lineage: str | None = None) -> set[str]:
+    """The genes (``rna_pos``, ``rna_neg``) of every label of the marker file; with ``lineage``, of
+    that lineage's states and substates only."""
+    part = markers if lineage is None else {"lineages": {}, "states": {lineage: markers["states"][lineage]}}
+    return {g for _, comp in _labels(part) for kind in ("rna_pos", "rna_neg") for g in comp.get(kind) or []}
 
-    def walk(d: dict) -> None:
-        for k, v in d.items():
-            if k in ("rna_pos", "rna_neg"):
-                genes.update(v)
-            elif isinstance(v, dict):
-                walk(v)
 
-    walk(states)
+def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> np.ndarray:
+    """The refinement's features for some cells: log-normalised expression of ``genes`` (those in the
+    data) and every antibody of the scored layer measured in all these cells."""
     keep = [g for g in scorer.rna.var_names if g in genes]
     x = scorer.rna[rows, keep].X
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
@@ -543,9 +540,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                      gate_layer, gate_min, int(none.sum()), gate_report)
         if refine:
             lineage_markers = lineage.copy()
-            lineage, lin_conf = refine_states(_lineage_features(scorer, markers, all_rows), lineage, lin_conf,
-                                              states=lin_names, quantile=refine_quantile, c=refine_c,
-                                              allowed=np.isfinite(lin_mat), seed=seed)
+            features = _lineage_features(scorer, _marker_genes(markers), all_rows)
+            lineage, lin_conf = refine_states(features, lineage, lin_conf, states=lin_names, quantile=refine_quantile,
+                                              c=refine_c, allowed=np.isfinite(lin_mat), seed=seed)
             refined["lineage"] = int((lineage != lineage_markers).sum())
         state = np.full(n, UNASSIGNED, dtype=object)
     else:
@@ -574,8 +571,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         if refine:
             before[rows] = _substates(scorer, states, lab, rows, graph, smoothing=smoothing,
                                       robust_z=substate_robust_z)
-            lab, conf = refine_states(_lineage_features(scorer, states, rows), lab, conf, states=names,
-                                      quantile=refine_quantile, c=refine_c, seed=seed)
+            features = _lineage_features(scorer, _marker_genes(markers, lineage=lin), rows)
+            lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
+                                      seed=seed)
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z)
         if refine:
             refined[lin] = int((lab != before[rows]).sum())
