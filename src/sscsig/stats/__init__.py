@@ -4,7 +4,7 @@ Cells are never replicates: every test is on donors (:class:`sscsig.design.Desig
 
 :func:`differential_abundance` (quasi-Poisson GLM of each state's share of its parent and of all
 cells), :func:`run_milo` (Milo neighbourhoods, pertpy + PyDESeq2), :func:`run_pseudobulk` and
-:func:`enrichment` (PyDESeq2 per state, protein OLS, decoupler ulm), :func:`score_cells`,
+:func:`enrichment` (PyDESeq2 per state with :class:`sscsig.nbglm.BatchedInference`, protein OLS, decoupler ulm), :func:`score_cells`,
 :func:`donor_scores` and :func:`test_signatures` (gene-signature scores), :func:`biomarker_complication`
 (nested cross-validated blood biomarker models, permutation tests) and :func:`predict_samples`.
 """
@@ -12,7 +12,7 @@ cells), :func:`run_milo` (Milo neighbourhoods, pertpy + PyDESeq2), :func:`run_ps
 from ._abundance import (COLUMNS, differential_abundance, quasi_poisson_test, state_counts, state_parents,
                          test_contrast)
 from ._biomarker import (biomarker_complication, composition_pca, covariate_features, donor_features, evaluate,
-                         fit_final, load_model, nested_cv, permutation_pvalue, predict_samples,
+                         fit_final, load_model, nested_cv, nested_cv_auc_stack, permutation_pvalue, predict_samples,
                          sample_trajectories, save_model, save_models)
 from ._milo import milo_contrast, run_milo, subsample_per_donor, summarise_states
 from ._pseudobulk import SUMMARY_COLUMNS, deseq2, enrichment, protein_tests, pseudobulk_counts, run_pseudobulk
@@ -22,7 +22,7 @@ from ._stress import (parent_stress, sample_stress, stress_adjusted_tests, stres
 
 __all__ = ["COLUMNS", "SUMMARY_COLUMNS", "biomarker_complication", "composition_pca", "covariate_features", "deseq2",
            "differential_abundance", "donor_features", "donor_scores", "enrichment", "evaluate", "fit_final",
-           "load_model", "nested_cv", "permutation_pvalue", "predict_samples", "sample_trajectories", "save_model", "save_models",
+           "load_model", "nested_cv", "nested_cv_auc_stack", "permutation_pvalue", "predict_samples", "sample_trajectories", "save_model", "save_models",
            "milo_contrast", "protein_tests", "pseudobulk_counts", "quasi_poisson_test", "run_milo",
            "run_pseudobulk", "score_cells", "state_counts", "state_parents", "subsample_per_donor",
            "summarise_states", "test_contrast", "test_signatures", "parent_stress", "sample_stress",

@@ -3,7 +3,8 @@
 RNA: raw counts summed per donor within a state (``decoupler.pp.pseudobulk``), donors with at least
 ``min_cells`` cells of the state, genes with at least ``min_counts`` counts in at least
 ``min_donors_per_group`` donors; PyDESeq2 with design ``~ <covariates> + condition`` (Wald test of
-case vs control, BH ``padj`` within the state and contrast). Proteins: the donors' mean normalised
+case vs control, BH ``padj`` within the state and contrast), its per-gene solvers vectorised over
+genes unless ``solver='pydeseq2'`` (:mod:`sscsig.nbglm`). Proteins: the donors' mean normalised
 ADT (DSB where available, CLR otherwise) within the state, ordinary least squares with the same
 covariates, BH within the state and contrast. Enrichment: decoupler's univariate linear model
 (``ulm``) of the DESeq2 Wald statistics against the shipped gene sets.
@@ -42,16 +43,24 @@ def pseudobulk_counts(counts, obs: pd.DataFrame, *, state_key: str = "cell_state
     return pb
 
 
-def deseq2(counts: pd.DataFrame, meta: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
-    """PyDESeq2 Wald test of ``condition`` (``1_case`` vs ``0_control``) adjusted for covariates."""
+def deseq2(counts: pd.DataFrame, meta: pd.DataFrame, covariates: list[str], *, solver: str = "batched") -> pd.DataFrame:
+    """PyDESeq2 Wald test of ``condition`` (``1_case`` vs ``0_control``) adjusted for covariates.
+
+    ``solver``: ``batched`` fits the genes' GLMs and dispersions together
+    (:class:`sscsig.nbglm.BatchedInference`); ``pydeseq2`` uses PyDESeq2's per-gene solvers.
+    """
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
 
+    from ..nbglm import BatchedInference
+
+    if solver not in ("batched", "pydeseq2"):
+        raise ValueError(f"pseudobulk solver must be 'batched' or 'pydeseq2', not {solver!r}")
     design = "~" + " + ".join([*covariates, "condition"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        inference = DefaultInference(n_cpus=1)
+        inference = (BatchedInference if solver == "batched" else DefaultInference)(n_cpus=1)
         dds = DeseqDataSet(counts=counts, metadata=meta, design=design, refit_cooks=True,
                            inference=inference, quiet=True)
         dds.deseq2()
@@ -105,6 +114,7 @@ def run_pseudobulk(
     min_counts: int = 10,
     fdr: float = 0.1,
     top_n: int = 5,
+    solver: str = "batched",
     n_jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every state x contrast of the design (see module docstring).
@@ -150,7 +160,7 @@ def run_pseudobulk(
             meta["condition"] = np.where(g.to_numpy() == 1, "1_case", "0_control")
             fits.append((len(rows) - 1, mat, meta, covariates, group))
     log.info("pseudobulk: %d PyDESeq2 fits of %d state x contrast pairs, %d worker(s)", len(fits), len(rows), n_jobs)
-    results = _fit_all([(mat, meta, cov) for _, mat, meta, cov, _ in fits], n_jobs=n_jobs)
+    results = _fit_all([(mat, meta, cov) for _, mat, meta, cov, _ in fits], n_jobs=n_jobs, solver=solver)
     genes, prots = [], []
     for (i, mat, _, covariates, group), res in zip(fits, results):
         row = rows[i]
@@ -174,16 +184,16 @@ def run_pseudobulk(
     return gene_df, prot_df, pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _fit_all(jobs: list[tuple], *, n_jobs: int) -> list[pd.DataFrame]:
+def _fit_all(jobs: list[tuple], *, n_jobs: int, solver: str = "batched") -> list[pd.DataFrame]:
     """:func:`deseq2` of every (counts, meta, covariates), in order; in ``n_jobs`` processes (loky)."""
     if n_jobs <= 1 or len(jobs) <= 1:
-        return [deseq2(*j) for j in jobs]
+        return [deseq2(*j, solver=solver) for j in jobs]
     from joblib import Parallel, delayed, parallel_config
 
     # one BLAS thread per worker: Snakemake sets OPENBLAS/OMP_NUM_THREADS to the job's threads, and
     # n_jobs workers x that many spinning BLAS threads on tiny matrices ran 3x slower than one process
     with parallel_config(backend="loky", inner_max_num_threads=1):
-        return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(deseq2)(*j) for j in jobs)
+        return Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(deseq2)(*j, solver=solver) for j in jobs)
 
 
 def enrichment(de: pd.DataFrame, gene_sets: dict[str, list[str]], *, min_size: int = 5) -> pd.DataFrame:
