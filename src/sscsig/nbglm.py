@@ -26,15 +26,8 @@ from __future__ import annotations
 import numpy as np
 from pydeseq2 import utils
 from pydeseq2.default_inference import DefaultInference
-from scipy.special import digamma, gammaln
+from scipy.special import digamma
 from scipy.stats import norm
-
-
-def _nb_nll(y: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``pydeseq2.utils.nb_nll`` of each column (``y``, ``mu``: samples x genes; ``alpha``: genes)."""
-    a1 = 1.0 / alpha
-    logbinom = gammaln(y + a1) - gammaln(y + 1) - gammaln(a1)
-    return y.shape[0] * a1 * np.log(alpha) + (-logbinom + (y + a1) * np.log(a1 + mu) - y * np.log(mu)).sum(0)
 
 
 def _xwx(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -80,7 +73,7 @@ class BatchedInference(DefaultInference):
             beta[active] = step
             mu[:, active] = np.maximum(sf * np.exp(x @ step.T), min_mu)
             old = dev[active]
-            dev[active] = -2 * _nb_nll(y[:, active], mu[:, active], disp[active])
+            dev[active] = -2 * utils.nb_nll(y[:, active], mu[:, active], disp[active])
             active = active[np.abs(dev[active] - old) / (np.abs(dev[active]) + 0.1) > beta_tol]
         w = mu / (1.0 + mu * disp)
         inv = np.linalg.inv(_xwx(x, w) + ridge)
@@ -107,7 +100,7 @@ class BatchedInference(DefaultInference):
             a = np.exp(la)
             yy, mm = y[:, idx], mu[:, idx]
             a1 = 1.0 / a
-            f = _nb_nll(yy, mm, a)
+            f = utils.nb_nll(yy, mm, a)
             g = a * -(a1 ** 2 * (digamma(a1) - digamma(yy + a1) + np.log(1 + mm * a) + (yy - mm) / (mm + a1)).sum(0))
             if cr_reg:
                 w = mm / (1 + mm * a)
