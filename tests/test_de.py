@@ -48,6 +48,37 @@ def test_pseudobulk_sums_counts_per_donor_and_state():
     assert int(row.obs["n_cells"].iloc[0]) == sel.sum()
 
 
+def test_pseudobulk_read_in_blocks_from_disk_equals_decouplers_sums_and_the_in_memory_run(tmp_path):
+    import anndata as ad
+    import decoupler as dc
+    import mudata as md
+    import scipy.sparse as sp
+
+    from sscsig.io import backed_matrix
+
+    counts, obs, prot, donors, genes = _cohort(n_genes=40)
+    counts[:, 5] = 0  # a gene no cell expresses: kept (zeros), as decoupler keeps it
+    obs.loc[obs.index[:7], "cell_state"] = "C"  # a state only one donor has: zero rows for the others
+    keep = np.random.default_rng(1).random(len(obs)) > 0.2
+    ref = dc.pp.pseudobulk(ad.AnnData(sp.csr_matrix(counts[keep]), obs=obs[keep], var=pd.DataFrame(index=genes)),
+                           sample_col="donor", groups_col="cell_state", mode="sum", skip_checks=True)
+    rna = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = rna.X.copy()
+    md.MuData({"rna": rna, "prot": ad.AnnData(prot, obs=obs)}).write(tmp_path / "c.h5mu")
+    with backed_matrix(tmp_path / "c.h5mu", "rna", "layers/counts") as disk:
+        for source, chunk in ((counts, 7), (disk, 7), (disk, 100), (disk, 10**6)):
+            pb = pseudobulk_counts(source, obs, var_names=pd.Index(genes), cells=keep, chunk_cells=chunk)
+            np.testing.assert_array_equal(pb.X, ref.X)
+            assert list(pb.obs_names) == list(ref.obs_names) and list(pb.var_names) == list(ref.var_names)
+            assert (pb.obs["n_cells"].to_numpy() == ref.obs["psbulk_cells"].to_numpy()).all()
+        assert not pb[:, "G005"].X.any() and (pb.obs["n_cells"] == 0).sum() == len(set(obs["donor"][keep])) - 1
+        on_disk = run_pseudobulk(disk, genes, obs, prot, ["P0", "P1", "P2"], _design(donors), cells=keep, chunk_cells=50)
+    in_memory = run_pseudobulk(counts[keep], genes, obs[keep], prot[keep], ["P0", "P1", "P2"], _design(donors))
+    for a, b in zip(on_disk, in_memory):
+        pd.testing.assert_frame_equal(a, b)
+    assert len(on_disk[0]) and len(on_disk[1])
+
+
 def test_pseudobulk_de_finds_the_planted_gene_and_protein_only_where_planted():
     counts, obs, prot, donors, genes = _cohort()
     g, p, s = run_pseudobulk(counts, genes, obs, prot, ["P0", "P1", "P2"], _design(donors))

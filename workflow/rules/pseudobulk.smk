@@ -25,7 +25,7 @@ rule pseudobulk:
         f"{OUT}/benchmarks/pseudobulk.tsv"
     threads: 2
     resources:
-        mem_mb=mem_mb_from_input(1000, 2),
+        mem_mb=mem_mb_from_input(2000, 0.1),  # counts read in blocks: ~1.1 GB + 0.6 kB per cell (benchmarks/chunked.py), + the fit workers
         runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"

@@ -4,7 +4,7 @@ from sscsig.io import rule_logging
 with rule_logging(snakemake):
     from sscsig.config import read_gene_sets
     from sscsig.design import Design
-    from sscsig.io import read_modality, read_obs, write_tsv
+    from sscsig.io import backed_matrix, read_modality, read_obs, write_tsv
     from sscsig.protein import normalised_protein
     from sscsig.stats import enrichment, run_pseudobulk
 
@@ -12,10 +12,11 @@ with rule_logging(snakemake):
     design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts, samples=i.samples)
     obs = read_obs(i.h5mu)
     keep = design.cells_in_tests(obs)
-    rna = read_modality(i.h5mu, "rna", x="layers/counts")  # raw counts only, not the log-normalised X
     prot, prot_names, _ = normalised_protein(read_modality(i.h5mu, "prot", x=None, layers=("dsb", "clr")))
-    genes, prots, summary = run_pseudobulk(rna.X[keep], rna.var_names, obs[keep], prot[keep], prot_names, design,
-                                           **p.pseudobulk, n_jobs=snakemake.threads)
+    genes_in = read_modality(i.h5mu, "rna", x=None).var_names
+    with backed_matrix(i.h5mu, "rna", "layers/counts") as counts:  # raw counts, summed a block of cells at a time
+        genes, prots, summary = run_pseudobulk(counts, genes_in, obs, prot, prot_names, design, cells=keep,
+                                               **p.pseudobulk, n_jobs=snakemake.threads)
     sets = read_gene_sets(i.gene_sets)
     for k, c in enumerate(p.contrasts):  # one set of files per contrast, enrichment (BH) within it
         g = genes[genes["contrast"] == c].reset_index(drop=True)

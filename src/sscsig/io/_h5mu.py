@@ -6,10 +6,14 @@ the log-normalised RNA for signatures, never the whole object when the matrices 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import anndata as ad
 import h5py
+import mudata as md
 import pandas as pd
-from anndata.io import read_elem
+from anndata.io import read_elem, sparse_dataset
 
 
 def read_elems(path, *keys: str) -> list:
@@ -48,4 +52,65 @@ def read_modality(path, mod: str, *, x: str | None = "X", layers=()) -> ad.AnnDa
     return a
 
 
-__all__ = ["read_elems", "read_modality", "read_obs"]
+@contextmanager
+def backed_matrix(path, mod: str, key: str = "X") -> Iterator:
+    """One matrix of a modality left on disk, rows read on demand, in the cohort's cell order.
+
+    Parameters
+    ----------
+    path
+        A cohort h5mu.
+    mod
+        ``"rna"`` or ``"prot"``.
+    key
+        The element within the modality, e.g. ``"X"`` or ``"layers/counts"``.
+
+    Yields
+    ------
+    A sparse matrix on disk (``anndata.abc.CSRDataset``, sliced by rows as ``m[a:b]``) or an h5py
+    dataset for a dense one; valid inside the ``with`` block only.
+    """
+    with h5py.File(path, "r") as f:
+        g = f[f"mod/{mod}"]
+        if key not in g:
+            raise KeyError(f"{path}: modality {mod!r} has no {key!r}")
+        if not read_elem(g["obs"]).index.equals(read_elem(f["obs"]).index):
+            raise ValueError(f"{path}: modality {mod!r} cells are not in the cohort's order")
+        elem = g[key]
+        yield sparse_dataset(elem) if isinstance(elem, h5py.Group) else elem
+
+
+def read_h5mu(path, *, skip=()) -> md.MuData:
+    """A cohort h5mu as ``mudata.read_h5mu`` reads it, without the elements in ``skip``.
+
+    Parameters
+    ----------
+    path
+        A cohort h5mu.
+    skip
+        Layers of a modality not to read, e.g. ``("mod/rna/layers/counts",)``: a rule that does not
+        use a large matrix leaves it on disk and passes it on with :func:`sscsig.io.write_h5mu`'s
+        ``passthrough``.
+    """
+    from anndata.experimental import read_dispatched
+
+    skip = {s.strip("/") for s in skip}
+    bad = [s for s in skip if not (s.startswith("mod/") and "/layers/" in s)]
+    if bad:
+        raise ValueError(f"read_h5mu: only modality layers can be skipped, not {bad}")
+
+    def callback(func, name, elem, iospec):
+        if name.endswith("/layers"):  # the layers mapping, less the skipped ones
+            return {k: read_elem(v) for k, v in elem.items() if f"{name.strip('/')}/{k}" not in skip}
+        return func(elem)
+
+    with h5py.File(path, "r") as f:
+        order = list(f["mod"].attrs.get("mod-order", list(f["mod"].keys())))
+        mods = {m: read_dispatched(f[f"mod/{m}"], callback) for m in order}
+        rest = {k: read_elem(f[k]) for k in f.keys() if k != "mod"}
+        if "axis" in f.attrs:
+            rest["axis"] = int(f.attrs["axis"])
+    return md.MuData(mods, **rest)
+
+
+__all__ = ["backed_matrix", "read_elems", "read_h5mu", "read_modality", "read_obs"]

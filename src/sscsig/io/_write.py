@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 MAIN_DEPENDENCIES = (
@@ -79,10 +80,64 @@ def _json_default(v):
     return str(v)
 
 
-def write_h5mu(mdata, path: str | Path) -> None:
-    """Write a MuData atomically (gzip-free for speed; h5mu is an intermediate)."""
+def write_h5mu(mdata, path: str | Path, *, passthrough: str | Path | None = None, elements=()) -> None:
+    """Write a MuData atomically (gzip-free for speed; h5mu is an intermediate).
+
+    Parameters
+    ----------
+    mdata
+        The MuData.
+    path
+        Where to write it.
+    passthrough, elements
+        An h5mu and the modality layers of it (e.g. ``("mod/rna/layers/counts",)``) that ``mdata``
+        was read without (:func:`sscsig.io.read_h5mu` ``skip``): they are copied unchanged into the
+        output, a block at a time, so a rule that does not use them never holds them. The
+        modality's cells must be those of ``mdata``, in the same order.
+    """
+    import h5py
+    from anndata.io import read_elem
+
     with atomic_path(path) as tmp:
         mdata.write_h5mu(str(tmp))
+        if not elements:
+            return
+        with h5py.File(passthrough, "r") as src, h5py.File(tmp, "r+") as dst:
+            for e in (e.strip("/") for e in elements):
+                mod = e.split("/")[1]
+                if not read_elem(src[f"mod/{mod}/obs"]).index.equals(mdata[mod].obs_names):
+                    raise ValueError(f"{passthrough}: modality {mod!r} cells differ from those written to {path}; "
+                                     f"cannot pass {e} through")
+                if e in dst:
+                    raise ValueError(f"{path}: {e} was written and is also to be passed through")
+                layers = e.rsplit("/", 1)[0]
+                if layers not in dst:
+                    dst.create_group(layers).attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+                _copy_blockwise(src[e], dst[layers], e.rsplit("/", 1)[1])
+
+
+_COPY_BLOCK = 1 << 24  # elements per block (64 MB of float32)
+
+
+def _copy_blockwise(elem, parent, name: str) -> None:
+    """Copy an HDF5 dataset or group of datasets (a sparse matrix) with its attributes, about
+    ``_COPY_BLOCK`` elements (whole rows) at a time."""
+    import h5py
+
+    if isinstance(elem, h5py.Group):
+        g = parent.create_group(name)
+        g.attrs.update(elem.attrs)
+        for k, v in elem.items():
+            _copy_blockwise(v, g, k)
+        return
+    d = parent.create_dataset(name, shape=elem.shape, dtype=elem.dtype)
+    d.attrs.update(elem.attrs)
+    if elem.shape == ():
+        d[()] = elem[()]
+        return
+    rows = max(1, _COPY_BLOCK // max(1, int(np.prod(elem.shape[1:]))))
+    for i in range(0, elem.shape[0], rows):
+        d[i:i + rows] = elem[i:i + rows]
 
 
 def versions() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Donor-level pseudobulk differential expression per cell state and contrast, and its enrichment.
 
-RNA: raw counts summed per donor within a state (``decoupler.pp.pseudobulk``), donors with at least
+RNA: raw counts summed per donor within a state (:func:`pseudobulk_counts`, a block of cells at a
+time, so the count matrix can stay on disk), donors with at least
 ``min_cells`` cells of the state, genes with at least ``min_counts`` counts in at least
 ``min_donors_per_group`` donors; PyDESeq2 with design ``~ <covariates> + condition`` (Wald test of
 case vs control, BH ``padj`` within the state and contrast), its per-gene solvers vectorised over
@@ -30,17 +31,59 @@ SUMMARY_COLUMNS = ["contrast", "cell_state", "de_genes_tested", "de_genes_fdr01"
 
 
 def pseudobulk_counts(counts, obs: pd.DataFrame, *, state_key: str = "cell_state",
-                      donor_key: str = "donor", var_names=None) -> ad.AnnData:
-    """Donor x state pseudobulk of raw counts (one row per donor and state; ``obs['n_cells']``)."""
-    import decoupler as dc
+                      donor_key: str = "donor", var_names=None, cells: np.ndarray | None = None,
+                      chunk_cells: int = 50_000) -> ad.AnnData:
+    """Donor x state sums of raw counts, read ``chunk_cells`` cells at a time.
 
-    a = ad.AnnData(X=sp.csr_matrix(counts), obs=pd.DataFrame(
-        {"donor": obs[donor_key].astype(str).to_numpy(), "cell_state": obs[state_key].astype(str).to_numpy()},
-        index=obs.index), var=pd.DataFrame(index=var_names if var_names is not None else None))
-    pb = dc.pp.pseudobulk(a, sample_col="donor", groups_col="cell_state", mode="sum", skip_checks=True)
-    pb.obs["n_cells"] = pb.obs["psbulk_cells"].astype(int)
-    pb.X = pb.X.toarray() if sp.issparse(pb.X) else np.asarray(pb.X)  # donors x genes: small, dense
-    return pb
+    Parameters
+    ----------
+    counts
+        Cells x genes raw counts: in memory (SciPy sparse or NumPy) or left on disk (an
+        ``anndata.abc.CSRDataset`` or h5py dataset, e.g. from :func:`sscsig.io.backed_matrix`),
+        whose rows are read a block at a time so that the whole matrix is never held.
+    obs
+        One row per row of ``counts`` with the donor and state columns.
+    state_key, donor_key
+        The columns of ``obs`` to sum within.
+    var_names
+        Gene names (default: ``0..n-1``).
+    cells
+        Boolean mask of the rows to sum (default: all).
+    chunk_cells
+        Cells read and summed at a time; the sums are exact whatever the size (integer counts in
+        float64).
+
+    Returns
+    -------
+    AnnData with one row per state and donor (states, then donors, in sorted order; a pair without
+    cells has zeros and ``n_cells`` 0), dense ``X`` of sums, ``obs`` ``donor``, ``cell_state`` and
+    ``n_cells``, every gene: the layout of ``decoupler.pp.pseudobulk(..., mode="sum")``, which
+    held the whole matrix (as float64) to build it.
+    """
+    n = counts.shape[0]
+    if len(obs) != n:
+        raise ValueError(f"pseudobulk: {len(obs)} obs rows for a {n}-cell count matrix")
+    cells = np.ones(n, bool) if cells is None else np.asarray(cells, bool)
+    donor = obs[donor_key].astype(str).to_numpy()
+    state = obs[state_key].astype(str).to_numpy()
+    donors, states = np.unique(donor[cells]), np.unique(state[cells])
+    code = np.full(n, -1)  # row of the sum each cell goes to; -1: not summed
+    code[cells] = (np.searchsorted(states, state[cells]) * len(donors) + np.searchsorted(donors, donor[cells]))
+    n_rows = len(states) * len(donors)
+    sums = np.zeros((n_rows, counts.shape[1]))
+    for start in range(0, n, chunk_cells):
+        c = code[start:start + chunk_cells]
+        if (c < 0).all():
+            continue
+        block = counts[start:start + len(c)]
+        ind = sp.csr_matrix((np.ones((c >= 0).sum()), (c[c >= 0], np.flatnonzero(c >= 0))), shape=(n_rows, len(c)))
+        part = ind @ (sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block))
+        sums += part.toarray() if sp.issparse(part) else part
+    genes = pd.Index(var_names if var_names is not None else np.arange(counts.shape[1]).astype(str))
+    pb_obs = pd.DataFrame({"donor": np.tile(donors, len(states)), "cell_state": np.repeat(states, len(donors)),
+                           "n_cells": np.bincount(code[cells], minlength=n_rows)})
+    pb_obs.index = pb_obs["donor"] + "_" + pb_obs["cell_state"]
+    return ad.AnnData(X=sums, obs=pb_obs, var=pd.DataFrame(index=genes))
 
 
 def deseq2(counts: pd.DataFrame, meta: pd.DataFrame, covariates: list[str], *, solver: str = "batched") -> pd.DataFrame:
@@ -115,6 +158,8 @@ def run_pseudobulk(
     fdr: float = 0.1,
     top_n: int = 5,
     solver: str = "batched",
+    cells: np.ndarray | None = None,
+    chunk_cells: int = 50_000,
     n_jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every state x contrast of the design (see module docstring).
@@ -123,13 +168,17 @@ def run_pseudobulk(
     :func:`enrichment`'s). The donor sums are built once for all contrasts; (state, contrast) pairs
     that cannot be tested (too few donors, too few genes) are set aside before any fit, and the
     PyDESeq2 fits run in ``n_jobs`` worker processes (the same results as one after another).
+    ``counts`` may be left on disk (:func:`pseudobulk_counts` reads ``chunk_cells`` rows at a time);
+    ``cells`` (boolean, over the rows of ``counts``, ``obs`` and ``prot``) selects the cells to use.
 
     Returns
     -------
     (gene results, protein results, per state x contrast summary), rows in contrast then state order.
     """
     donors = design.donors
-    pb = pseudobulk_counts(counts, obs, var_names=pd.Index(gene_names))
+    pb = pseudobulk_counts(counts, obs, var_names=pd.Index(gene_names), cells=cells, chunk_cells=chunk_cells)
+    if cells is not None:  # the per-cell tables are small next to the counts: subset in memory
+        obs, prot = obs[np.asarray(cells, bool)], (None if prot is None else np.asarray(prot)[np.asarray(cells, bool)])
     states = sorted(pb.obs["cell_state"].unique()) if states == "all" else list(states)
     fits, rows = [], []  # fits: (index into rows, counts, meta, covariates, group)
     for c in (design.contrasts.values() if enabled else ()):
