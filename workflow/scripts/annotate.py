@@ -4,12 +4,12 @@ from sscsig.io import rule_logging
 with rule_logging(snakemake):
     import json
     from pathlib import Path
-    import mudata as md
     from sscsig.annotate import annotate, annotate_by_reference, load_markers, load_reference, panel_evidence, subcluster
-    from sscsig.io import stamp, write_h5mu, write_tsv
+    from sscsig.io import read_h5mu, stamp, write_h5mu, write_tsv
 
-    i, p, mdata = snakemake.input, snakemake.params, md.read_h5mu(snakemake.input.h5mu)
-    markers = load_markers(i.markers)
+    i, p = snakemake.input, snakemake.params  # marker calls use the log-normalised RNA: counts stay on disk
+    unused = () if p.method in ("reference", "both") else ("mod/rna/layers/counts",)  # (copied to the output)
+    mdata, markers = read_h5mu(i.h5mu, skip=unused), load_markers(i.markers)
     if p.method in ("reference", "both"):
         r = dict(p.reference)
         ref, ref_prot, labels = load_reference(**{k: r.pop(k) for k in ("path", "label_key", "lineage_key",
@@ -27,4 +27,4 @@ with rule_logging(snakemake):
     mdata.uns["annotation_report"] = json.dumps(report | {"panel_evidence": evidence.to_dict(orient="records")}, default=int)
     stamp(mdata, snakemake.config, step="annotate")
     write_tsv(evidence, snakemake.output.panel_evidence, config=snakemake.config, step="annotate")
-    write_h5mu(mdata, snakemake.output.h5mu)
+    write_h5mu(mdata, snakemake.output.h5mu, passthrough=i.h5mu, elements=unused)

@@ -1,0 +1,62 @@
+"""Partial reading of cohort h5mu files and the pass-through of matrices a rule leaves on disk."""
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from sscsig.io import backed_matrix, read_h5mu, write_h5mu
+
+
+def _cohort(n=300, genes=40):
+    rng = np.random.default_rng(0)
+    cells = pd.Index([f"c{i}" for i in range(n)])
+    counts = sp.random(n, genes, density=0.3, format="csr", random_state=1, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 20)
+    rna = ad.AnnData(counts.copy(), obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=[f"G{j}" for j in range(genes)]))
+    rna.X.data = np.log1p(rna.X.data)
+    rna.layers["counts"] = counts
+    rna.layers["spliced"] = rng.random((n, genes)).astype(np.float32)  # a dense layer
+    prot = ad.AnnData(rng.random((n, 5)), obs=pd.DataFrame(index=cells))
+    prot.layers["counts"] = rng.poisson(5, (n, 5)).astype(np.float32)
+    m = md.MuData({"rna": rna, "prot": prot})
+    m.obs["donor"] = pd.Categorical(rng.choice(["D1", "D2"], n))
+    m.obsm["X_umap"] = rng.random((n, 2))
+    return m
+
+
+@pytest.mark.parametrize("skip, block", [(("mod/rna/layers/counts",), 1 << 24),
+                                         (("mod/rna/layers/counts", "mod/rna/layers/spliced"), 7)])
+def test_layers_left_on_disk_are_passed_through_unchanged(tmp_path, monkeypatch, skip, block):
+    monkeypatch.setattr("sscsig.io._write._COPY_BLOCK", block)  # 7: many blocks, a partial last one
+    m = _cohort()
+    m.write(tmp_path / "in.h5mu")
+    part = read_h5mu(tmp_path / "in.h5mu", skip=skip)
+    assert not any(f"mod/rna/layers/{k}" in skip for k in part["rna"].layers)  # never read
+    assert set(part["prot"].layers) == {"counts"} and list(part.obsm) == list(md.read_h5mu(tmp_path / "in.h5mu").obsm)
+    part.obs["cell_state"] = "A"  # what a rule adds
+    write_h5mu(part, tmp_path / "out.h5mu", passthrough=tmp_path / "in.h5mu", elements=skip)
+    out, ref = md.read_h5mu(tmp_path / "out.h5mu"), md.read_h5mu(tmp_path / "in.h5mu")
+    for mod in ("rna", "prot"):
+        assert set(out[mod].layers) == set(ref[mod].layers)
+        for k, v in ref[mod].layers.items():
+            a, b = out[mod].layers[k], v
+            assert type(a) is type(b) and a.dtype == b.dtype
+            np.testing.assert_array_equal(a.toarray() if sp.issparse(a) else a, b.toarray() if sp.issparse(b) else b)
+    np.testing.assert_array_equal(out["rna"].X.toarray(), ref["rna"].X.toarray())
+    pd.testing.assert_frame_equal(out.obs.drop(columns="cell_state"), ref.obs)
+    with backed_matrix(tmp_path / "out.h5mu", "rna", "layers/counts") as c:  # row blocks still readable
+        np.testing.assert_array_equal(c[10:20].toarray(), ref["rna"].layers["counts"][10:20].toarray())
+
+
+def test_pass_through_refuses_other_cells_and_leaves_no_output(tmp_path):
+    m = _cohort()
+    m.write(tmp_path / "in.h5mu")
+    part = read_h5mu(tmp_path / "in.h5mu", skip=("mod/rna/layers/counts",))[:100].copy()
+    with pytest.raises(ValueError, match="cells differ"):
+        write_h5mu(part, tmp_path / "out.h5mu", passthrough=tmp_path / "in.h5mu", elements=("mod/rna/layers/counts",))
+    assert not list(tmp_path.glob("out*"))
+    with pytest.raises(ValueError, match="only modality layers"):
+        read_h5mu(tmp_path / "in.h5mu", skip=("obsm/X_umap",))
