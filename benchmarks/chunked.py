@@ -1,22 +1,32 @@
-"""Peak memory of the pseudobulk rule at up to a million cells, without running the pipeline at that size.
+"""Peak memory of the pseudobulk and integrate stages at up to a million cells, without running
+the pipeline at that size.
 
-    python benchmarks/chunked.py RESULTS --tiles 12 27 48 [--modes disk memory decoupler] [--out TSV]
+    python benchmarks/chunked.py RESULTS [--stage pseudobulk] --tiles 12 27 48 [--modes disk memory decoupler]
+    python benchmarks/chunked.py RESULTS --stage integrate --tiles 12 48 [--epochs 1]
 
-``RESULTS`` is a finished run (``make demo`` writes ``results/``). Its ``cohort/annotated.h5mu`` is
-tiled ``T`` times into ``RESULTS/../chunked_T.h5mu`` (cells renamed; the same donors, samples and
-states, so every sum is ``T`` times the demo's): only what the rule reads (``obs``, the RNA counts,
-written one tile at a time, and the normalised protein layers). Each mode then runs in a fresh
-process under ``/usr/bin/time -v`` (peak RSS of the process; the PyDESeq2 worker processes hold only
-donor x gene sums):
+``RESULTS`` is a finished run (``make demo`` writes ``results/``). The stage's input
+(``cohort/annotated.h5mu`` for pseudobulk, ``cohort/merged.h5mu`` for integrate) is tiled ``T``
+times into ``RESULTS/../tiled_<input>_T.h5mu`` (cells renamed; the same donors, samples, batches and
+states, so every pseudobulk sum is ``T`` times the demo's). The RNA counts are written one tile at a
+time; the other RNA matrices are written empty (neither stage reads them). Each run is a fresh
+process under ``/usr/bin/time -v`` (peak RSS of the process; PyDESeq2's worker processes hold only
+donor x gene sums).
+
+pseudobulk, by mode:
 
 * ``disk``: what the rule runs: :func:`sscsig.io.backed_matrix` + ``run_pseudobulk(cells=...)``,
   the counts summed ``pseudobulk.chunk_cells`` cells at a time, then every PyDESeq2 fit and protein test.
 * ``memory``: the same calls with the counts read whole first (a user calling the library on an
   in-memory AnnData).
 * ``decoupler``: the earlier rule's aggregation only: the counts read whole, subset to the cells in
-  the tests, ``decoupler.pp.pseudobulk(mode="sum")``. Skipped above 20 GiB of expected memory.
+  the tests, ``decoupler.pp.pseudobulk(mode="sum")``. Skipped above ``--max-gib`` of expected memory.
 
-Writes ``--out`` (default ``benchmarks/chunked.tsv``): tiles, cells, mode, wall s, peak RSS MB.
+integrate: ``mudata.read_h5mu`` of the tiled merged cohort and :func:`sscsig.integrate.integrate`
+with the config's options and ``--epochs`` totalVI epochs (the memory of training does not grow with
+epochs); the rule's clustering, UMAP and write are not included.
+
+Writes ``--out`` (default ``benchmarks/chunked_<stage>.tsv``): stage, tiles, cells, mode, wall s,
+peak RSS MB, what was computed.
 """
 
 from __future__ import annotations
@@ -62,36 +72,74 @@ print(len(g), "gene tests,", int((g["padj"] < 0.1).sum()), "at FDR < 0.1")
 """
 
 
-def tile(src: Path, dst: Path, tiles: int) -> int:
-    """Write ``src``'s obs, RNA counts and protein layers ``tiles`` times over into ``dst``; its cells."""
+INTEGRATE = """
+import sys, time, torch, yaml, mudata as md
+from sscsig.config import validate_config
+from sscsig.integrate import integrate
+torch.set_num_threads(2)
+cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
+p = {k: v for k, v in cfg["integration"].items() if k not in ("compare", "gpu")}
+p["totalvi"] = dict(p["totalvi"], max_epochs=int(sys.argv[2]))
+m = md.read_h5mu(sys.argv[1])
+t = time.time()
+integrate(m, **p, seed=cfg["seed"])
+print(f"integrate() {time.time() - t:.0f} s, {m.uns['integration']['totalvi']['train_seconds']:.0f} s training")
+"""
+
+
+def tile(src: Path, dst: Path, tiles: int, big: str) -> int:
+    """Write ``src`` ``tiles`` times over (cells renamed) into ``dst``; return its cells.
+
+    ``big`` (a CSR element such as ``mod/rna/layers/counts``) is written one tile at a time, so the
+    file may be larger than this machine's memory; the protein matrices are tiled in memory (they are
+    small); the other RNA matrices are written empty, and ``obsm``, ``obsp`` and ``uns`` are left out
+    (the measured stage does not read them).
+    """
+    import anndata as ad
+    import mudata as md
+    import scipy.sparse as sp
+
     if dst.exists():
         with h5py.File(dst, "r") as f:
-            return int(f["mod/rna/layers/counts"].attrs["shape"][0])
+            return int(f[big].attrs["shape"][0])
+    m = md.read_h5mu(src)
+    n = m.n_obs
+    names = pd.Index([f"{c}-t{t}" for t in range(tiles) for c in m.obs_names])
+
+    def rep(x):
+        if x is None:
+            return None
+        return sp.vstack([x] * tiles, format="csr") if sp.issparse(x) else np.tile(np.asarray(x), (tiles, 1))
+
+    mods = {}
+    for k, a in m.mod.items():
+        empty = sp.csr_matrix((n * tiles, a.n_vars), dtype=np.float32)
+        layers = {name: empty if k == "rna" else rep(v) for name, v in a.layers.items()}
+        x = empty if k == "rna" else rep(a.X)
+        obs = pd.concat([a.obs] * tiles)
+        obs.index = names
+        mods[k] = ad.AnnData(X=x, obs=obs, var=a.var, layers=layers)
+    out = md.MuData(mods)
+    obs = pd.concat([m.obs] * tiles)
+    obs.index = names
+    out.obs = obs
     part = dst.with_suffix(".part")
-    with h5py.File(src, "r") as f, h5py.File(part, "w") as g:
-        obs = read_elem(f["obs"])
-        n = len(obs)
-        names = [f"{c}-t{t}" for t in range(tiles) for c in obs.index]
-        big = pd.concat([obs] * tiles)
-        big.index = pd.Index(names)
-        write_elem(g, "obs", big)
-        for mod in ("rna", "prot"):
-            write_elem(g, f"mod/{mod}/obs", pd.DataFrame(index=big.index))
-            write_elem(g, f"mod/{mod}/var", read_elem(f[f"mod/{mod}/var"]))
-        for layer in ("dsb", "clr"):
-            if f"mod/prot/layers/{layer}" in f:
-                write_elem(g, f"mod/prot/layers/{layer}", np.tile(f[f"mod/prot/layers/{layer}"][()], (tiles, 1)))
-        c = f["mod/rna/layers/counts"]
+    out.write_h5mu(part)
+    del out, mods
+    with h5py.File(src, "r") as f, h5py.File(part, "r+") as g:
+        c = f[big]
         data, indices, indptr = c["data"][()], c["indices"][()], c["indptr"][()].astype(np.int64)
-        out = g.create_group("mod/rna/layers/counts")
-        out.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0",
-                          "shape": (n * tiles, int(c.attrs["shape"][1]))})
+        attrs = dict(g[big].attrs)
+        del g[big]
+        grp = g.create_group(big)
+        grp.attrs.update(attrs)
         nnz = len(data)
-        d = out.create_dataset("data", (nnz * tiles,), dtype=data.dtype)
-        i = out.create_dataset("indices", (nnz * tiles,), dtype=indices.dtype)
-        p = np.concatenate([indptr[:-1] + t * nnz for t in range(tiles)] + [[nnz * tiles]])
-        out.create_dataset("indptr", data=p)
-        for t in range(tiles):  # one tile at a time: the file may be larger than this machine's memory
+        d = grp.create_dataset("data", (nnz * tiles,), dtype=data.dtype)
+        i = grp.create_dataset("indices", (nnz * tiles,), dtype=indices.dtype)
+        ptr = np.concatenate([indptr[:-1] + t * nnz for t in range(tiles)] + [[nnz * tiles]])
+        # int32 while it fits, as anndata writes it: int64 offsets make scipy widen the indices too
+        grp.create_dataset("indptr", data=ptr.astype(np.int32 if nnz * tiles < 2**31 else np.int64))
+        for t in range(tiles):
             d[t * nnz:(t + 1) * nnz] = data
             i[t * nnz:(t + 1) * nnz] = indices
             print(f"tile {t + 1}/{tiles}", file=sys.stderr, flush=True)
@@ -110,31 +158,53 @@ def run(h5: Path, design: Path, mode: str, chunk: int) -> tuple[float, float, st
     return wall, rss, r.stdout.strip().splitlines()[-1]
 
 
+def run_integrate(h5: Path, epochs: int) -> tuple[float, float, str]:
+    t = time.time()
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", INTEGRATE, str(h5), str(epochs)],
+                       capture_output=True, text=True)
+    wall = time.time() - t
+    if r.returncode:
+        raise SystemExit(f"integrate on {h5} failed:\n{r.stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
+    return wall, rss, r.stdout.strip().splitlines()[-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
+    ap.add_argument("--stage", choices=["pseudobulk", "integrate"], default="pseudobulk")
     ap.add_argument("--tiles", type=int, nargs="+", default=[12, 27, 48])
     ap.add_argument("--modes", nargs="+", default=["disk", "memory", "decoupler"],
                     choices=["disk", "memory", "decoupler"])
     ap.add_argument("--chunk-cells", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=1, help="integrate: totalVI epochs (memory does not grow with them)")
     ap.add_argument("--max-gib", type=float, default=20, help="skip a whole-matrix mode expected above this")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("chunked.tsv"))
+    ap.add_argument("--out", type=Path)
     a = ap.parse_args()
+    out = a.out or Path(__file__).with_name(f"chunked_{a.stage}.tsv")
     rows = []
     for tiles in a.tiles:
-        h5 = a.results.parent / f"chunked_{tiles}.h5mu"
-        cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles)
-        nnz_gb = h5py.File(h5, "r")["mod/rna/layers/counts/data"].shape[0] * 8 / 2**30
-        for mode in a.modes:
-            need = {"disk": 0, "memory": 1.5 * nnz_gb, "decoupler": 3 * nnz_gb}[mode]
-            if need > a.max_gib:
-                print(f"{tiles} tiles, {mode}: skipped (~{need:.0f} GiB expected)", flush=True)
-                continue
-            wall, rss, what = run(h5, a.results / "design", mode, a.chunk_cells)
-            rows.append({"tiles": tiles, "cells": cells, "mode": mode, "wall_s": round(wall, 1),
+        if a.stage == "integrate":
+            h5 = a.results.parent / f"tiled_merged_{tiles}.h5mu"
+            cells = tile(a.results / "cohort" / "merged.h5mu", h5, tiles, "mod/rna/X")
+            jobs = [("integrate", lambda: run_integrate(h5, a.epochs))]
+        else:
+            h5 = a.results.parent / f"tiled_annotated_{tiles}.h5mu"
+            cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles, "mod/rna/layers/counts")
+            nnz_gb = h5py.File(h5, "r")["mod/rna/layers/counts/data"].shape[0] * 8 / 2**30
+            jobs = []
+            for mode in a.modes:
+                need = {"disk": 0, "memory": 1.5 * nnz_gb, "decoupler": 3 * nnz_gb}[mode]
+                if need > a.max_gib:
+                    print(f"{tiles} tiles, {mode}: skipped (~{need:.0f} GiB expected)", flush=True)
+                    continue
+                jobs.append((mode, lambda mode=mode: run(h5, a.results / "design", mode, a.chunk_cells)))
+        for mode, job in jobs:
+            wall, rss, what = job()
+            rows.append({"stage": a.stage, "tiles": tiles, "cells": cells, "mode": mode, "wall_s": round(wall, 1),
                          "peak_rss_mb": round(rss), "result": what})
             print(rows[-1], flush=True)
-            pd.DataFrame(rows).to_csv(a.out, sep="\t", index=False)
+            pd.DataFrame(rows).to_csv(out, sep="\t", index=False)
 
 
 if __name__ == "__main__":

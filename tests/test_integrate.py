@@ -30,6 +30,31 @@ def test_auto_epochs_scale_with_cells_and_device():
     assert auto_epochs(50_000, on_gpu=False, epoch_budget_cells={"cpu": 1_000_000}) == 20
 
 
+def test_log_normalised_in_blocks_equals_scanpy_on_the_whole_matrix():
+    import anndata as ad
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    from sscsig.integrate import log_normalised
+
+    counts = sp.random(503, 60, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 30)
+    counts[7] = 0  # a cell without counts
+    counts.eliminate_zeros()
+    whole = ad.AnnData(counts.copy())
+    sc.pp.normalize_total(whole, target_sum=1e4)
+    sc.pp.log1p(whole)
+    hv = np.zeros(60, bool)
+    hv[[0, 3, 4, 17, 59]] = True
+    for chunk in (1, 50, 10**6):
+        for cols, ref in ((None, whole.X), (hv, whole.X[:, hv])):
+            x = log_normalised(counts, columns=cols, chunk_cells=chunk)
+            assert x.dtype == np.float32 and x.shape == ref.shape
+            for a, b in ((x.indptr, ref.indptr), (x.indices, ref.indices), (x.data, ref.data)):
+                np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(counts.data, np.ceil(counts.data))  # the counts are left as they were
+
+
 def test_totalvi_is_seeded_saves_a_model_and_denoises_protein(merged, tmp_path, caplog):
     import logging
 

@@ -40,25 +40,75 @@ log = logging.getLogger(__name__)
 METHODS = ("totalvi", "wnn", "harmony", "pca")
 
 
-def normalise(mdata: md.MuData) -> None:
-    """RNA: counts to ``layers['counts']``, ``X`` = log1p(CP10k). Protein: ``layers['clr']`` (per cell;
-    NaN where a sample did not measure an antibody, :func:`sscsig.protein.clr_per_cell`)."""
+def log_normalised(counts, *, columns: np.ndarray | None = None, chunk_cells: int = 10_000):
+    """log1p(CP10k) of raw counts (``scanpy.pp.normalize_total`` to 1e4, ``scanpy.pp.log1p``), a block
+    of cells at a time.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes raw counts (CSR).
+    columns
+        Boolean mask of the genes to return (each cell is still normalised by its total over all
+        genes); default all.
+    chunk_cells
+        Cells normalised at a time: the values are those of normalising the whole matrix (each cell
+        on its own), but only the output and one block are held besides ``counts``.
+
+    Returns
+    -------
+    CSR float32, cells x the selected genes.
+    """
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(counts)
+    n = counts.shape[0]
+    cols = np.arange(counts.shape[1]) if columns is None else np.flatnonzero(columns)
+    keep = np.zeros(counts.shape[1], bool)
+    keep[cols] = True
+    starts = list(range(0, n, chunk_cells))
+    nnz = [int(keep[counts.indices[counts.indptr[a]:counts.indptr[min(a + chunk_cells, n)]]].sum()) for a in starts]
+    data = np.empty(sum(nnz), np.float32)
+    indices = np.empty(sum(nnz), np.int32 if len(cols) < 2**31 else np.int64)
+    indptr = np.zeros(n + 1, np.int64)
+    at = 0
+    for a, k in zip(starts, nnz):
+        block = sc.AnnData(X=counts[a:a + chunk_cells].astype(np.float32))
+        sc.pp.normalize_total(block, target_sum=1e4)
+        sc.pp.log1p(block)
+        x = block.X[:, cols] if columns is not None else block.X
+        data[at:at + k], indices[at:at + k] = x.data, x.indices
+        indptr[a + 1:a + 1 + x.shape[0]] = at + x.indptr[1:]
+        at += k
+    return sp.csr_matrix((data, indices, indptr), shape=(n, len(cols)))
+
+
+def normalise(mdata: md.MuData, *, rna_x: bool = True) -> None:
+    """RNA: counts to ``layers['counts']``, ``X`` = log1p(CP10k) (:func:`log_normalised`; with
+    ``rna_x=False`` ``X`` is left ``None``, for a caller that fills it later and holds one matrix less
+    meanwhile). Protein: ``layers['clr']`` (per cell; NaN where a sample did not measure an antibody,
+    :func:`sscsig.protein.clr_per_cell`)."""
     rna, prot = mdata["rna"], mdata["prot"]
     if "counts" not in rna.layers:
-        rna.layers["counts"] = rna.X.copy()
-    rna.X = rna.layers["counts"].copy()
-    sc.pp.normalize_total(rna, target_sum=1e4)
-    sc.pp.log1p(rna)
+        rna.layers["counts"] = rna.X  # the same matrix, not a copy: X is replaced below
+    rna.X = None
+    if rna_x:
+        _fill_rna_x(rna)
     if "counts" not in prot.layers:
         prot.layers["counts"] = prot.X.copy()
     prot.layers["clr"] = clr_per_cell(prot.layers["counts"], measured=measured_mask(prot))
+
+
+def _fill_rna_x(rna) -> None:
+    rna.X = log_normalised(rna.layers["counts"])
+    rna.uns["log1p"] = {"base": None}  # as scanpy.pp.log1p records it
 
 
 def _pca(x: np.ndarray | object, n: int, seed: int) -> np.ndarray:
     """PCA of a (sparse or dense) matrix; sparse input stays sparse (scanpy's implicit centring)."""
     n = max(1, min(n, x.shape[1] - 1, x.shape[0] - 1))
     if hasattr(x, "toarray"):
-        tmp = sc.AnnData(X=x.astype(np.float32))
+        tmp = sc.AnnData(X=x.astype(np.float32, copy=False))
         sc.pp.pca(tmp, n_comps=n, random_state=seed, zero_center=True)
         return np.asarray(tmp.obsm["X_pca"], dtype=np.float32)
     from sklearn.decomposition import PCA
@@ -113,7 +163,7 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
     """
     if method not in METHODS:
         raise InputError(f"integration.method {method!r} is not one of {', '.join(METHODS)}")
-    normalise(mdata)
+    normalise(mdata, rna_x=False)  # X is built last: until then only the counts are held whole
     rna, prot = mdata["rna"], mdata["prot"]
     key = batch_key
     n_batches = mdata.obs[key].nunique() if key in mdata.obs else 1
@@ -124,7 +174,7 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
         batch_key=key if n_batches > 1 else None,
     )
     hv = rna.var["highly_variable"].to_numpy()
-    rna_pcs = _pca(rna.X[:, hv], n_pcs_rna, seed)
+    rna_pcs = _pca(log_normalised(rna.layers["counts"], columns=hv), n_pcs_rna, seed)
     norm, _, prot_layer = normalised_protein(prot)
     norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
     prot_pcs = _pca(norm, n_pcs_prot, seed)
@@ -155,4 +205,5 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
                 mdata.obs[f"{col}:mod_weight"] = weights[col].to_numpy().astype(np.float32)
     else:
         mdata.obsm["X_integrated"] = mdata.obsm["X_unintegrated"]
+    _fill_rna_x(rna)
     mdata.uns["integration"] = info

@@ -64,7 +64,7 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
     obs = pd.DataFrame(index=mdata.obs_names)
     if batch_key:
         obs["batch"] = mdata.obs[batch_key].astype(str).to_numpy()
-    r = ad.AnnData(X=rna.layers["counts"][:, hvg].astype(np.float32), obs=obs.copy(),
+    r = ad.AnnData(X=rna.layers["counts"][:, hvg].astype(np.float32, copy=False), obs=obs.copy(),
                    var=pd.DataFrame(index=rna.var_names[hvg]))
     shared = complete_panel(prot)  # antibodies some samples lack are not modelled (they are not 0)
     counts = prot.layers["counts"][:, shared]
@@ -100,6 +100,9 @@ def run_totalvi(mdata: md.MuData, hvg: np.ndarray, *, batch_key: str | None, n_l
             gene_list=[str(r.var_names[0])], include_protein_background=False, return_numpy=True)
     if model_dir is not None and save_model:
         model.save(str(model_dir), save_anndata=False, overwrite=True)
+    # scvi-tools' class-level manager store keeps the training data (the HVG counts) alive after the
+    # model is gone: drop it, or it stays in memory through the rest of the rule
+    model.deregister_manager(sub)
     val = hist.get("elbo_validation")
     curve = [float(v) for v in val.iloc[:, 0]] if val is not None else []
     facts = {"epochs_max": epochs, "epochs_trained": trained, "kl_warmup_epochs": warmup,
