@@ -147,24 +147,14 @@ def tile(src: Path, dst: Path, tiles: int, big: str) -> int:
     return n * tiles
 
 
-def run(h5: Path, design: Path, mode: str, chunk: int) -> tuple[float, float, str]:
+def timed(code: str, *args) -> tuple[float, float, str]:
+    """Run ``code`` in a fresh Python under ``/usr/bin/time -v``: wall s, peak RSS MB, last line printed."""
     t = time.time()
-    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", RULE, str(h5), str(design), mode, str(chunk)],
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", code, *map(str, args)],
                        capture_output=True, text=True)
     wall = time.time() - t
     if r.returncode:
-        raise SystemExit(f"{mode} on {h5} failed:\n{r.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
-    return wall, rss, r.stdout.strip().splitlines()[-1]
-
-
-def run_integrate(h5: Path, epochs: int) -> tuple[float, float, str]:
-    t = time.time()
-    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", INTEGRATE, str(h5), str(epochs)],
-                       capture_output=True, text=True)
-    wall = time.time() - t
-    if r.returncode:
-        raise SystemExit(f"integrate on {h5} failed:\n{r.stderr[-3000:]}")
+        raise SystemExit(f"{args} failed:\n{r.stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
     return wall, rss, r.stdout.strip().splitlines()[-1]
 
@@ -187,7 +177,7 @@ def main() -> None:
         if a.stage == "integrate":
             h5 = a.results.parent / f"tiled_merged_{tiles}.h5mu"
             cells = tile(a.results / "cohort" / "merged.h5mu", h5, tiles, "mod/rna/X")
-            jobs = [("integrate", lambda: run_integrate(h5, a.epochs))]
+            jobs = [("integrate", lambda: timed(INTEGRATE, h5, a.epochs))]
         else:
             h5 = a.results.parent / f"tiled_annotated_{tiles}.h5mu"
             cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles, "mod/rna/layers/counts")
@@ -198,7 +188,7 @@ def main() -> None:
                 if need > a.max_gib:
                     print(f"{tiles} tiles, {mode}: skipped (~{need:.0f} GiB expected)", flush=True)
                     continue
-                jobs.append((mode, lambda mode=mode: run(h5, a.results / "design", mode, a.chunk_cells)))
+                jobs.append((mode, lambda mode=mode: timed(RULE, h5, a.results / "design", mode, a.chunk_cells)))
         for mode, job in jobs:
             wall, rss, what = job()
             rows.append({"stage": a.stage, "tiles": tiles, "cells": cells, "mode": mode, "wall_s": round(wall, 1),
