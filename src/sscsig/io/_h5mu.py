@@ -43,13 +43,17 @@ def read_modality(path, mod: str, *, x: str | None = "X", layers=()) -> ad.AnnDa
     """
     with h5py.File(path, "r") as f:
         g = f[f"mod/{mod}"]
-        cells = read_elem(f["obs"]).index
-        a = ad.AnnData(X=read_elem(g[x]) if x else None, obs=pd.DataFrame(index=read_elem(g["obs"]).index),
-                       var=read_elem(g["var"]),
-                       layers={k: read_elem(g[f"layers/{k}"]) for k in layers if f"layers/{k}" in g})
-    if not a.obs_names.equals(cells):
+        cells = _cells_in_cohort_order(f, path, mod)
+        return ad.AnnData(X=read_elem(g[x]) if x else None, obs=pd.DataFrame(index=cells), var=read_elem(g["var"]),
+                          layers={k: read_elem(g[f"layers/{k}"]) for k in layers if f"layers/{k}" in g})
+
+
+def _cells_in_cohort_order(f: h5py.File, path, mod: str) -> pd.Index:
+    """The modality's cell names, checked to be the cohort's (``obs``) in the same order."""
+    cells = read_elem(f[f"mod/{mod}/obs"]).index
+    if not cells.equals(read_elem(f["obs"]).index):
         raise ValueError(f"{path}: modality {mod!r} cells are not in the cohort's order")
-    return a
+    return cells
 
 
 @contextmanager
@@ -74,8 +78,7 @@ def backed_matrix(path, mod: str, key: str = "X") -> Iterator:
         g = f[f"mod/{mod}"]
         if key not in g:
             raise KeyError(f"{path}: modality {mod!r} has no {key!r}")
-        if not read_elem(g["obs"]).index.equals(read_elem(f["obs"]).index):
-            raise ValueError(f"{path}: modality {mod!r} cells are not in the cohort's order")
+        _cells_in_cohort_order(f, path, mod)
         elem = g[key]
         yield sparse_dataset(elem) if isinstance(elem, h5py.Group) else elem
 
