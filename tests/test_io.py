@@ -58,5 +58,23 @@ def test_pass_through_refuses_other_cells_and_leaves_no_output(tmp_path):
     with pytest.raises(ValueError, match="cells differ"):
         write_h5mu(part, tmp_path / "out.h5mu", passthrough=tmp_path / "in.h5mu", elements=("mod/rna/layers/counts",))
     assert not list(tmp_path.glob("out*"))
-    with pytest.raises(ValueError, match="only modality layers"):
+    with pytest.raises(ValueError, match="only a modality.s layers or X"):
         read_h5mu(tmp_path / "in.h5mu", skip=("obsm/X_umap",))
+
+
+def test_a_skipped_x_is_none_and_passes_through_under_another_name(tmp_path):
+    """The integrate rule's use: the merged cohort's raw counts (``mod/rna/X``) are not read and
+    become the output's ``layers['counts']``, copied block by block."""
+    m = _cohort()
+    del m["rna"].layers["counts"], m["rna"].layers["spliced"]
+    m.write(tmp_path / "in.h5mu")
+    part = read_h5mu(tmp_path / "in.h5mu", skip=("mod/rna/X",))
+    assert part["rna"].X is None and part["rna"].shape == m["rna"].shape and part["prot"].X is not None
+    part["rna"].X = sp.csr_matrix(m["rna"].shape, dtype=np.float32)  # what the rule computes
+    write_h5mu(part, tmp_path / "out.h5mu", passthrough=tmp_path / "in.h5mu",
+               elements={"mod/rna/layers/counts": "mod/rna/X"})
+    out = md.read_h5mu(tmp_path / "out.h5mu")
+    assert out["rna"].X.nnz == 0 and list(out["rna"].layers) == ["counts"]
+    np.testing.assert_array_equal(out["rna"].layers["counts"].toarray(), m["rna"].X.toarray())
+    with pytest.raises(ValueError, match="only a modality.s layers or X"):
+        read_h5mu(tmp_path / "in.h5mu", skip=("mod/rna/obs",))

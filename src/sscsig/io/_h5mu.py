@@ -91,20 +91,23 @@ def read_h5mu(path, *, skip=()) -> md.MuData:
     path
         A cohort h5mu.
     skip
-        Layers of a modality not to read, e.g. ``("mod/rna/layers/counts",)``: a rule that does not
-        use a large matrix leaves it on disk and passes it on with :func:`sscsig.io.write_h5mu`'s
-        ``passthrough``.
+        Layers or ``X`` of a modality not to read, e.g. ``("mod/rna/layers/counts",)`` or
+        ``("mod/rna/X",)`` (then ``X`` is ``None``): a rule that does not use a large matrix leaves it
+        on disk (reading rows with :func:`backed_matrix` where it needs them) and passes it on with
+        :func:`sscsig.io.write_h5mu`'s ``passthrough``.
     """
     from anndata.experimental import read_dispatched
 
     skip = {s.strip("/") for s in skip}
-    bad = [s for s in skip if not (s.startswith("mod/") and "/layers/" in s)]
+    bad = [s for s in skip if not (s.startswith("mod/") and ("/layers/" in s or s.count("/") == 2 and s.endswith("/X")))]
     if bad:
-        raise ValueError(f"read_h5mu: only modality layers can be skipped, not {bad}")
+        raise ValueError(f"read_h5mu: only a modality's layers or X can be skipped, not {bad}")
 
     def callback(func, name, elem, iospec):
         if name.endswith("/layers"):  # the layers mapping, less the skipped ones
             return {k: read_elem(v) for k, v in elem.items() if f"{name.strip('/')}/{k}" not in skip}
+        if name.strip("/") in skip:  # a skipped X
+            return None
         return func(elem)
 
     with h5py.File(path, "r") as f:

@@ -92,28 +92,32 @@ def write_h5mu(mdata, path: str | Path, *, passthrough: str | Path | None = None
     passthrough, elements
         An h5mu and the modality layers of it (e.g. ``("mod/rna/layers/counts",)``) that ``mdata``
         was read without (:func:`sscsig.io.read_h5mu` ``skip``): they are copied unchanged into the
-        output, a block at a time, so a rule that does not use them never holds them. The
-        modality's cells must be those of ``mdata``, in the same order.
+        output, a block at a time, so a rule that does not use them never holds them. A mapping
+        ``{output element: input element}`` renames on the way, e.g.
+        ``{"mod/rna/layers/counts": "mod/rna/X"}`` (the merged cohort's raw counts become the
+        counts layer). The modality's cells must be those of ``mdata``, in the same order.
     """
     import h5py
     from anndata.io import read_elem
 
+    pairs = [(d.strip("/"), s.strip("/")) for d, s in
+             (elements.items() if isinstance(elements, dict) else ((e, e) for e in elements))]
     with atomic_path(path) as tmp:
         mdata.write_h5mu(str(tmp))
-        if not elements:
+        if not pairs:
             return
         with h5py.File(passthrough, "r") as src, h5py.File(tmp, "r+") as dst:
-            for e in (e.strip("/") for e in elements):
-                mod = e.split("/")[1]
-                if not read_elem(src[f"mod/{mod}/obs"]).index.equals(mdata[mod].obs_names):
-                    raise ValueError(f"{passthrough}: modality {mod!r} cells differ from those written to {path}; "
-                                     f"cannot pass {e} through")
+            for e, s in pairs:
+                for mod in {e.split("/")[1], s.split("/")[1]}:
+                    if not read_elem(src[f"mod/{mod}/obs"]).index.equals(mdata[mod].obs_names):
+                        raise ValueError(f"{passthrough}: modality {mod!r} cells differ from those written to {path}; "
+                                         f"cannot pass {s} through")
                 if e in dst:
                     raise ValueError(f"{path}: {e} was written and is also to be passed through")
                 layers = e.rsplit("/", 1)[0]
                 if layers not in dst:
                     dst.create_group(layers).attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-                _copy_blockwise(src[e], dst[layers], e.rsplit("/", 1)[1])
+                _copy_blockwise(src[s], dst[layers], e.rsplit("/", 1)[1])
 
 
 _COPY_BLOCK = 1 << 24  # elements per block (64 MB of float32)
