@@ -47,7 +47,8 @@ def log_normalised(counts, *, columns: np.ndarray | None = None, chunk_cells: in
     Parameters
     ----------
     counts
-        Cells x genes raw counts (CSR).
+        Cells x genes raw counts: CSR in memory, or on disk (:func:`sscsig.io.backed_matrix`; read a
+        block of rows at a time, never whole).
     columns
         Boolean mask of the genes to return (each cell is still normalised by its total over all
         genes); default all.
@@ -59,24 +60,48 @@ def log_normalised(counts, *, columns: np.ndarray | None = None, chunk_cells: in
     -------
     CSR float32, cells x the selected genes.
     """
+    def norm(block):
+        block = sc.AnnData(X=block.astype(np.float32))
+        sc.pp.normalize_total(block, target_sum=1e4)
+        sc.pp.log1p(block)
+        return block.X
+
+    return _in_blocks(counts, norm, columns=columns, chunk_cells=chunk_cells)
+
+
+def selected_counts(counts, *, columns: np.ndarray, chunk_cells: int = 10_000):
+    """The raw counts of some genes (``counts[:, columns]`` as float32 CSR), built a block of cells
+    at a time from a matrix in memory or on disk (see :func:`log_normalised`)."""
+    return _in_blocks(counts, lambda b: b.astype(np.float32, copy=False), columns=columns, chunk_cells=chunk_cells)
+
+
+def _in_blocks(counts, transform, *, columns, chunk_cells):
+    """``transform`` (CSR -> CSR of the same shape) applied to row blocks of ``counts``, then the
+    ``columns`` kept, assembled into one CSR matrix (its size counted first, so only the output and a
+    block are ever held)."""
     import scipy.sparse as sp
 
-    counts = sp.csr_matrix(counts)
-    n = counts.shape[0]
-    cols = np.arange(counts.shape[1]) if columns is None else np.flatnonzero(columns)
-    keep = np.zeros(counts.shape[1], bool)
+    if sp.issparse(counts):
+        counts = sp.csr_matrix(counts)
+    n, g = counts.shape
+    cols = np.arange(g) if columns is None else np.flatnonzero(columns)
+    keep = np.zeros(g, bool)
     keep[cols] = True
     starts = list(range(0, n, chunk_cells))
-    nnz = [int(keep[counts.indices[counts.indptr[a]:counts.indptr[min(a + chunk_cells, n)]]].sum()) for a in starts]
+    if sp.issparse(counts):
+        nnz = [int(keep[counts.indices[counts.indptr[a]:counts.indptr[min(a + chunk_cells, n)]]].sum()) for a in starts]
+    elif columns is None and hasattr(counts, "group"):  # on disk, all genes: the row offsets size it
+        ptr = counts.group["indptr"][()]
+        nnz = [int(ptr[min(a + chunk_cells, n)] - ptr[a]) for a in starts]
+    else:  # on disk: a first pass over the blocks to size the output
+        nnz = [int(keep[sp.csr_matrix(counts[a:a + chunk_cells]).indices].sum()) for a in starts]
     data = np.empty(sum(nnz), np.float32)
     indices = np.empty(sum(nnz), np.int32 if len(cols) < 2**31 else np.int64)
     indptr = np.zeros(n + 1, np.int64)
     at = 0
     for a, k in zip(starts, nnz):
-        block = sc.AnnData(X=counts[a:a + chunk_cells].astype(np.float32))
-        sc.pp.normalize_total(block, target_sum=1e4)
-        sc.pp.log1p(block)
-        x = block.X[:, cols] if columns is not None else block.X
+        x = transform(sp.csr_matrix(counts[a:a + chunk_cells]))
+        x = x[:, cols] if columns is not None else x
         data[at:at + k], indices[at:at + k] = x.data, x.indices
         indptr[a + 1:a + 1 + x.shape[0]] = at + x.indptr[1:]
         at += k
@@ -94,13 +119,17 @@ def normalise(mdata: md.MuData, *, rna_x: bool = True) -> None:
     rna.X = None
     if rna_x:
         _fill_rna_x(rna)
+    _normalise_protein(prot)
+
+
+def _normalise_protein(prot) -> None:
     if "counts" not in prot.layers:
         prot.layers["counts"] = prot.X.copy()
     prot.layers["clr"] = clr_per_cell(prot.layers["counts"], measured=measured_mask(prot))
 
 
-def _fill_rna_x(rna) -> None:
-    rna.X = log_normalised(rna.layers["counts"])
+def _fill_rna_x(rna, counts=None) -> None:
+    rna.X = log_normalised(rna.layers["counts"] if counts is None else counts)
     rna.uns["log1p"] = {"base": None}  # as scanpy.pp.log1p records it
 
 
@@ -137,7 +166,7 @@ def _unit_blocks(*blocks: np.ndarray) -> np.ndarray:
 
 def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "batch", n_hvg: int = 2000,
               n_pcs_rna: int = 30, n_pcs_prot: int = 15, wnn_neighbors: int = 20, totalvi: dict | None = None,
-              seed: int = 0, model_dir: str | Path | None = None) -> None:
+              seed: int = 0, model_dir: str | Path | None = None, counts=None, chunk_cells: int = 10_000) -> None:
     """Normalise, select HVGs and build ``mdata.obsm['X_integrated']`` in place (see module doc).
 
     The keyword options are config ``integration`` (defaults and meaning: ``config/schemas``).
@@ -160,21 +189,44 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
         Seeds PCA, Harmony, the kNN graphs and totalVI.
     model_dir
         Where to save the trained totalVI model (``method: totalvi`` only).
+    counts
+        The RNA raw counts left on disk (:func:`sscsig.io.backed_matrix` of the merged cohort's
+        ``mod/rna/X``; ``mdata['rna']`` then read without ``X``, :func:`sscsig.io.read_h5mu`
+        ``skip``). They are read whole once, for the HVG selection, and otherwise a block of
+        ``chunk_cells`` cells at a time: for the PCA, totalVI's HVG counts and ``X``. ``layers['counts']``
+        is then not set (the rule copies it from the input file); the results are those of the
+        counts in memory. Default: ``mdata['rna'].layers['counts']``, else ``X``.
+    chunk_cells
+        Cells log-normalised (or read from disk) at a time.
     """
     if method not in METHODS:
         raise InputError(f"integration.method {method!r} is not one of {', '.join(METHODS)}")
-    normalise(mdata, rna_x=False)  # X is built last: until then only the counts are held whole
     rna, prot = mdata["rna"], mdata["prot"]
+    if counts is None:
+        normalise(mdata, rna_x=False)  # X is built last: until then only the counts are held whole
+        counts = rna.layers["counts"]
+        on_disk = False
+    else:
+        on_disk = True
+        if rna.X is not None or "counts" in rna.layers:
+            raise ValueError("integrate: counts given on disk, but mdata['rna'] holds counts or X as well")
+        _normalise_protein(prot)
     key = batch_key
     n_batches = mdata.obs[key].nunique() if key in mdata.obs else 1
     if n_batches > 1:
         rna.obs[key] = mdata.obs[key].astype(str).to_numpy()
+    if on_disk:  # the HVG statistics need every cell at once: the one time the counts are read whole
+        rna.layers["counts"] = counts.to_memory() if hasattr(counts, "to_memory") else counts[()]
+    # check_values=False: the counts were checked to be integers when each sample was read
+    # (sscsig.io.read_sample); scanpy's check would hold two more temporaries the size of the counts
     sc.pp.highly_variable_genes(
         rna, flavor="seurat_v3", n_top_genes=min(n_hvg, rna.n_vars), layer="counts",
-        batch_key=key if n_batches > 1 else None,
+        batch_key=key if n_batches > 1 else None, check_values=False,
     )
+    if on_disk:
+        del rna.layers["counts"]
     hv = rna.var["highly_variable"].to_numpy()
-    rna_pcs = _pca(log_normalised(rna.layers["counts"], columns=hv), n_pcs_rna, seed)
+    rna_pcs = _pca(log_normalised(counts, columns=hv, chunk_cells=chunk_cells), n_pcs_rna, seed)
     norm, _, prot_layer = normalised_protein(prot)
     norm = (norm - norm.mean(0)) / np.maximum(norm.std(0), 1e-6)
     prot_pcs = _pca(norm, n_pcs_prot, seed)
@@ -185,8 +237,9 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
             "protein_layer": prot_layer}
     batch = mdata.obs[key].to_numpy() if n_batches > 1 else None
     if method == "totalvi":
-        res = run_totalvi(mdata, hv, batch_key=key if n_batches > 1 else None, seed=seed,
-                          model_dir=model_dir, **(totalvi or {}))
+        res = run_totalvi(mdata, hv, batch_key=key if n_batches > 1 else None, seed=seed, model_dir=model_dir,
+                          counts=selected_counts(counts, columns=hv, chunk_cells=chunk_cells) if on_disk else None,
+                          **(totalvi or {}))
         mdata.obsm["X_integrated"] = res["latent"]
         mdata.obsm["X_totalvi"] = res["latent"]
         denoised = np.full(prot.shape, np.nan, dtype=np.float32)  # NaN: antibodies not every sample has
@@ -205,5 +258,5 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
                 mdata.obs[f"{col}:mod_weight"] = weights[col].to_numpy().astype(np.float32)
     else:
         mdata.obsm["X_integrated"] = mdata.obsm["X_unintegrated"]
-    _fill_rna_x(rna)
+    _fill_rna_x(rna, counts)
     mdata.uns["integration"] = info
