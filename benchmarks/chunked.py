@@ -1,14 +1,16 @@
-"""Peak memory of the pseudobulk and integrate stages at up to a million cells, without running
+"""Peak memory of the pseudobulk, integrate and annotate stages at up to a million cells, without running
 the pipeline at that size.
 
     python benchmarks/chunked.py RESULTS [--stage pseudobulk] --tiles 12 27 48 [--modes disk memory decoupler]
-    python benchmarks/chunked.py RESULTS --stage integrate --tiles 12 48 [--epochs 1]
+    python benchmarks/chunked.py RESULTS --stage integrate --tiles 12 48 [--epochs 1] [--modes disk memory]
+    python benchmarks/chunked.py RESULTS --stage annotate --tiles 12 48
 
 ``RESULTS`` is a finished run (``make demo`` writes ``results/``). The stage's input
-(``cohort/annotated.h5mu`` for pseudobulk, ``cohort/merged.h5mu`` for integrate) is tiled ``T``
-times into ``RESULTS/../tiled_<input>_T.h5mu`` (cells renamed; the same donors, samples, batches and
-states, so every pseudobulk sum is ``T`` times the demo's). The RNA counts are written one tile at a
-time; the other RNA matrices are written empty (neither stage reads them). Each run is a fresh
+(``cohort/annotated.h5mu`` for pseudobulk, ``cohort/merged.h5mu`` for integrate,
+``cohort/integrated.h5mu`` for annotate) is tiled ``T`` times into ``RESULTS/../tiled_<input>_T.h5mu``
+(cells renamed; the same donors, samples, batches and states, so every pseudobulk sum is ``T`` times
+the demo's). The RNA matrices the stage reads are written one tile at a time; the others are written
+empty. Each run is a fresh
 process under ``/usr/bin/time -v`` (peak RSS of the process; PyDESeq2's worker processes hold only
 donor x gene sums).
 
@@ -21,9 +23,15 @@ pseudobulk, by mode:
 * ``decoupler``: the earlier rule's aggregation only: the counts read whole, subset to the cells in
   the tests, ``decoupler.pp.pseudobulk(mode="sum")``. Skipped above ``--max-gib`` of expected memory.
 
-integrate: ``mudata.read_h5mu`` of the tiled merged cohort and :func:`sscsig.integrate.integrate`
-with the config's options and ``--epochs`` totalVI epochs (the memory of training does not grow with
-epochs); the rule's clustering, UMAP and write are not included.
+annotate (the marker method, as the rule runs it): ``cohort/integrated.h5mu`` tiled with its
+embeddings and graphs, read without the raw counts, :func:`sscsig.annotate.annotate`,
+:func:`sscsig.annotate.subcluster` and the write (the counts copied through), the output then deleted.
+
+integrate: :func:`sscsig.integrate.integrate` on the tiled merged cohort with the config's options and
+``--epochs`` totalVI epochs (the memory of training does not grow with epochs); the rule's
+clustering, UMAP and write are not included. ``disk``: as the rule runs it (the cohort read without
+the RNA counts, which stay on disk: :func:`sscsig.io.backed_matrix`); ``memory``: the whole cohort
+read with ``mudata.read_h5mu`` first (a user calling the library on an in-memory MuData).
 
 Writes ``--out`` (default ``benchmarks/chunked_<stage>.tsv``): stage, tiles, cells, mode, wall s,
 peak RSS MB, what was computed.
@@ -76,32 +84,59 @@ INTEGRATE = """
 import sys, time, torch, yaml, mudata as md
 from sscsig.config import validate_config
 from sscsig.integrate import integrate
+from sscsig.io import backed_matrix, read_h5mu
 torch.set_num_threads(2)
 cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
 p = {k: v for k, v in cfg["integration"].items() if k not in ("compare", "gpu")}
 p["totalvi"] = dict(p["totalvi"], max_epochs=int(sys.argv[2]))
-m = md.read_h5mu(sys.argv[1])
+h5, mode = sys.argv[1], sys.argv[3]
 t = time.time()
-integrate(m, **p, seed=cfg["seed"])
-print(f"integrate() {time.time() - t:.0f} s, {m.uns['integration']['totalvi']['train_seconds']:.0f} s training")
+if mode == "memory":
+    m = md.read_h5mu(h5)
+    integrate(m, **p, seed=cfg["seed"])
+else:
+    m = read_h5mu(h5, skip=("mod/rna/X",))
+    with backed_matrix(h5, "rna", "X") as counts:
+        integrate(m, **p, seed=cfg["seed"], counts=counts)
+print(f"read + integrate() {time.time() - t:.0f} s, {m.uns['integration']['totalvi']['train_seconds']:.0f} s training")
 """
 
 
-def tile(src: Path, dst: Path, tiles: int, big: str) -> int:
+ANNOTATE = """
+import sys, time, yaml
+from sscsig.annotate import annotate, load_markers, subcluster
+from sscsig.config import validate_config
+from sscsig.io import read_h5mu, write_h5mu
+cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
+p = {k: v for k, v in cfg["annotation"].items() if k not in ("markers", "method", "reference")}
+h5, out = sys.argv[1], sys.argv[2]
+t = time.time()
+skip = ("mod/rna/layers/counts",)
+m = read_h5mu(h5, skip=skip)
+annotate(m, load_markers(cfg["annotation"]["markers"]), **p, seed=cfg["seed"])
+subcluster(m, seed=cfg["seed"])
+write_h5mu(m, out, passthrough=h5, elements=skip)
+print(f"read + annotate() + subcluster() + write {time.time() - t:.0f} s, {m.obs['cell_state'].nunique()} states")
+"""
+
+
+def tile(src: Path, dst: Path, tiles: int, big, *, graphs: bool = False) -> int:
     """Write ``src`` ``tiles`` times over (cells renamed) into ``dst``; return its cells.
 
-    ``big`` (a CSR element such as ``mod/rna/layers/counts``) is written one tile at a time, so the
+    ``big`` (CSR elements such as ``mod/rna/layers/counts``) are written one tile at a time, so the
     file may be larger than this machine's memory; the protein matrices are tiled in memory (they are
-    small); the other RNA matrices are written empty, and ``obsm``, ``obsp`` and ``uns`` are left out
-    (the measured stage does not read them).
+    small); the other RNA matrices are written empty. ``obsm``, ``obsp`` and ``uns`` are left out
+    unless ``graphs`` (annotate reads them): then each embedding is repeated and each cell graph is
+    block-diagonal (every tile's cells are neighbours within their tile).
     """
     import anndata as ad
     import mudata as md
     import scipy.sparse as sp
 
+    big = (big,) if isinstance(big, str) else tuple(big)
     if dst.exists():
         with h5py.File(dst, "r") as f:
-            return int(f[big].attrs["shape"][0])
+            return int(f[big[0]].attrs["shape"][0])
     m = md.read_h5mu(src)
     n = m.n_obs
     names = pd.Index([f"{c}-t{t}" for t in range(tiles) for c in m.obs_names])
@@ -118,31 +153,39 @@ def tile(src: Path, dst: Path, tiles: int, big: str) -> int:
         x = empty if k == "rna" else rep(a.X)
         obs = pd.concat([a.obs] * tiles)
         obs.index = names
-        mods[k] = ad.AnnData(X=x, obs=obs, var=a.var, layers=layers)
+        mods[k] = ad.AnnData(X=x, obs=obs, var=a.var, layers=layers, uns=dict(a.uns) if graphs else None)
     out = md.MuData(mods)
     obs = pd.concat([m.obs] * tiles)
     obs.index = names
     out.obs = obs
+    if graphs:
+        for k, v in m.obsm.items():
+            if k not in out.mod:
+                out.obsm[k] = rep(v)
+        for k, v in m.obsp.items():
+            out.obsp[k] = sp.block_diag([v] * tiles, format="csr").astype(v.dtype)
+        out.uns.update(m.uns)
     part = dst.with_suffix(".part")
     out.write_h5mu(part)
     del out, mods
-    with h5py.File(src, "r") as f, h5py.File(part, "r+") as g:
-        c = f[big]
-        data, indices, indptr = c["data"][()], c["indices"][()], c["indptr"][()].astype(np.int64)
-        attrs = dict(g[big].attrs)
-        del g[big]
-        grp = g.create_group(big)
-        grp.attrs.update(attrs)
-        nnz = len(data)
-        d = grp.create_dataset("data", (nnz * tiles,), dtype=data.dtype)
-        i = grp.create_dataset("indices", (nnz * tiles,), dtype=indices.dtype)
-        ptr = np.concatenate([indptr[:-1] + t * nnz for t in range(tiles)] + [[nnz * tiles]])
-        # int32 while it fits, as anndata writes it: int64 offsets make scipy widen the indices too
-        grp.create_dataset("indptr", data=ptr.astype(np.int32 if nnz * tiles < 2**31 else np.int64))
-        for t in range(tiles):
-            d[t * nnz:(t + 1) * nnz] = data
-            i[t * nnz:(t + 1) * nnz] = indices
-            print(f"tile {t + 1}/{tiles}", file=sys.stderr, flush=True)
+    for e in big:
+        with h5py.File(src, "r") as f, h5py.File(part, "r+") as g:
+            c = f[e]
+            data, indices, indptr = c["data"][()], c["indices"][()], c["indptr"][()].astype(np.int64)
+            attrs = dict(g[e].attrs)
+            del g[e]
+            grp = g.create_group(e)
+            grp.attrs.update(attrs)
+            nnz = len(data)
+            d = grp.create_dataset("data", (nnz * tiles,), dtype=data.dtype)
+            i = grp.create_dataset("indices", (nnz * tiles,), dtype=indices.dtype)
+            ptr = np.concatenate([indptr[:-1] + t * nnz for t in range(tiles)] + [[nnz * tiles]])
+            # int32 while it fits, as anndata writes it: int64 offsets make scipy widen the indices too
+            grp.create_dataset("indptr", data=ptr.astype(np.int32 if nnz * tiles < 2**31 else np.int64))
+            for t in range(tiles):
+                d[t * nnz:(t + 1) * nnz] = data
+                i[t * nnz:(t + 1) * nnz] = indices
+                print(f"{e}: tile {t + 1}/{tiles}", file=sys.stderr, flush=True)
     part.rename(dst)
     return n * tiles
 
@@ -163,7 +206,7 @@ def timed(code: str, *args) -> tuple[float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
-    ap.add_argument("--stage", choices=["pseudobulk", "integrate"], default="pseudobulk")
+    ap.add_argument("--stage", choices=["pseudobulk", "integrate", "annotate"], default="pseudobulk")
     ap.add_argument("--tiles", type=int, nargs="+", default=[12, 27, 48])
     ap.add_argument("--modes", nargs="+", default=["disk", "memory", "decoupler"],
                     choices=["disk", "memory", "decoupler"])
@@ -178,7 +221,14 @@ def main() -> None:
         if a.stage == "integrate":
             h5 = a.results.parent / f"tiled_merged_{tiles}.h5mu"
             cells = tile(a.results / "cohort" / "merged.h5mu", h5, tiles, "mod/rna/X")
-            jobs = [("integrate", lambda: timed(INTEGRATE, h5, a.epochs))]
+            jobs = [(mode, lambda mode=mode: timed(INTEGRATE, h5, a.epochs, mode)) for mode in a.modes
+                    if mode in ("disk", "memory")]
+        elif a.stage == "annotate":
+            h5 = a.results.parent / f"tiled_integrated_{tiles}.h5mu"
+            cells = tile(a.results / "cohort" / "integrated.h5mu", h5, tiles, ("mod/rna/X", "mod/rna/layers/counts"),
+                         graphs=True)
+            written = h5.with_name(f"tiled_annotated_out_{tiles}.h5mu")
+            jobs = [("disk", lambda: timed(ANNOTATE, h5, written))]
         else:
             h5 = a.results.parent / f"tiled_annotated_{tiles}.h5mu"
             cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles, "mod/rna/layers/counts")
@@ -196,6 +246,8 @@ def main() -> None:
                          "peak_rss_mb": round(rss), "result": what})
             print(rows[-1], flush=True)
             pd.DataFrame(rows).to_csv(out, sep="\t", index=False)
+            if a.stage == "annotate":
+                written.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
