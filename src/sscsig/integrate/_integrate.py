@@ -190,15 +190,17 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
     model_dir
         Where to save the trained totalVI model (``method: totalvi`` only).
     counts
-        The RNA raw counts left on disk (:func:`sscsig.io.backed_matrix` of the merged cohort's
-        ``mod/rna/X``; ``mdata['rna']`` then read without ``X``, :func:`sscsig.io.read_h5mu`
-        ``skip``). They are read whole once, for the HVG selection, and otherwise a block of
+        The RNA raw counts apart from ``mdata``, typically left on disk
+        (:func:`sscsig.io.backed_matrix` of the merged cohort's ``mod/rna/X``; ``mdata['rna']`` then
+        read without ``X``, :func:`sscsig.io.read_h5mu` ``skip``); a CSR matrix in memory also works. They are read whole once, for the HVG selection, and otherwise a block of
         ``chunk_cells`` cells at a time: for the PCA, totalVI's HVG counts and ``X``. ``layers['counts']``
         is then not set (the rule copies it from the input file); the results are those of the
         counts in memory. Default: ``mdata['rna'].layers['counts']``, else ``X``.
     chunk_cells
         Cells log-normalised (or read from disk) at a time.
     """
+    import scipy.sparse as sp
+
     if method not in METHODS:
         raise InputError(f"integration.method {method!r} is not one of {', '.join(METHODS)}")
     rna, prot = mdata["rna"], mdata["prot"]
@@ -216,7 +218,8 @@ def integrate(mdata: md.MuData, *, method: str = "totalvi", batch_key: str = "ba
     if n_batches > 1:
         rna.obs[key] = mdata.obs[key].astype(str).to_numpy()
     if on_disk:  # the HVG statistics need every cell at once: the one time the counts are read whole
-        rna.layers["counts"] = counts.to_memory() if hasattr(counts, "to_memory") else counts[()]
+        rna.layers["counts"] = (counts if sp.issparse(counts) else
+                                counts.to_memory() if hasattr(counts, "to_memory") else counts[()])
     # check_values=False: the counts were checked to be integers when each sample was read
     # (sscsig.io.read_sample); scanpy's check would hold two more temporaries the size of the counts
     sc.pp.highly_variable_genes(
