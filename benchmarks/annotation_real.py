@@ -10,7 +10,9 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
 - ``kang2018_ifnb_muscat_example_sce.h5ad``: the marker method on RNA alone (1,556 PBMCs, 1,267
   genes, 5 labelled types; :func:`score_kang_markers`).
 
-Each marker run is scored without and with ``annotation.refine`` (rows ``+refine``).
+Each marker run is scored as the defaults call it, with ``annotation.refine`` (rows ``+refine``) and
+without transcript stand-ins for the antibodies the data lacks (``annotation.rna_standins: false``,
+rows ``-standins``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -53,22 +55,16 @@ SINGLER_FINE_TO_STATES = {
 }
 
 
-def _annotation_options(cfg: dict, refine: bool) -> dict:
+#: (refine, rna_standins, row suffix): the annotation settings each data set is scored with
+ANNOTATION_VARIANTS = ((False, True, ""), (True, True, "+refine"), (False, False, "-standins"))
+
+
+def _annotation_options(cfg: dict, refine: bool, standins: bool = True) -> dict:
     opts = {k: v for k, v in cfg["annotation"].items() if k in
             ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
-             "refine_quantile", "refine_c")}
+             "refine_quantile", "refine_c", "standin_table")}
     opts["protein_layer"] = "clr"  # no empty droplets in these fixtures: DSB is not available
-    return opts | {"refine": refine}
-
-
-def _run(m, method: str, cfg: dict, seed: int, refine: bool = False):
-    from sscsig.annotate import annotate, load_markers
-    from sscsig.integrate import cluster, integrate
-
-    integrate(m, method=method, totalvi={"max_epochs": 100}, seed=seed)
-    cluster(m, resolutions=[1.0], seed=seed)
-    report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, refine), seed=seed)
-    return m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy(), report
+    return opts | {"refine": refine, "rna_standins": standins}
 
 
 def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
@@ -83,12 +79,21 @@ def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
     labelled = obs["celltype_main_singler"].notna().to_numpy()  # one cell has no SingleR label
     main = obs["celltype_main_singler"].astype(str).to_numpy()[labelled]
     fine = obs["celltype_fine_singler"].astype(str).to_numpy()[labelled]
+    from sscsig.annotate import annotate, load_markers
+    from sscsig.integrate import cluster, integrate
+
     rows, classes, confusions = [], [], {}
-    for method, refine in ((mt, r) for mt in methods for r in (False, True)):
-        m = read_sample(path, sample="pbmc10k")
-        lin, state, report = _run(m, method, cfg, seed, refine=refine)
-        method = method + ("+refine" if refine else "")
-        lin, state = lin[labelled], state[labelled]
+    for integration, (refine, standins, suffix) in ((mt, v) for mt in methods for v in ANNOTATION_VARIANTS):
+        if suffix == "":  # integrate once per method; each annotation variant starts from a copy
+            base = read_sample(path, sample="pbmc10k")
+            integrate(base, method=integration, totalvi={"max_epochs": 100}, seed=seed)
+            cluster(base, resolutions=[1.0], seed=seed)
+        m = base.copy()
+        report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, refine, standins),
+                          seed=seed)
+        method = integration + suffix
+        lin = m.obs["lineage"].astype(str).to_numpy()[labelled]
+        state = m.obs["cell_state"].astype(str).to_numpy()[labelled]
         pred = np.array([LINEAGE_TO_SINGLER.get(x, x) for x in lin], dtype=object)
         table, overall = annotation_f1(pred, main)
         big = table[table.n_true >= min_cells]
@@ -145,16 +150,16 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     truth = k.obs["cluster_id"].astype(str).to_numpy()
     lineage_truth = k.obs["cluster_id"].map(KANG_TO_LINEAGE).astype(str).to_numpy()
     rows, classes, confusions = [], [], {}
-    for refine in (False, True):
+    for refine, standins, suffix in ANNOTATION_VARIANTS:
         m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
         m.obsp["connectivities"] = rna.obsp["connectivities"]
-        opts = _annotation_options(cfg, refine) | {"min_genes_per_module": 1}
+        opts = _annotation_options(cfg, refine, standins) | {"min_genes_per_module": 1}
         annotate(m, markers, **opts, seed=seed)
         lin, state = m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy()
         table, overall = annotation_f1(lin, lineage_truth)
         big = table[table.label.isin(set(KANG_TO_LINEAGE.values()))]
         mono = (lineage_truth == "Mono") & (lin == "Mono")
-        name = "markers (RNA only)" + (" +refine" if refine else "")
+        name = "markers (RNA only)" + (f" {suffix}" if suffix else "")
         cd16_right = (state[mono] == "CD16.Mono") == (truth[mono] == "FCGR3A+ Monocytes")
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
@@ -163,7 +168,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
                      "state_agreement_on_specific_fine_labels": round(float(cd16_right.mean()), 3),
                      "n_specific_fine": int(mono.sum())})
         classes.append(table.assign(data="kang2018", method=name))
-        confusions[f"kang2018_{'markers_refine' if refine else 'markers'}"] = pd.crosstab(
+        confusions["kang2018_markers" + suffix.replace("+", "_").replace("-", "_no_")] = pd.crosstab(
             pd.Series(lin, name="sscsig lineage"), pd.Series(truth, name="Kang cell type"))
     return rows, classes, confusions
 

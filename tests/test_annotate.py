@@ -352,3 +352,69 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
     assert new[1] == "Unassigned"
     same, conf = refine_states(feats, lab, np.full(4, 0.3), states=["A"], quantile=0.0)
     assert (same == lab).all() and (conf == 0.3).all()
+
+
+def test_an_antibody_the_panel_lacks_is_scored_by_its_transcript(tmp_path):
+    """CD8 and CD4 T cells told apart by a marker file whose co-receptor antibodies the panel lacks:
+    with stand-ins the CD8A / CD4 transcripts take their place and the calls follow them; without,
+    both lineages score alike and half the cells are wrong. The report, the per-label coverage and
+    the panel-evidence table say which transcript stood in for which antibody."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers, panel_evidence
+    from sscsig.protein import antibody_genes
+
+    rng = np.random.default_rng(0)
+    n = 400
+    cd8 = np.arange(n) < n // 2
+    genes = ["CD8A", "CD4"] + [f"G{i}" for i in range(100)]
+    counts = rng.poisson(1.0, (n, len(genes))).astype(np.float32)
+    counts[:, 0] = rng.poisson(np.where(cd8, 2.0, 0.1))  # sparse, as real co-receptor transcripts are
+    counts[:, 1] = rng.poisson(np.where(cd8, 0.1, 1.5))
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts)), var=pd.DataFrame(index=genes))
+    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD3"]}, index=["ADT_CD3"]))
+    prot.layers["clr"] = 3.0 + rng.normal(0, 0.3, (n, 1))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({
+        "lineages": {"CD8_T": {"protein_pos": ["CD3", "CD8"], "protein_neg": ["CD4"]},
+                     "CD4_T": {"protein_pos": ["CD3", "CD4"], "protein_neg": ["CD8"]}},
+        "states": {"CD8_T": {"CD8.x": {"protein_pos": ["CD3"]}}, "CD4_T": {"CD4.x": {"protein_pos": ["CD3"]}}}}))
+    markers = load_markers(path)
+
+    def accuracy(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, **kw)
+        return (m.obs["lineage"].astype(str).to_numpy() == np.where(cd8, "CD8_T", "CD4_T")).mean(), report
+
+    acc, report = accuracy()
+    assert acc >= 0.8, acc
+    assert report["transcript_standins"] == {"CD4": "CD4", "CD8": "CD8A"}
+    assert report["marker_coverage"]["CD8_T"]["transcript_standins"] == "CD8->CD8A,CD4->CD4"
+    off, off_report = accuracy(rna_standins=False)
+    assert off <= 0.6 and off_report["transcript_standins"] == {}, off
+    # a table of one's own: CD8 by a gene the data lacks stays missing; CD4 still stands in
+    table = tmp_path / "ab.tsv"
+    table.write_text("antibody\tgenes\taliases\nCD8\tNOT_A_GENE\t\nCD4\tCD4\tT4\n")
+    _, own = accuracy(standin_table=str(table))
+    assert own["transcript_standins"] == {"CD4": "CD4"}
+    from sscsig.protein import panel_plan
+
+    plan = panel_plan({"s1": ["ADT_CD3"]})
+    plan.insert(0, "target", ["CD3"])
+    ev = panel_evidence(markers, plan, standins=report["transcript_standins"])
+    assert set(ev.loc[ev.marker == "CD8", "scored_by_transcript"]) == {"CD8A"}
+    assert (ev.status == "not in any panel").all()
+    # the shipped table: aliases, TotalSeq suffixes and separators all find the gene; CD45RA has none
+    from sscsig.protein import antibody_key
+
+    shipped = antibody_genes()
+    assert shipped[antibody_key("CD197")] == shipped[antibody_key("CCR7")] == ["CCR7"]
+    assert shipped[antibody_key("CD8a_TotalSeqB")] == ["CD8A"]
+    assert shipped[antibody_key("TCR-Va7.2")] == ["TRAV1-2"]
+    assert antibody_key("CD45RA") not in shipped
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("antibody\tgenes\nCD8\t\n")
+    with pytest.raises(Exception, match="bad.tsv.*CD8"):
+        antibody_genes(bad)

@@ -84,6 +84,12 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> di
     if method != "markers" and not ref["path"]:
         raise InputError(f"config: annotation.method is {method!r} but annotation.reference.path is not set "
                          "(a labelled .h5ad or .h5mu)")
+    if table := config["annotation"]["standin_table"]:
+        if not Path(table).exists():
+            raise InputError(f"config: annotation.standin_table: file not found: {table}")
+        from .protein import antibody_genes
+
+        antibody_genes(table)  # a malformed table stops here, before any job runs
     if method != "markers":
         for key in ("path", "labels"):
             if ref[key] and not Path(ref[key]).exists():

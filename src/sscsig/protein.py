@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -47,6 +48,46 @@ def find_protein(prot_var: pd.DataFrame, name: str) -> str | None:
         if ab.lower().rstrip("ab") == want:
             return var_name
     return None
+
+
+def antibody_key(name: str) -> str:
+    """An antibody name reduced for matching tables to panels: TotalSeq suffix off, lower case, ``-``/``_``/``.`` removed."""
+    return re.sub(r"[-_. ]", "", clean_antibody_name(name).lower())
+
+
+def antibody_genes(path: str | Path | None = None) -> dict[str, list[str]]:
+    """Antibody target -> the gene(s) encoding it, keyed by :func:`antibody_key` of the name and its aliases.
+
+    Parameters
+    ----------
+    path
+        A tab-separated table with columns ``antibody``, ``genes`` (comma-separated) and ``aliases``
+        (comma-separated, may be empty); ``#`` lines are comments. ``None``: the table shipped with
+        sscsig (``sscsig/data/antibody_genes.tsv``: common TotalSeq / CITE-seq targets; CD45 isoforms
+        and glycan epitopes left out).
+
+    Returns
+    -------
+    ``{key: [gene, ...]}`` for every antibody and alias.
+    """
+    from importlib import resources
+
+    src = resources.files("sscsig") / "data" / "antibody_genes.tsv" if path is None else Path(path)
+    try:
+        table = pd.read_csv(src, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as e:
+        raise InputError(f"antibody-gene table {src}: {e}") from None
+    if missing := {"antibody", "genes"} - set(table.columns):
+        raise InputError(f"antibody-gene table {src}: no column {', '.join(sorted(missing))}")
+    out: dict[str, list[str]] = {}
+    for row in table.itertuples():
+        genes = [g.strip() for g in row.genes.split(",") if g.strip()]
+        if not genes:
+            raise InputError(f"antibody-gene table {src}: antibody {row.antibody!r} has no gene")
+        for name in [row.antibody, *str(getattr(row, "aliases", "") or "").split(",")]:
+            if name.strip():
+                out[antibody_key(name.strip())] = genes
+    return out
 
 
 def clr_per_cell(x, *, measured: np.ndarray | None = None) -> np.ndarray:

@@ -6,6 +6,7 @@ rule annotate:
         h5mu=f"{OUT}/cohort/integrated.h5mu",
         markers=config["annotation"]["markers"],
         reference=REFERENCE_FILES,
+        standin_table=config["annotation"]["standin_table"] or [],
         merge_report=f"{OUT}/cohort/merge_report.json",
     output:
         h5mu=f"{OUT}/cohort/annotated.h5mu",

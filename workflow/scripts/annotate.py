@@ -12,8 +12,7 @@ with rule_logging(snakemake):
     mdata, markers = read_h5mu(i.h5mu, skip=unused), load_markers(i.markers)
     if p.method in ("reference", "both"):
         r = dict(p.reference)
-        ref, ref_prot, labels = load_reference(**{k: r.pop(k) for k in ("path", "label_key", "lineage_key",
-                                                                        "batch_key", "labels")})
+        ref, ref_prot, labels = load_reference(**{k: r.pop(k) for k in ("path", "label_key", "lineage_key", "batch_key", "labels")})
         report = annotate_by_reference(mdata, ref, ref_prot, query_batch_key=p.batch_key, **r, seed=p.seed,
                                        threads=snakemake.threads) | {"reference_labels": labels.to_dict(orient="records")}
     if p.method == "both":  # the reference's lineages, the marker file's states within them
@@ -22,7 +21,8 @@ with rule_logging(snakemake):
                           lineage_confidence=mdata.obs["lineage_confidence"].to_numpy()) | {"reference": report}
     elif p.method == "markers":
         report = annotate(mdata, markers, **p.annotation, seed=p.seed)
-    evidence = panel_evidence(markers, json.loads(Path(i.merge_report).read_text())["panel"], method=p.method)
+    panel = json.loads(Path(i.merge_report).read_text())["panel"]
+    evidence = panel_evidence(markers, panel, method=p.method, standins=report.get("transcript_standins"))
     subcluster(mdata, seed=p.seed)
     mdata.uns["annotation_report"] = json.dumps(report | {"panel_evidence": evidence.to_dict(orient="records")}, default=int)
     stamp(mdata, snakemake.config, step="annotate")

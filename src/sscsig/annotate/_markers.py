@@ -29,7 +29,7 @@ import yaml
 
 from ..design import UNASSIGNED
 from ..errors import InputError
-from ..protein import find_protein, sample_measured
+from ..protein import antibody_key, antibody_genes, find_protein, sample_measured
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def _row_reduce(z: np.ndarray, how: str) -> np.ndarray:
 class _Scorer:
     """Caches protein CLR columns and RNA module scores over all cells."""
 
-    def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr"):
+    def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr",
+                 standins: dict[str, list[str]] | None = None):
         self.rna = mdata["rna"]
         self.prot = mdata["prot"]
         if protein_layer not in PROTEIN_LAYERS:
@@ -125,16 +126,40 @@ class _Scorer:
         self._modules: dict[tuple, np.ndarray] = {}
         self.missing: set[str] = set()
         self.coverage: dict[str, dict] = {}
+        self.standin_table = standins
+        #: antibody absent from the panel -> the transcript(s) scored in its place
+        self.standins: dict[str, str] = {}
+        self._standin_cols: dict[str, np.ndarray | None] = {}
+
+    def standin(self, name: str) -> np.ndarray | None:
+        """Mean log-normalised expression of the genes encoding antibody ``name`` (``None``: no
+        stand-in table, the antibody is not in it, or none of its genes is in the data)."""
+        if self.standin_table is None:
+            return None
+        if name not in self._standin_cols:
+            genes = [g for g in self.standin_table.get(antibody_key(name), []) if g in self.rna.var_names]
+            col = None
+            if genes:
+                x = self.rna[:, genes].X
+                col = np.asarray(x.mean(1)).ravel().astype(np.float64)
+                self.standins[name] = ",".join(genes)
+            self._standin_cols[name] = col
+        return self._standin_cols[name]
 
     def protein(self, names: list[str]) -> np.ndarray | None:
+        """Cells x markers: the antibodies' normalised values; an antibody the panel lacks is its
+        transcript's expression when stand-ins are on and it has one, else left out."""
         cols = []
         for n in names:
             var = find_protein(self.prot.var, n)
             if var is None:
                 self.missing.add(f"protein {n}")
+                alt = self.standin(n)
+                if alt is not None:
+                    cols.append(alt)
                 continue
-            cols.append(self.prot.var_names.get_loc(var))
-        return self.clr[:, cols] if cols else None
+            cols.append(self.clr[:, self.prot.var_names.get_loc(var)])
+        return np.column_stack(cols) if cols else None
 
     def positive(self, names: list[str], *, layer: str, min_value: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Cells x markers: the antibody's ``layer`` value >= ``min_value``, and whether the cell's
@@ -188,8 +213,10 @@ class _Scorer:
                 val = _z(m[rows][:, None])[:, 0]
             parts.append(-val if kind.endswith("neg") else val)
         if label is not None:
+            subs = [f"{n}->{self.standins[n]}" for kind in COMPONENTS if kind.startswith("protein")
+                    for n in comp.get(kind) or [] if n in self.standins]
             self.coverage[label] = {"components_usable": len(parts), "components_defined": defined,
-                                    "unusable": ",".join(unusable)}
+                                    "unusable": ",".join(unusable), "transcript_standins": ",".join(subs)}
         return np.sum(parts, axis=0) / defined if parts else None
 
     def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str) -> tuple[list[str], list[np.ndarray]]:
@@ -216,7 +243,8 @@ def _labels(markers: dict):
                 yield f"{lin}/{name}/{sub}", sub_comp
 
 
-def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, method: str = "markers") -> pd.DataFrame:
+def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, method: str = "markers",
+                   standins: dict[str, str] | None = None) -> pd.DataFrame:
     """The protein evidence each label of the marker file lacks because of the antibody panels.
 
     Parameters
@@ -229,6 +257,9 @@ def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, me
     method
         ``annotation.method``. With ``reference`` the rows are the antibodies the mapping's model
         leaves out (those not every sample measured), label ``reference mapping (all)``.
+    standins
+        :func:`annotate`'s ``report["transcript_standins"]``: antibody -> the transcript(s) scored in
+        its place; fills the column ``scored_by_transcript`` (empty: the evidence is lost).
 
     Returns
     -------
@@ -236,7 +267,7 @@ def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, me
     (``lineage``, ``lineage/state``, ``lineage/state/substate``), ``component``, ``marker``,
     ``status`` (``not in any panel``; ``dropped`` from the whole cohort by ``qc.panel_policy``
     although some samples measured it; ``missing in some samples``: kept and scored where measured)
-    and the samples whose panel lacks it.
+    and the samples whose panel lacks it, and ``scored_by_transcript``.
     """
     if not isinstance(panel, pd.DataFrame):
         panel = pd.DataFrame(panel).set_index("antibody")
@@ -265,12 +296,15 @@ def panel_evidence(markers: dict | None, panel: pd.DataFrame | list[dict], *, me
                     else:
                         continue
                 rows.append({"label": label, "component": kind, "marker": marker, "status": status,
-                             "n_samples_without": len(without), "samples_without": ",".join(without)})
+                             "n_samples_without": len(without), "samples_without": ",".join(without),
+                             "scored_by_transcript": (standins or {}).get(marker, "") if status != "missing in some samples" else ""})
     out = pd.DataFrame(rows, columns=["label", "component", "marker", "status", "n_samples_without",
-                                      "samples_without"])
+                                      "samples_without", "scored_by_transcript"])
     for label, lost in out[out["status"] != "not in any panel"].groupby("label", sort=False):
         log.warning("%s: protein evidence the panels do not give every sample: %s", label,
-                    "; ".join(f"{r.marker} ({r.status}, {r.n_samples_without} samples without)" for r in lost.itertuples()))
+                    "; ".join(f"{r.marker} ({r.status}, {r.n_samples_without} samples without"
+                              + (f"; scored by its transcript {r.scored_by_transcript})" if r.scored_by_transcript else ")")
+                              for r in lost.itertuples()))
     return out
 
 
@@ -456,7 +490,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
-             refine: bool = False, refine_quantile: float = 0.5, refine_c: float = 0.03, seed: int = 0) -> dict:
+             refine: bool = False, refine_quantile: float = 0.5, refine_c: float = 0.03,
+             rna_standins: bool = True, standin_table: str | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -500,14 +535,22 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         the calls at or above the ``refine_quantile`` of their label's confidence, with inverse
         penalty ``refine_c``. The marker calls are kept in ``obs['lineage_markers']`` and
         ``obs['cell_state_markers']``.
+    rna_standins, standin_table
+        Score a marker-file antibody that no sample's panel has (or that ``qc.panel_policy`` dropped)
+        by the transcript of its gene instead (CD197 -> CCR7, CD25 -> IL2RA, ...; the table
+        :func:`sscsig.protein.antibody_genes` reads: ``standin_table``, or the shipped one),
+        z-scored like an antibody. Antibodies without a gene-level equivalent (CD45RA/RO) and genes
+        not in the data stay missing. Not used by the lineage gate, which needs protein.
     seed
         Seed of the control genes of ``scanpy.tl.score_genes``.
 
     Returns
     -------
-    A report: markers missing from the data, cells per label, cells unassigned.
+    A report: markers missing from the data, the transcripts that stood in for absent antibodies,
+    cells per label, cells unassigned.
     """
-    scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer)
+    scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer,
+                     standins=antibody_genes(standin_table) if rna_standins else None)
     refined: dict[str, int] = {}
     lineage_markers = None
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
@@ -591,12 +634,16 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                  "state calls within it)", refined)
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
+    if scorer.standins:
+        log.info("antibodies absent from the panel, scored by their transcripts: %s",
+                 ", ".join(f"{k} -> {v}" for k, v in sorted(scorer.standins.items())))
     partial = {k: v for k, v in scorer.coverage.items() if v["components_usable"] < v["components_defined"]}
     for k, v in partial.items():
         log.warning("%s: %d of %d marker components usable (missing: %s); its score counts them as 0",
                     k, v["components_usable"], v["components_defined"], v["unusable"])
     return {
         "missing_markers": sorted(scorer.missing),
+        "transcript_standins": dict(sorted(scorer.standins.items())),
         "lineage_gate": gate_report,
         "refined_cells": refined,
         "marker_coverage": scorer.coverage,
