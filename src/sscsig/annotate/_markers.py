@@ -29,7 +29,8 @@ import yaml
 
 from ..design import UNASSIGNED
 from ..errors import InputError
-from ..protein import antibody_key, antibody_genes, find_protein, sample_measured
+from ..protein import antibody_genes, antibody_key, find_protein, sample_measured
+from ..scoring import ModuleScorer
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class _Scorer:
         self.seed = seed
         self.min_genes = min_genes
         self._modules: dict[tuple, np.ndarray] = {}
+        self._module_scorer: ModuleScorer | None = None
         self.missing: set[str] = set()
         self.coverage: dict[str, dict] = {}
         self.standin_table = standins
@@ -177,16 +179,14 @@ class _Scorer:
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
         if key not in self._modules:
-            import scanpy as sc
-
             present = [g for g in genes if g in self.rna.var_names]
             self.missing.update(f"gene {g}" for g in genes if g not in self.rna.var_names)
             if len(present) < self.min_genes:
                 self._modules[key] = None
             else:
-                tmp = sc.AnnData(X=self.rna.X, var=pd.DataFrame(index=self.rna.var_names))
-                sc.tl.score_genes(tmp, present, random_state=self.seed, score_name="s")
-                self._modules[key] = tmp.obs["s"].to_numpy()
+                if self._module_scorer is None:  # scanpy's score_genes, the gene means computed once
+                    self._module_scorer = ModuleScorer(self.rna.X, self.rna.var_names)
+                self._modules[key] = self._module_scorer.score(present, random_state=self.seed)
         return self._modules[key]
 
     def score(self, comp: dict, rows: np.ndarray, *, label: str | None = None) -> np.ndarray | None:

@@ -1,7 +1,7 @@
 """Donor-level gene-signature scores in their cell states, tested between the groups of each contrast.
 
-Per cell, ``scanpy.tl.score_genes`` (mean log-expression of the signature minus a matched control
-set); per donor, the mean over the cells of the signature's states; per contrast, an ordinary
+Per cell, ``scanpy.tl.score_genes``' score (mean log-expression of the signature minus a matched
+control set; :class:`sscsig.scoring.ModuleScorer`, which computes the gene means once); per donor, the mean over the cells of the signature's states; per contrast, an ordinary
 least-squares model ``score ~ case + covariates`` over donors (t test of ``case``), BH FDR within
 the contrast.
 """
@@ -22,16 +22,15 @@ log = logging.getLogger(__name__)
 
 def score_cells(rna, signatures: dict[str, dict], *, seed: int, min_coverage: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell scores (cells x signatures) and gene coverage per signature."""
-    import anndata as ad
-    import scanpy as sc
+    from ..scoring import ModuleScorer
 
-    tmp = ad.AnnData(X=rna.X, obs=pd.DataFrame(index=rna.obs_names), var=pd.DataFrame(index=rna.var_names))
+    scorer = ModuleScorer(rna.X, rna.var_names)  # score_genes' scores; the gene means computed once
     scores, cover = {}, []
     for name, sig in signatures.items():
-        present = [g for g in sig["genes"] if g in tmp.var_names]
+        present = [g for g in sig["genes"] if g in rna.var_names]
         frac = len(present) / len(sig["genes"])
         cover.append({"signature": name, "genes": len(sig["genes"]), "present": len(present),
-                      "coverage": frac, "absent": " ".join(g for g in sig["genes"] if g not in tmp.var_names)})
+                      "coverage": frac, "absent": " ".join(g for g in sig["genes"] if g not in rna.var_names)})
         if frac < min_coverage:
             raise InputError(
                 f"signature {name!r}: only {len(present)}/{len(sig['genes'])} genes are in the data "
@@ -40,9 +39,8 @@ def score_cells(rna, signatures: dict[str, dict], *, seed: int, min_coverage: fl
         if frac < 1:
             log.warning("signature %s: %d of %d genes absent from the data (%s); scored on the rest",
                         name, len(sig["genes"]) - len(present), len(sig["genes"]),
-                        ", ".join(g for g in sig["genes"] if g not in tmp.var_names))
-        sc.tl.score_genes(tmp, present, random_state=seed, score_name="s")
-        scores[name] = tmp.obs["s"].to_numpy()
+                        ", ".join(g for g in sig["genes"] if g not in rna.var_names))
+        scores[name] = scorer.score(present, random_state=seed)
     return pd.DataFrame(scores, index=rna.obs_names), pd.DataFrame(cover)
 
 
