@@ -4,6 +4,7 @@ the pipeline at that size.
     python benchmarks/chunked.py RESULTS [--stage pseudobulk] --tiles 12 27 48 [--modes disk memory decoupler]
     python benchmarks/chunked.py RESULTS --stage integrate --tiles 12 48 [--epochs 1] [--modes disk memory]
     python benchmarks/chunked.py RESULTS --stage annotate --tiles 12 48
+    python benchmarks/chunked.py RESULTS --stage signatures --tiles 12 48
 
 ``RESULTS`` is a finished run (``make demo`` writes ``results/``). The stage's input
 (``cohort/annotated.h5mu`` for pseudobulk, ``cohort/merged.h5mu`` for integrate,
@@ -26,6 +27,10 @@ pseudobulk, by mode:
 annotate (the marker method, as the rule runs it): ``cohort/integrated.h5mu`` tiled with its
 embeddings and graphs, read without the raw counts, :func:`sscsig.annotate.annotate`,
 :func:`sscsig.annotate.subcluster` and the write (the counts copied through), the output then deleted.
+
+signatures (as the rule runs it): ``cohort/annotated.h5mu`` tiled with its log-normalised RNA (and the
+counts, so the file is the rule's real input size), the cells in the tests read whole,
+:func:`sscsig.stats.score_cells`, the donor means and the tests.
 
 integrate: :func:`sscsig.integrate.integrate` on the tiled merged cohort with the config's options and
 ``--epochs`` totalVI epochs (the memory of training does not grow with epochs); the rule's
@@ -119,6 +124,27 @@ write_h5mu(m, out, passthrough=h5, elements=skip)
 print(f"read + annotate() + subcluster() + write {time.time() - t:.0f} s, {m.obs['cell_state'].nunique()} states")
 """
 
+SIGNATURES = """
+import sys, time, yaml
+from sscsig.config import resolve_signatures, validate_config
+from sscsig.design import Design
+from sscsig.io import read_modality, read_obs
+from sscsig.stats import donor_scores, score_cells, test_signatures
+cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
+sigs, sp = resolve_signatures(cfg["signatures"]), cfg["signature_params"]
+h5, d = sys.argv[1], sys.argv[2]
+t = time.time()
+design = Design.read(donors=f"{d}/donors.tsv", groups=f"{d}/groups.tsv", contrasts=f"{d}/contrasts.tsv",
+                     samples=f"{d}/samples.tsv")
+obs = read_obs(h5)
+keep = design.cells_in_tests(obs)
+cell_scores, _ = score_cells(read_modality(h5, "rna", cells=keep), sigs, seed=cfg["seed"], min_coverage=sp["min_gene_coverage"])
+scores = donor_scores(obs[keep], cell_scores, sigs, min_cells=sp["min_cells_per_donor"])
+tests = test_signatures(scores, design, min_donors_per_group=sp["min_donors_per_group"],
+                        min_cells_per_donor=sp["min_cells_per_donor"])
+print(f"read + score_cells() + donor means + tests {time.time() - t:.0f} s, {len(tests)} tests")
+"""
+
 
 def tile(src: Path, dst: Path, tiles: int, big, *, graphs: bool = False) -> int:
     """Write ``src`` ``tiles`` times over (cells renamed) into ``dst``; return its cells.
@@ -206,7 +232,7 @@ def timed(code: str, *args) -> tuple[float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
-    ap.add_argument("--stage", choices=["pseudobulk", "integrate", "annotate"], default="pseudobulk")
+    ap.add_argument("--stage", choices=["pseudobulk", "integrate", "annotate", "signatures"], default="pseudobulk")
     ap.add_argument("--tiles", type=int, nargs="+", default=[12, 27, 48])
     ap.add_argument("--modes", nargs="+", default=["disk", "memory", "decoupler"],
                     choices=["disk", "memory", "decoupler"])
@@ -229,6 +255,10 @@ def main() -> None:
                          graphs=True)
             written = h5.with_name(f"tiled_annotated_out_{tiles}.h5mu")
             jobs = [("disk", lambda: timed(ANNOTATE, h5, written))]
+        elif a.stage == "signatures":
+            h5 = a.results.parent / f"tiled_annotated_x_{tiles}.h5mu"
+            cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles, ("mod/rna/X", "mod/rna/layers/counts"))
+            jobs = [("disk", lambda: timed(SIGNATURES, h5, a.results / "design"))]
         else:
             h5 = a.results.parent / f"tiled_annotated_{tiles}.h5mu"
             cells = tile(a.results / "cohort" / "annotated.h5mu", h5, tiles, "mod/rna/layers/counts")

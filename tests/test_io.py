@@ -78,3 +78,26 @@ def test_a_skipped_x_is_none_and_passes_through_under_another_name(tmp_path):
     np.testing.assert_array_equal(out["rna"].layers["counts"].toarray(), m["rna"].X.toarray())
     with pytest.raises(ValueError, match="only a modality.s layers or X"):
         read_h5mu(tmp_path / "in.h5mu", skip=("mod/rna/obs",))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10**6])
+def test_reading_some_cells_equals_reading_all_then_subsetting(tmp_path, chunk):
+    """read_modality(cells=mask) reads only the selected rows (block by block for CSR) and gives
+    exactly what reading everything and subsetting gives, for X, a CSR layer and a dense layer."""
+    from sscsig.io import read_modality
+
+    path = tmp_path / "c.h5mu"
+    _cohort().write_h5mu(path)
+    mask = np.random.default_rng(3).random(300) < 0.6
+    mask[:20] = False  # whole blocks without a selected cell
+    whole = read_modality(path, "rna", layers=("counts", "spliced"))[mask]
+    part = read_modality(path, "rna", layers=("counts", "spliced"), cells=mask, chunk_cells=chunk)
+    assert part.obs_names.equals(whole.obs_names) and part.var_names.equals(whole.var_names)
+    for a, b in [(part.X, whole.X), (part.layers["counts"], whole.layers["counts"])]:
+        assert sp.issparse(a) and a.dtype == b.dtype
+        assert (a != b).nnz == 0 and a.nnz == b.nnz
+    assert np.array_equal(part.layers["spliced"], whole.layers["spliced"])
+    none = read_modality(path, "rna", cells=np.zeros(300, bool))
+    assert none.shape == (0, 40)
+    with pytest.raises(ValueError, match="299"):
+        read_modality(path, "rna", cells=np.ones(299, bool))

@@ -24,7 +24,9 @@ rule annotate:
         f"{OUT}/benchmarks/annotate.tsv"
     threads: 2
     resources:
-        mem_mb=mem_mb_from_input(1000, 2),
+        # markers: the cohort without its counts (13.3 GB at 901k cells from a 16.6 GB file, benchmarks/chunked.py);
+        # reference / both also read the counts and train the mapping
+        mem_mb=mem_mb_from_input(1000, 1.0 if config["annotation"]["method"] == "markers" else 2),
         runtime=runtime_from_input(60, 60),
     conda:
         "../../envs/sscsig.yaml"

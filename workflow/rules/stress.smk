@@ -26,7 +26,7 @@ rule stress:
     benchmark:
         f"{OUT}/benchmarks/stress.tsv"
     resources:
-        mem_mb=mem_mb_from_input(1000, 1.3),
+        mem_mb=mem_mb_from_input(1000, 0.6),  # the log-normalised RNA once, as signatures (no counts)
         runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"

@@ -11,7 +11,7 @@ with rule_logging(snakemake):
     design = Design.read(donors=i.donors, groups=i.groups, contrasts=i.contrasts, samples=i.samples)
     obs = read_obs(i.h5mu)
     keep = design.cells_in_tests(obs)
-    cell_scores, cover = score_cells(read_modality(i.h5mu, "rna")[keep], p.signatures, seed=p.seed,
+    cell_scores, cover = score_cells(read_modality(i.h5mu, "rna", cells=keep), p.signatures, seed=p.seed,
                                      min_coverage=sp["min_gene_coverage"])
     scores = donor_scores(obs[keep], cell_scores, p.signatures, min_cells=sp["min_cells_per_donor"])
     tests = test_signatures(scores, design, min_donors_per_group=sp["min_donors_per_group"],

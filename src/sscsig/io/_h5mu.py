@@ -12,7 +12,9 @@ from contextlib import contextmanager
 import anndata as ad
 import h5py
 import mudata as md
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata.io import read_elem, sparse_dataset
 
 
@@ -27,7 +29,8 @@ def read_obs(path) -> pd.DataFrame:
     return read_elems(path, "obs")[0]
 
 
-def read_modality(path, mod: str, *, x: str | None = "X", layers=()) -> ad.AnnData:
+def read_modality(path, mod: str, *, x: str | None = "X", layers=(), cells=None,
+                  chunk_cells: int = 50_000) -> ad.AnnData:
     """One modality with only the matrices a rule needs, in the cohort's cell order.
 
     Parameters
@@ -40,12 +43,51 @@ def read_modality(path, mod: str, *, x: str | None = "X", layers=()) -> ad.AnnDa
         The element read as ``X`` (e.g. ``"layers/counts"``); ``None`` for no ``X``.
     layers
         Extra layers to read; those absent are skipped.
+    cells
+        Boolean mask over the cohort's cells: only these rows are read (a sparse matrix
+        ``chunk_cells`` rows at a time into arrays sized for the selection, so memory holds the
+        selection once, not the whole matrix and then its subset). ``None``: every cell.
     """
     with h5py.File(path, "r") as f:
         g = f[f"mod/{mod}"]
-        cells = _cells_in_cohort_order(f, path, mod)
-        return ad.AnnData(X=read_elem(g[x]) if x else None, obs=pd.DataFrame(index=cells), var=read_elem(g["var"]),
-                          layers={k: read_elem(g[f"layers/{k}"]) for k in layers if f"layers/{k}" in g})
+        names = _cells_in_cohort_order(f, path, mod)
+        if cells is not None:
+            cells = np.asarray(cells, dtype=bool)
+            if cells.shape != (len(names),):
+                raise ValueError(f"{path}: cells mask has {cells.shape} values for {len(names)} cells")
+            names = names[cells]
+
+        def get(key):
+            return read_elem(g[key]) if cells is None else _read_rows(g[key], cells, chunk_cells)
+
+        return ad.AnnData(X=get(x) if x else None, obs=pd.DataFrame(index=names), var=read_elem(g["var"]),
+                          layers={k: get(f"layers/{k}") for k in layers if f"layers/{k}" in g})
+
+
+def _read_rows(elem, rows: np.ndarray, chunk: int):
+    """The rows ``rows`` (a boolean mask) of a stored matrix: CSR read a block of rows at a time into
+    arrays of the selection's size; dense or CSC read whole, then subset."""
+    if not isinstance(elem, h5py.Group) or elem.attrs.get("encoding-type") != "csr_matrix":
+        return read_elem(elem)[rows]
+    indptr = elem["indptr"][()].astype(np.int64)
+    counts = np.diff(indptr)
+    nnz = int(counts[rows].sum())
+    data = np.empty(nnz, dtype=elem["data"].dtype)
+    indices = np.empty(nnz, dtype=elem["indices"].dtype)
+    at = 0
+    for a in range(0, len(rows), chunk):
+        b = min(a + chunk, len(rows))
+        if not rows[a:b].any():
+            continue
+        lo, hi = indptr[a], indptr[b]
+        take = np.repeat(rows[a:b], counts[a:b])
+        d, i = elem["data"][lo:hi][take], elem["indices"][lo:hi][take]
+        data[at:at + len(d)], indices[at:at + len(d)] = d, i
+        at += len(d)
+    ptr = np.concatenate([[0], np.cumsum(counts[rows])])
+    shape = tuple(elem.attrs["shape"])
+    return sp.csr_matrix((data, indices, ptr.astype(indices.dtype if nnz < 2**31 else np.int64)),
+                         shape=(int(rows.sum()), shape[1]))
 
 
 def _cells_in_cohort_order(f: h5py.File, path, mod: str) -> pd.Index:
