@@ -11,8 +11,8 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
   genes, 5 labelled types; :func:`score_kang_markers`).
 
 Each marker run is scored as the defaults call it, with ``annotation.refine`` (rows ``+refine``) and
-without transcript stand-ins for the antibodies the data lacks (``annotation.rna_standins: false``,
-rows ``-standins``).
+with transcript stand-ins for the antibodies the data lacks (``annotation.rna_standins: true``, rows
+``+standins``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -56,10 +56,10 @@ SINGLER_FINE_TO_STATES = {
 
 
 #: (refine, rna_standins, row suffix): the annotation settings each data set is scored with
-ANNOTATION_VARIANTS = ((False, True, ""), (True, True, "+refine"), (False, False, "-standins"))
+ANNOTATION_VARIANTS = ((False, False, ""), (True, False, "+refine"), (False, True, "+standins"))
 
 
-def _annotation_options(cfg: dict, refine: bool, standins: bool = True) -> dict:
+def _annotation_options(cfg: dict, refine: bool, standins: bool = False) -> dict:
     opts = {k: v for k, v in cfg["annotation"].items() if k in
             ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
              "refine_quantile", "refine_c", "standin_table")}
@@ -168,7 +168,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
                      "state_agreement_on_specific_fine_labels": round(float(cd16_right.mean()), 3),
                      "n_specific_fine": int(mono.sum())})
         classes.append(table.assign(data="kang2018", method=name))
-        confusions["kang2018_markers" + suffix.replace("+", "_").replace("-", "_no_")] = pd.crosstab(
+        confusions["kang2018_markers" + suffix.replace("+", "_")] = pd.crosstab(
             pd.Series(lin, name="sscsig lineage"), pd.Series(truth, name="Kang cell type"))
     return rows, classes, confusions
 

@@ -491,7 +491,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = False, refine_quantile: float = 0.5, refine_c: float = 0.03,
-             rna_standins: bool = True, standin_table: str | None = None, seed: int = 0) -> dict:
+             rna_standins: bool = False, standin_table: str | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
