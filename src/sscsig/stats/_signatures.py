@@ -1,9 +1,9 @@
 """Donor-level gene-signature scores in their cell states, tested between the groups of each contrast.
 
 Per cell, ``scanpy.tl.score_genes``' score (mean log-expression of the signature minus a matched
-control set; :class:`sscsig.scoring.ModuleScorer`, which computes the gene means once); per donor, the mean over the cells of the signature's states; per contrast, an ordinary
-least-squares model ``score ~ case + covariates`` over donors (t test of ``case``), BH FDR within
-the contrast.
+control set; :class:`sscsig.scoring.ModuleScorer`, which computes the gene means once); per donor,
+the mean over the cells of the signature's states; per contrast, an ordinary least-squares model
+``score ~ case + covariates`` over donors (t test of ``case``), BH FDR within the contrast.
 """
 
 from __future__ import annotations
