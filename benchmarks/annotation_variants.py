@@ -2,7 +2,7 @@
 the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
-        [--cores 2] [--config EXTRA.yaml] [--with-raw]
+        [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
@@ -25,6 +25,13 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
   cohort from another simulator did, issue 16).
 
 Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``.
+
+``--ceiling`` adds what the variant's data allow at best, whatever the annotator: the state macro-F1
+of a logistic regression trained on the simulator's *true* labels (5-fold cross-validated within
+each true lineage; features: the marker file's genes and every antibody all cells have, the features
+``annotation.refine`` uses), over all labels and over the base states (substates folded into their
+state). ``--ceiling-only`` computes it for variants already run in OUTDIR without running anything
+(``OUTDIR/ceiling.tsv``).
 """
 
 from __future__ import annotations
@@ -84,6 +91,57 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
             "minutes": round((time.time() - t0) / 60, 1)}
 
 
+def _marker_genes_and_bases(markers: dict) -> tuple[set[str], dict[str, str]]:
+    genes, base = set(), {}
+    for states in markers["states"].values():
+        for name, comp in states.items():
+            for label, c in [(name, comp), *((k, v) for k, v in (comp.get("substates") or {}).items())]:
+                genes |= set(c.get("rna_pos") or []) | set(c.get("rna_neg") or [])
+                base[label] = name
+    return genes, base
+
+
+def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: float = 0.03, folds: int = 5,
+                       seed: int = 0) -> dict:
+    """State macro-F1 of a classifier trained on the true labels (see the module docstring)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from sscsig.annotate import load_markers
+    from sscsig.io import read_h5mu
+
+    mdata = read_h5mu(h5mu, skip=("mod/rna/layers/counts",))
+    truth = pd.read_csv(truth_tsv, sep="\t")
+    truth.index = truth["sample"] + "_" + truth["barcode"]
+    t = truth.loc[mdata.obs_names]
+    good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
+    genes, base = _marker_genes_and_bases(load_markers(markers_yaml))
+    rna, prot = mdata["rna"], mdata["prot"]
+    x = rna.X[good][:, np.isin(rna.var_names, sorted(genes))]
+    p = np.asarray(prot.layers["clr"][good].toarray() if hasattr(prot.layers["clr"], "toarray")
+                   else prot.layers["clr"][good], dtype=np.float64)
+    feats = np.hstack([x.toarray() if hasattr(x, "toarray") else np.asarray(x), p[:, ~np.isnan(p).any(0)]])
+    lineage, state = t["lineage"].to_numpy()[good], t["cell_state"].to_numpy()[good].astype(object)
+    out = {}
+    for key, y in (("all", state), ("base", np.array([base.get(s, s) for s in state], dtype=object))):
+        pred = y.copy()
+        for lin in np.unique(lineage):
+            rows = lineage == lin
+            counts = pd.Series(y[rows]).value_counts()
+            if len(counts) < 2:
+                continue
+            f = feats[rows]
+            sd = f.std(0)
+            f = (f - f.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
+            cv = StratifiedKFold(n_splits=min(folds, int(counts.min())) if counts.min() >= 2 else 2, shuffle=True,
+                                 random_state=seed)
+            pred[rows] = cross_val_predict(LogisticRegression(C=c, max_iter=2000), f, y[rows], cv=cv)
+        out[f"ceiling_state_f1_{key}"] = round(float(f1_score(y.astype(str), pred.astype(str), average="macro")), 3)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
@@ -92,12 +150,27 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", type=Path, help="extra config file (e.g. annotation settings to compare)")
     ap.add_argument("--with-raw", action="store_true", help="simulate raw droplets too, so that DSB runs")
+    ap.add_argument("--ceiling", action="store_true", help="also the state F1 a classifier trained on the truth reaches")
+    ap.add_argument("--ceiling-only", action="store_true", help="only that, for variants already run in OUTDIR")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.ceiling or a.ceiling_only:
+        def ceiling(name):
+            markers = ROOT / ("config/markers_study.yaml" if name == "study" else "config/markers.yaml")
+            return supervised_ceiling(a.out / name / "results/cohort/annotated.h5mu",
+                                      a.out / name / "data/truth/cells.tsv", markers)
+    if a.ceiling_only:
+        rows = [{"variant": name, **ceiling(name)} for name in a.variants
+                if (a.out / name / "results/cohort/annotated.h5mu").exists()]
+        pd.DataFrame(rows).to_csv(a.out / "ceiling.tsv", sep="\t", index=False)
+        print(pd.DataFrame(rows).to_string(index=False))
+        return 0
     rows = []
     for name in a.variants:
         rows.append(run_variant(name, a.out.resolve(), cells_per_donor=a.cells_per_donor, cores=a.cores,
                                 extra_config=a.config.resolve() if a.config else None, with_raw=a.with_raw))
+        if a.ceiling:
+            rows[-1].update(ceiling(name))
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
         pd.DataFrame(rows).to_csv(a.out / "summary.tsv", sep="\t", index=False)
     base = next((r for r in rows if r["variant"] == "default"), None)
