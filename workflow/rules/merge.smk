@@ -20,7 +20,7 @@ rule merge:
     benchmark:
         f"{OUT}/benchmarks/merge.tsv"
     resources:
-        mem_mb=mem_mb_from_input(1000, 1.5),  # 5.7 GB at 500k cells from ~4.6 GB of QC'd samples (1.2x)
+        mem_mb=mem_mb_from_input(1000, 2.2),  # concat holds the samples and the cohort: 15.1 GB at 1M cells from 7.5 GB (2.0x)
         runtime=runtime_from_input(30, 30),
     conda:
         "../../envs/sscsig.yaml"
