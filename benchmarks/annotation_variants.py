@@ -28,8 +28,8 @@ Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_l
 
 ``--ceiling`` adds what the variant's data allow at best, whatever the annotator: the state macro-F1
 of a logistic regression trained on the simulator's *true* labels (5-fold cross-validated within
-each true lineage; features: the marker file's genes and every antibody all cells have, the features
-``annotation.refine`` uses), over all labels and over the base states (substates folded into their
+each true lineage; features: that lineage's marker genes and every antibody all cells have, the
+features ``annotation.refine`` uses for its states), over all labels and over the base states (substates folded into their
 state). ``--ceiling-only`` computes it for variants already run in OUTDIR without running anything
 (``OUTDIR/ceiling.tsv``).
 """
@@ -91,14 +91,10 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
             "minutes": round((time.time() - t0) / 60, 1)}
 
 
-def _marker_genes_and_bases(markers: dict) -> tuple[set[str], dict[str, str]]:
-    genes, base = set(), {}
-    for states in markers["states"].values():
-        for name, comp in states.items():
-            for label, c in [(name, comp), *((k, v) for k, v in (comp.get("substates") or {}).items())]:
-                genes |= set(c.get("rna_pos") or []) | set(c.get("rna_neg") or [])
-                base[label] = name
-    return genes, base
+def _base_states(markers: dict) -> dict[str, str]:
+    """Each state and substate of a marker file -> its base state."""
+    return {label: name for states in markers["states"].values() for name, comp in states.items()
+            for label in (name, *(comp.get("substates") or {}))}
 
 
 def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: float = 0.03, folds: int = 5,
@@ -110,6 +106,7 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from sscsig.annotate import load_markers
+    from sscsig.annotate._markers import _marker_genes  # the genes annotation.refine uses per lineage
     from sscsig.io import read_h5mu
 
     mdata = read_h5mu(h5mu, skip=("mod/rna/layers/counts",))
@@ -117,12 +114,14 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
     truth.index = truth["sample"] + "_" + truth["barcode"]
     t = truth.loc[mdata.obs_names]
     good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
-    genes, base = _marker_genes_and_bases(load_markers(markers_yaml))
+    markers = load_markers(markers_yaml)
+    base = _base_states(markers)
     rna, prot = mdata["rna"], mdata["prot"]
-    x = rna.X[good][:, np.isin(rna.var_names, sorted(genes))]
-    p = np.asarray(prot.layers["clr"][good].toarray() if hasattr(prot.layers["clr"], "toarray")
-                   else prot.layers["clr"][good], dtype=np.float64)
-    feats = np.hstack([x.toarray() if hasattr(x, "toarray") else np.asarray(x), p[:, ~np.isnan(p).any(0)]])
+    x = rna.X[good]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    p = prot.layers["clr"][good]
+    p = np.asarray(p.toarray() if hasattr(p, "toarray") else p, dtype=np.float64)
+    p = p[:, ~np.isnan(p).any(0)]
     lineage, state = t["lineage"].to_numpy()[good], t["cell_state"].to_numpy()[good].astype(object)
     out = {}
     for key, y in (("all", state), ("base", np.array([base.get(s, s) for s in state], dtype=object))):
@@ -130,9 +129,9 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
         for lin in np.unique(lineage):
             rows = lineage == lin
             counts = pd.Series(y[rows]).value_counts()
-            if len(counts) < 2:
+            if len(counts) < 2 or lin not in markers["states"]:
                 continue
-            f = feats[rows]
+            f = np.hstack([x[rows][:, np.isin(rna.var_names, sorted(_marker_genes(markers, lineage=lin)))], p[rows]])
             sd = f.std(0)
             f = (f - f.mean(0)) / np.where(sd > 1e-9, sd, 1.0)
             cv = StratifiedKFold(n_splits=min(folds, int(counts.min())) if counts.min() >= 2 else 2, shuffle=True,
