@@ -11,12 +11,20 @@ its nearest reference cells in the shared latent space.
 * Features: the genes and antibodies that reference and query share; those one side lacks are left
   out of the model, never zero-filled (scvi-tools' ``prepare_query_anndata`` would pad them with
   zeros, which reads as "not expressed").
-* Labels: distance-weighted votes of the ``n_neighbors`` nearest reference cells are the label
-  probabilities; ``uncertainty`` = 1 - the highest. A cell whose highest vote is under
-  ``min_probability``, or whose mean distance to its reference neighbours is beyond the
+* Labels, ``classifier="knn"``: distance-weighted votes of the ``n_neighbors`` nearest reference
+  cells are the label probabilities; ``uncertainty`` = 1 - the highest. A cell whose highest vote is
+  under ``min_probability``, or whose mean distance to its reference neighbours is beyond the
   ``novelty_quantile`` of the reference cells' own (leave-one-out), gets ``unmapped_label``: it
   looks like no reference label (a type the reference lacks). The same rule applies to the
   lineage, from the votes summed per lineage; it stays reliable where the fine label is not.
+* Labels, ``classifier="logistic"`` (:func:`classify`): a 10-dimensional latent space compresses
+  away what tells close states apart (two or three antibodies, a few genes), so the kNN vote splits
+  between them. Instead, regularised logistic regressions (scikit-learn) are trained on the
+  reference cells' latent, the shared antibodies (CLR per cell) and the log-normalised genes that
+  mark the reference's labels (t-test, scanpy), first for the lineage, then within each lineage for
+  its states (Azimuth's and CellTypist's idea of a classifier on top of the mapping). A label's
+  probability is P(lineage) x P(state | lineage); the ``min_probability`` and novelty rules apply to
+  the lineage, a cell with an assigned lineage takes its most probable state.
 * Seeded: ``scvi.settings.seed``, torch in deterministic mode, the training subsample from ``seed``.
 """
 
@@ -94,6 +102,23 @@ def _model_input(rna: ad.AnnData, prot: ad.AnnData | None, genes, proteins, batc
     return a
 
 
+def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.ndarray, genes: list[str],
+                         proteins: list[str], other: ad.AnnData) -> dict:
+    """:func:`classify`'s features of one side: its latent, CLR of the shared antibodies, log-normalised
+    ``genes`` (size factors over the genes both sides measure, so that a larger panel does not
+    change them)."""
+    from .protein import clr_per_cell
+
+    shared = [g for g in rna.var_names if g in set(other.var_names)]
+    counts = counts_matrix(rna[:, shared])
+    totals = np.asarray(counts.sum(1)).ravel()
+    pos = pd.Index(shared).get_indexer(genes)
+    protein = (clr_per_cell(counts_matrix(prot[:, proteins])) if prot is not None and proteins
+               else np.zeros((rna.n_obs, 0), np.float32))
+    return {"latent": np.asarray(latent, np.float32), "protein": protein,
+            "expr": _lognorm(counts[:, pos], totals)}
+
+
 def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray, latent_query: np.ndarray, *,
          n_neighbors: int = 15, min_probability: float = 0.5, novelty_quantile: float = 0.99,
          unmapped_label: str = "unmapped") -> pd.DataFrame:
@@ -135,6 +160,100 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
     return out.join(pd.DataFrame(votes, columns=[f"p_{s}" for s in names]))
 
 
+def _lognorm(counts: sp.csr_matrix, totals: np.ndarray) -> sp.csr_matrix:
+    """log1p of counts per 10,000 (``totals`` per cell), sparse float32."""
+    return sp.csr_matrix(sp.diags((1e4 / np.maximum(totals, 1)).astype(np.float32)) @ counts).log1p()
+
+
+def label_genes(expr, labels: np.ndarray, genes: list[str], *, n_genes: int = 20) -> list[str]:
+    """The ``n_genes`` genes ranked highest for each label against the others (scanpy's t-test on
+    log-normalised ``expr``, cells x ``genes``, dense or sparse), their union in ``genes``' order.
+    Labels of one cell are left out of the ranking; [] when fewer than two labels remain."""
+    import scanpy as sc
+
+    labels = np.asarray(labels, dtype=str)
+    names, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, names[counts >= 2])  # a t-test needs two cells of a label (the label is still classified)
+    if not keep.all():
+        expr, labels = expr[np.flatnonzero(keep)], labels[keep]
+    if len(set(labels)) < 2 or n_genes <= 0:
+        return []
+    a = ad.AnnData(expr, obs=pd.DataFrame({"label": pd.Categorical(labels)}), var=pd.DataFrame(index=genes))
+    sc.tl.rank_genes_groups(a, "label", method="t-test", n_genes=min(n_genes, len(genes)))
+    top = set(pd.DataFrame(a.uns["rank_genes_groups"]["names"]).to_numpy().ravel())
+    return [g for g in genes if g in top]
+
+
+def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: dict, *, genes: list[str],
+             novelty: np.ndarray, n_genes: int = 20, c: float = 0.1, min_probability: float = 0.5,
+             unmapped_label: str = "unmapped", seed: int = 0) -> pd.DataFrame:
+    """Lineage, then state, by logistic regressions trained on the reference cells (module docstring).
+
+    Parameters
+    ----------
+    reference, query
+        Per side: ``latent`` (cells x latent), ``protein`` (cells x shared antibodies, CLR per cell;
+        may have 0 columns), ``expr`` (cells x ``genes``, log-normalised, sparse).
+    labels, lineages
+        The reference cells' labels and the lineage of each.
+    genes
+        Columns of ``expr``; the classifiers use the :func:`label_genes` of each level.
+    novelty
+        Per query cell (:func:`vote`'s): > 1 is unlike any reference cell, ``unmapped_label``.
+    n_genes, c
+        Genes per label; inverse L2 penalty of scikit-learn's ``LogisticRegression`` (features
+        standardised on the reference cells).
+    min_probability
+        A lineage probability under this -> ``unmapped_label`` (lineage and label).
+    seed
+        ``random_state`` of the classifiers (lbfgs is deterministic).
+
+    Returns
+    -------
+    The columns of :func:`vote`; ``p_<label>`` = P(lineage) x P(label | lineage), summing to 1.
+    ``label_nearest`` is the most probable state of the most probable lineage.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels, lineages = np.asarray(labels, dtype=str), np.asarray(lineages, dtype=str)
+    nq = len(query["latent"])
+
+    def fit(rows, y, qrows):
+        if len(set(y)) == 1:
+            return np.array([y[0]]), np.ones((len(qrows), 1))
+        gi = pd.Index(genes).get_indexer(label_genes(reference["expr"][rows], y, genes, n_genes=n_genes))
+        xr, xq = ([side["latent"][r], side["protein"][r], side["expr"][r][:, gi].toarray()]
+                  for side, r in ((reference, rows), (query, qrows)))
+        xr, xq = np.hstack(xr), np.hstack(xq)
+        mu, sd = xr.mean(0), xr.std(0)
+        sd = np.where(sd > 1e-9, sd, 1.0)
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit((xr - mu) / sd, y)
+        return clf.classes_, clf.predict_proba((xq - mu) / sd)
+
+    names = np.array(sorted(set(labels)))
+    lin_names, lin_prob = fit(np.arange(len(labels)), lineages, np.arange(nq))
+    pick = lin_prob.argmax(1)
+    probs = np.zeros((nq, len(names)))
+    in_pick = np.zeros((nq, len(names)), bool)  # the states of the cell's most probable lineage
+    for j, lin in enumerate(lin_names):
+        rows = np.flatnonzero(lineages == lin)
+        classes, p = fit(rows, labels[rows], np.arange(nq))
+        cols = np.searchsorted(names, classes)
+        probs[:, cols] = p * lin_prob[:, [j]]
+        in_pick[:, cols] = (pick == j)[:, None]
+    lineage_pick = lin_names[pick]
+    novel = np.asarray(novelty) > 1
+    lin_best = lin_prob.max(1)
+    assigned = (lin_best >= min_probability) & ~novel
+    nearest = names[np.where(in_pick, probs, -1.0).argmax(1)]
+    lineage = np.where(assigned, lineage_pick, unmapped_label)
+    best = probs[np.arange(nq), np.searchsorted(names, nearest)]
+    out = pd.DataFrame({"label": np.where(assigned, nearest, unmapped_label), "label_probability": best,
+                        "label_uncertainty": 1 - best, "label_lineage": lineage,
+                        "lineage_probability": lin_best, "novelty": novelty, "label_nearest": nearest})
+    return out.join(pd.DataFrame(probs, columns=[f"p_{s}" for s in names]))
+
+
 def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.AnnData | None = None,
               query_prot: ad.AnnData | None = None, label_key: str = "cell_state", lineage_key: str = "lineage",
               batch_key: str = "batch", query_batch_key: str = "sample", n_latent: int = 10, n_genes: int = 2000,
@@ -142,7 +261,8 @@ def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.An
               reference_epochs: int = 200, query_epochs: int = 100, batch_size: int = 256, n_neighbors: int = 15,
               min_probability: float = 0.5, novelty_quantile: float = 0.99, seed: int = 0,
               unmapped_label: str = "unmapped", what: str = "query",
-              setting: str = "min_shared_genes", reference_latent: bool = True) -> MappingResult:
+              setting: str = "min_shared_genes", reference_latent: bool = True, classifier: str = "knn",
+              classifier_genes: int = 20, classifier_c: float = 0.1) -> MappingResult:
     """Map query cells onto a labelled reference (see the module docstring).
 
     Parameters
@@ -167,6 +287,11 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     reference_latent
         Also return every reference cell's latent (the tissue trajectory needs the blood cells in the
         shared space); ``False``: only the training subsample's is computed, for the vote.
+    classifier, classifier_genes, classifier_c
+        ``"knn"``: the labels are :func:`vote`'s; ``"logistic"``: :func:`classify`'s (on the training
+        subsample; novelty from the kNN distances all the same), with ``classifier_genes`` genes per
+        label and inverse penalty ``classifier_c``; the vote's calls are kept as ``label_knn`` and
+        ``label_lineage_knn`` for comparison.
 
     Returns
     -------
@@ -174,6 +299,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     """
     import scvi
 
+    if classifier not in ("knn", "logistic"):
+        raise InputError(f"{what}: classifier must be 'knn' or 'logistic', not {classifier!r}")
     if query.n_obs == 0:
         raise InputError(f"{what}: no cells to map")
     genes = shared_genes(reference, query, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
@@ -216,16 +343,28 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     out = vote(latent_train, labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
                latent_q, n_neighbors=n_neighbors, min_probability=min_probability,
                novelty_quantile=novelty_quantile, unmapped_label=unmapped_label)
+    if classifier == "logistic":
+        log.info("%s: logistic-regression labels on the latent, %d antibodies and the reference's label genes",
+                 what, len(proteins))
+        out = classify(_classifier_features(reference[train], reference_prot[train] if proteins else None,
+                                            latent_train, genes, proteins, query),
+                       labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
+                       _classifier_features(query, query_prot if proteins else None, latent_q, genes, proteins,
+                                            reference),
+                       genes=genes, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
+                       min_probability=min_probability, unmapped_label=unmapped_label,
+                       seed=seed).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
     out.index = query.obs_names
     unmapped = out["label"] == unmapped_label
     novel = out["novelty"] > 1
     facts = {"model": name, "genes": len(genes), "proteins": len(proteins), "reference_cells": int(len(train)),
              "query_cells": int(query.n_obs), "unmapped": int(unmapped.sum()), "novel": int(novel.sum()),
              "min_probability": min_probability, "novelty_quantile": novelty_quantile,
-             "epochs": {"reference": reference_epochs, "query": query_epochs}}
+             "epochs": {"reference": reference_epochs, "query": query_epochs}, "classifier": classifier}
     log.info("%s: mapped %d cells: %d %s (%d unlike any reference cell, the rest with a best vote < %.2f)", what,
              query.n_obs, facts["unmapped"], unmapped_label, facts["novel"], min_probability)
     return MappingResult(out, latent_q, latent_r, genes, proteins, facts)
 
 
-__all__ = ["MappingResult", "counts_matrix", "map_query", "reference_subsample", "shared_genes", "vote"]
+__all__ = ["MappingResult", "classify", "counts_matrix", "label_genes", "map_query", "reference_subsample",
+           "shared_genes", "vote"]

@@ -9,8 +9,8 @@ turns the reference's labels into the pipeline's states and lineages; a label li
 run (naming it), so that no label is renamed or dropped silently.
 
 The mapping itself is :func:`sscsig.mapping.map_query`: totalVI (RNA + shared antibodies) or scVI
-reference model, the cohort added by scArches surgery with its own batches, kNN votes of the
-reference cells. Cells whose best vote is under ``min_probability`` or that are further from the
+reference model, the cohort added by scArches surgery with its own batches, then a lineage and a
+state classifier trained on the reference cells (or kNN votes, ``classifier: knn``). Cells whose best vote is under ``min_probability`` or that are further from the
 reference than its own cells' ``novelty_quantile`` are ``Unassigned`` -- a type the reference does
 not have (progenitors, erythroid cells in a PBMC reference without them) is not forced into one.
 """
@@ -144,6 +144,7 @@ def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_pro
                           min_shared_genes: int = 200, min_shared_proteins: int = 5, max_cells_per_state: int = 500,
                           reference_epochs: int = 200, query_epochs: int = 100, batch_size: int = 256,
                           n_neighbors: int = 15, min_probability: float = 0.5, novelty_quantile: float = 0.99,
+                          classifier: str = "logistic", classifier_genes: int = 20, classifier_c: float = 0.1,
                           seed: int = 0, threads: int | None = None) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place,
     from a labelled reference (:func:`load_reference`).
@@ -159,8 +160,9 @@ def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_pro
         The cohort's batch column (config ``integration.batch_key``); each batch is a batch of the
         model.
     n_latent, n_genes, min_shared_genes, min_shared_proteins, max_cells_per_state, reference_epochs, \
-query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
-        Config ``annotation.reference`` (see :func:`sscsig.mapping.map_query`).
+query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classifier, classifier_genes, classifier_c
+        Config ``annotation.reference`` (see :func:`sscsig.mapping.map_query`; ``classifier``
+        ``"logistic"``: lineage and state regressions on top of the mapping, ``"knn"``: the votes).
     seed
         Seed of the training and the reference subsample.
     threads
@@ -170,8 +172,10 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     Returns
     -------
     A report: the mapping's facts, cells per label, cells unassigned. ``obs`` gets ``lineage``,
-    ``lineage_confidence`` (the lineage's vote share), ``cell_state``, ``cell_state_confidence``
-    (the best vote), ``mapping_novelty``; ``obsm['X_reference_mapped']`` is the shared latent space.
+    ``lineage_confidence`` (the lineage's probability or vote share), ``cell_state``,
+    ``cell_state_confidence`` (the label's probability or best vote), ``mapping_novelty``,
+    ``lineage_knn``, ``cell_state_knn`` (with the logistic classifier: the kNN vote's calls, for comparison);
+    ``obsm['X_reference_mapped']`` is the shared latent space.
     """
     if threads:
         import torch
@@ -188,7 +192,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                     reference_epochs=reference_epochs, query_epochs=query_epochs, batch_size=batch_size,
                     n_neighbors=n_neighbors, min_probability=min_probability, novelty_quantile=novelty_quantile,
                     seed=seed, unmapped_label=UNASSIGNED, what="cohort",
-                    setting="annotation.reference.min_shared_genes", reference_latent=False)
+                    setting="annotation.reference.min_shared_genes", reference_latent=False, classifier=classifier,
+                    classifier_genes=classifier_genes, classifier_c=classifier_c)
     q = res.query.loc[mdata.obs_names]
     state = q["label"].to_numpy(dtype=object)
     lineage = q["label_lineage"].to_numpy(dtype=object)
@@ -198,6 +203,10 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     mdata.obs["cell_state"] = pd.Categorical(state)
     mdata.obs["cell_state_confidence"] = q["label_probability"].to_numpy(np.float32)
     mdata.obs["mapping_novelty"] = q["novelty"].to_numpy(np.float32)
+    if "label_knn" in q:  # the kNN vote's calls, for comparison
+        mdata.obs["lineage_knn"] = pd.Categorical(q["label_lineage_knn"].to_numpy(dtype=object))
+        knn = q["label_knn"].to_numpy(dtype=object)
+        mdata.obs["cell_state_knn"] = pd.Categorical(np.where(q["label_lineage_knn"] == UNASSIGNED, UNASSIGNED, knn))
     mdata.obsm["X_reference_mapped"] = res.latent_query.astype(np.float32)
     counts = mdata.obs["cell_state"].value_counts()
     log.info("reference annotation: %d of %d cells Unassigned; states %s", int(counts.get(UNASSIGNED, 0)),
