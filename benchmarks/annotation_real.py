@@ -223,8 +223,14 @@ def score_reference_mapping(reference, query, *, data: str, seed: int = 0, refer
     known = set(reference.obs["lineage"])
     big = table[(table.n_true >= 5) & table.label.isin(known)]
     absent = ~np.isin(truth, list(known))
-    row = {"data": data, "reference": "query's own labels", "method": f"reference ({res.facts['model']}, kNN)",
+    knn_f1 = np.nan
+    if "label_lineage_knn" in res.query:  # the same mapping's kNN votes, for comparison
+        knn_table, _ = annotation_f1(res.query["label_lineage_knn"].to_numpy(), truth)
+        knn_f1 = round(float(knn_table.set_index("label").f1.reindex(big.label).mean()), 3)
+    row = {"data": data, "reference": "query's own labels",
+           "method": f"reference ({res.facts['model']}, {res.facts['classifier']})",
            "n_cells": len(truth), "lineage_macro_f1_in_reference": round(float(big.f1.mean()), 3),
+           "lineage_macro_f1_in_reference_knn": knn_f1,
            "lineage_accuracy": round(overall["accuracy"], 3), "classes_averaged": ",".join(big.label),
            "unassigned_share": round(float((pred == "Unassigned").mean()), 3),
            "cells_of_lineages_not_in_reference": int(absent.sum()),

@@ -11,7 +11,8 @@ gives ``annotation.reference.path``); the query is the second half, annotated by
 
 - ``markers``: the marker file (config defaults of ``annotation``), on the cohort's own graph;
 - ``reference``: :func:`sscsig.annotate.annotate_by_reference` (totalVI reference + scArches surgery +
-  kNN votes, the config's default epochs);
+  the lineage / state logistic regressions, the config's defaults); ``reference (knn)``: the same
+  mapping's kNN votes (``classifier: knn``, scored from ``obs['cell_state_knn']``);
 - ``both``: the reference's lineages, the marker file's states within them.
 
 ``markers+refine`` and ``both+refine`` add ``annotation.refine`` (README "Refining the calls"; with
@@ -79,14 +80,17 @@ def main(argv=None) -> int:
           f"query: {len(query_donors)} donors, {query.n_obs} cells", flush=True)
     markers = load_markers(a.markers)
     rows, tables, mapped = [], [], None
-    for method in ("markers", "markers+refine", "reference", "both", "both+refine"):
+    for method in ("markers", "markers+refine", "reference", "reference (knn)", "both", "both+refine"):
         q = query.copy()
         t0 = time.time()
         base, refine = method.split("+")[0], method.endswith("+refine")
         if base == "reference":
             annotate_by_reference(q, ref, ref_prot, query_batch_key="batch", seed=cfg["seed"],
-                                  **{k: refcfg[k] for k in ("min_probability", "novelty_quantile")})
-            mapped = q.obs[["lineage", "lineage_confidence"]].copy()
+                                  **{k: refcfg[k] for k in ("min_probability", "novelty_quantile", "classifier",
+                                                            "classifier_genes", "classifier_c")})
+            mapped = q.obs[["lineage", "lineage_confidence", "lineage_knn", "cell_state_knn"]].copy()
+        if method == "reference (knn)":
+            q.obs["lineage"], q.obs["cell_state"] = mapped["lineage_knn"], mapped["cell_state_knn"]
         if base == "both":  # the reference's lineages (the mapping above, not trained again)
             annotate(q, markers, **opts, seed=cfg["seed"], lineage=mapped["lineage"].astype(str).to_numpy(),
                      lineage_confidence=mapped["lineage_confidence"].to_numpy(), refine=refine)
