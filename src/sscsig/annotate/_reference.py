@@ -10,9 +10,10 @@ run (naming it), so that no label is renamed or dropped silently.
 
 The mapping itself is :func:`sscsig.mapping.map_query`: totalVI (RNA + shared antibodies) or scVI
 reference model, the cohort added by scArches surgery with its own batches, then a lineage and a
-state classifier trained on the reference cells (or kNN votes, ``classifier: knn``). Cells whose best vote is under ``min_probability`` or that are further from the
-reference than its own cells' ``novelty_quantile`` are ``Unassigned`` -- a type the reference does
-not have (progenitors, erythroid cells in a PBMC reference without them) is not forced into one.
+state classifier trained on the reference cells (or kNN votes, ``classifier: knn``). Cells whose
+lineage probability (best vote) is under ``min_probability`` or that are further from the reference
+than its own cells' ``novelty_quantile`` are ``Unassigned`` -- a type the reference does not have
+(progenitors, erythroid cells in a PBMC reference without them) is not forced into one.
 """
 
 from __future__ import annotations
