@@ -103,13 +103,12 @@ def _model_input(rna: ad.AnnData, prot: ad.AnnData | None, genes, proteins, batc
 
 
 def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.ndarray, genes: list[str],
-                         proteins: list[str], other: ad.AnnData) -> dict:
+                         proteins: list[str], shared: list[str]) -> dict:
     """:func:`classify`'s features of one side: its latent, CLR of the shared antibodies, log-normalised
-    ``genes`` (size factors over the genes both sides measure, so that a larger panel does not
-    change them)."""
+    ``genes`` (size factors over ``shared``, the genes both sides measure, so that a larger panel
+    does not change them)."""
     from .protein import clr_per_cell
 
-    shared = [g for g in rna.var_names if g in set(other.var_names)]
     counts = counts_matrix(rna[:, shared])
     totals = np.asarray(counts.sum(1)).ravel()
     pos = pd.Index(shared).get_indexer(genes)
@@ -346,11 +345,13 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     if classifier == "logistic":
         log.info("%s: logistic-regression labels on the latent, %d antibodies and the reference's label genes",
                  what, len(proteins))
+        qset = set(query.var_names)
+        shared = [g for g in reference.var_names if g in qset]
         out = classify(_classifier_features(reference[train], reference_prot[train] if proteins else None,
-                                            latent_train, genes, proteins, query),
+                                            latent_train, genes, proteins, shared),
                        labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
                        _classifier_features(query, query_prot if proteins else None, latent_q, genes, proteins,
-                                            reference),
+                                            shared),
                        genes=genes, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
                        min_probability=min_probability, unmapped_label=unmapped_label,
                        seed=seed).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
