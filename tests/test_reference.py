@@ -54,6 +54,28 @@ def test_reference_labels_are_harmonised_and_every_label_is_accounted_for(tmp_pa
     assert set(ref2.obs["batch"]) == {"d1"}
 
 
+def test_reference_antibodies_are_matched_to_the_cohort_whatever_their_naming():
+    """A hand-built reference names its antibodies as Cell Ranger does (CD3, CD8a_TotalSeqC, CD4-1 after
+    var_names_make_unique); before, none matched the cohort's ADT_* names and the mapping fell back to
+    RNA alone."""
+    from sscsig.annotate._reference import _antibodies_named_as
+    from sscsig.protein import match_antibodies
+
+    panel = ["ADT_CD3", "ADT_CD4", "ADT_CD8a", "ADT_HLA-DR", "ADT_CD45RA", "ADT_CD45RO"]
+    names = ["CD3", "CD4-1", "CD8a_TotalSeqC", "hla_dr", "CD45RA", "CD45RO", "CD4", "CD19"]
+    match = match_antibodies(names, panel)
+    assert match == {"CD3": "ADT_CD3", "CD4": "ADT_CD4", "CD8a_TotalSeqC": "ADT_CD8a", "hla_dr": "ADT_HLA-DR",
+                     "CD45RA": "ADT_CD45RA", "CD45RO": "ADT_CD45RO"}  # the exact CD4 wins over CD4-1
+    assert match_antibodies(["CD4-1"], panel) == {"CD4-1": "ADT_CD4"}
+    assert match_antibodies(["ADT_CD45RA", "CD45R"], panel) == {"ADT_CD45RA": "ADT_CD45RA"}
+
+    ref = ad.AnnData(np.arange(16, dtype=np.float32).reshape(2, 8), var=pd.DataFrame(index=names))
+    out = _antibodies_named_as(ref, panel)
+    assert list(out.var_names) == ["ADT_CD3", "CD4-1", "ADT_CD8a", "ADT_HLA-DR", "ADT_CD45RA", "ADT_CD45RO", "ADT_CD4",
+                                   "CD19"]  # unmatched names stay (and out of the mapping)
+    np.testing.assert_array_equal(out[:, "ADT_CD4"].X.ravel(), ref[:, "CD4"].X.ravel())  # the counts travel with the name
+
+
 def test_reference_errors_name_the_file_and_the_label(tmp_path):
     from sscsig.annotate import load_reference
 

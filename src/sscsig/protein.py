@@ -55,6 +55,47 @@ def antibody_key(name: str) -> str:
     return re.sub(r"[-_. ]", "", clean_antibody_name(name).lower())
 
 
+def match_antibodies(names, panel) -> dict[str, str]:
+    """Another table's antibody names matched to a panel's, by :func:`antibody_key`.
+
+    A reference or atlas names its antibodies its own way: ``ADT_CD4`` (sscsig), ``CD4`` or
+    ``CD4_TotalSeqC`` (Cell Ranger), ``CD4-1`` (``var_names_make_unique`` after a gene of the same
+    name). Each name is matched on its key with the ``ADT_`` prefix off; a name no key matches is tried
+    once more without a ``-<digits>`` suffix.
+
+    Parameters
+    ----------
+    names
+        The names to match (e.g. a reference's protein ``var_names``).
+    panel
+        The names to match them to (e.g. the cohort's ``ADT_*`` features).
+
+    Returns
+    -------
+    ``{name: panel name}`` for the names that match, each panel name at most once (the first name in
+    ``names`` order that matches it; an exact key before a suffix-stripped one).
+    """
+    def key(n: str) -> str:
+        n = str(n)
+        return antibody_key(n[len(ADT_PREFIX):] if n.startswith(ADT_PREFIX) else n)
+
+    by_key: dict[str, str] = {}
+    for p in panel:
+        by_key.setdefault(key(p), str(p))
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for strip in (False, True):
+        for n in map(str, names):
+            if n in out:
+                continue
+            k = key(re.sub(r"-\d+$", "", n) if strip else n)
+            hit = by_key.get(k)
+            if hit is not None and hit not in taken:
+                out[n] = hit
+                taken.add(hit)
+    return out
+
+
 def antibody_genes(path: str | Path | None = None) -> dict[str, list[str]]:
     """Antibody target -> the gene(s) encoding it, keyed by :func:`antibody_key` of the name and its aliases.
 

@@ -31,7 +31,7 @@ from ..design import UNASSIGNED
 from ..errors import InputError
 from ..io import read_h5mu_modalities, read_obs
 from ..mapping import counts_matrix, map_query
-from ..protein import complete_panel
+from ..protein import complete_panel, match_antibodies
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,21 @@ def load_reference(path: str | Path, *, label_key: str = "cell_state", lineage_k
     return ref, ref_prot, summary
 
 
+def _antibodies_named_as(reference_prot: ad.AnnData, panel) -> ad.AnnData:
+    """The reference's antibodies renamed to the cohort's names (:func:`sscsig.protein.match_antibodies`);
+    the ones the cohort lacks keep their names (and so stay out of the mapping)."""
+    match = match_antibodies(reference_prot.var_names, panel)
+    renamed = {k: v for k, v in match.items() if k != v}
+    keep = [n for n in map(str, reference_prot.var_names) if n in match or n not in set(panel)]
+    out = reference_prot[:, keep].copy()
+    out.var_names = [match.get(n, n) for n in keep]
+    missing = [n for n in keep if n not in match]
+    log.info("reference antibodies: %d of %d matched to the cohort's panel%s%s", len(match), len(keep),
+             f" ({len(renamed)} by name, e.g. {', '.join(f'{k} -> {v}' for k, v in list(renamed.items())[:4])})"
+             if renamed else "", f"; not in the cohort: {', '.join(missing[:10])}" if missing else "")
+    return out
+
+
 def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_prot: ad.AnnData | None = None, *,
                           query_batch_key: str = "batch", n_latent: int = 10, n_genes: int = 2000,
                           min_shared_genes: int = 200, min_shared_proteins: int = 5, max_cells_per_state: int = 500,
@@ -187,6 +202,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
     batch = mdata.obs[query_batch_key] if query_batch_key in mdata.obs else pd.Series("cohort", index=mdata.obs_names)
     query = ad.AnnData(counts_matrix(rna), var=pd.DataFrame(index=rna.var_names),
                        obs=pd.DataFrame({"batch": batch.astype(str).to_numpy()}, index=rna.obs_names))
+    if reference_prot is not None and prot is not None:
+        reference_prot = _antibodies_named_as(reference_prot, prot.var_names)
     res = map_query(reference, query, reference_prot=reference_prot, query_prot=prot, query_batch_key="batch",
                     n_latent=n_latent, n_genes=n_genes, min_shared_genes=min_shared_genes,
                     min_shared_proteins=min_shared_proteins, max_cells_per_state=max_cells_per_state,
