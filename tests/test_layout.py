@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src/sscsig"
-SHARED = {"config", "design", "protein", "io", "errors", "neighbors", "training", "mapping", "nbglm", "scoring"}
+SHARED = {"config", "design", "protein", "rna", "io", "errors", "neighbors", "training", "mapping", "nbglm", "scoring"}
 FAMILIES = {"qc", "integrate", "annotate", "stats", "tissue", "report", "demo"}
 
 

@@ -108,14 +108,15 @@ def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.nd
     ``genes`` (size factors over ``shared``, the genes both sides measure, so that a larger panel
     does not change them)."""
     from .protein import clr_per_cell
+    from .rna import log_normalised
 
-    counts = counts_matrix(rna[:, shared])
-    totals = np.asarray(counts.sum(1)).ravel()
-    pos = pd.Index(shared).get_indexer(genes)
+    columns = pd.Index(shared).isin(genes)
+    if list(pd.Index(shared)[columns]) != list(genes):
+        raise ValueError("genes must be a subset of shared, in shared's order")
     protein = (clr_per_cell(counts_matrix(prot[:, proteins])) if prot is not None and proteins
                else np.zeros((rna.n_obs, 0), np.float32))
     return {"latent": np.asarray(latent, np.float32), "protein": protein,
-            "expr": _lognorm(counts[:, pos], totals)}
+            "expr": log_normalised(counts_matrix(rna[:, shared]), columns=columns)}
 
 
 def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray, latent_query: np.ndarray, *,
@@ -157,11 +158,6 @@ def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray,
                         "label_lineage": lineage, "lineage_probability": lin_votes.max(1), "novelty": novelty,
                         "label_nearest": nearest})
     return out.join(pd.DataFrame(votes, columns=[f"p_{s}" for s in names]))
-
-
-def _lognorm(counts: sp.csr_matrix, totals: np.ndarray) -> sp.csr_matrix:
-    """log1p of counts per 10,000 (``totals`` per cell), sparse float32."""
-    return sp.csr_matrix(sp.diags((1e4 / np.maximum(totals, 1)).astype(np.float32)) @ counts).log1p()
 
 
 def label_genes(expr, labels: np.ndarray, genes: list[str], *, n_genes: int = 20) -> list[str]:

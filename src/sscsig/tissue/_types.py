@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import yaml
 
 from ..errors import InputError
+from ..rna import log_normalised
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,8 @@ def load_tissue_markers(path: str | Path) -> dict[str, dict]:
 
 def log_cp10k(rna: ad.AnnData) -> sp.csr_matrix:
     """log1p(counts per 10,000) of a counts matrix (``layers['counts']`` when present, else ``X``):
-    scanpy's ``normalize_total`` + ``log1p`` on a float32 copy; a cell without counts stays 0."""
-    import scanpy as sc
-
-    a = ad.AnnData(sp.csr_matrix(rna.layers["counts"] if "counts" in rna.layers else rna.X, dtype=np.float32))
-    sc.pp.normalize_total(a, target_sum=1e4)
-    sc.pp.log1p(a)
-    return sp.csr_matrix(a.X)
+    :func:`sscsig.rna.log_normalised` (the integration's normalisation); a cell without counts stays 0."""
+    return log_normalised(sp.csr_matrix(rna.layers["counts"] if "counts" in rna.layers else rna.X, dtype=np.float32))
 
 
 def _set_score(logx: sp.csr_matrix, var_names: pd.Index, genes: list[str]) -> tuple[np.ndarray, list[str]]:
