@@ -2,7 +2,8 @@
 the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
-        [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only]
+        [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
+        [--score-only]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
@@ -24,7 +25,19 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
   CD16 low (activated), so that the protein-defined state step calls many of them Int.Mono (as a
   cohort from another simulator did, issue 16).
 
-Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``.
+Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``; with a
+reference annotation also the calibration of its probabilities (``ece_lineage``, ``ece_state``: expected
+calibration error of the called cells, :func:`sscsig.annotate.confidence_calibration`). ``--score-only``
+re-scores the variants already run in OUTDIR.
+
+``--reference-seed N`` annotates every variant with ``annotation.method: reference`` instead (plus
+whatever ``--config`` says, e.g. ``method: both``): the reference is another twin cohort, simulated with
+the default parameters and seed ``N`` (other donors, other cells; the default panel and proportions),
+its true singlets with their true labels written as a user would give one
+(``OUTDIR/reference_seed<N>/reference.h5mu``: RNA and antibody counts, ``cell_state``, ``lineage``,
+``batch``). So each variant is a cohort that differs from its reference the way a user's cohort
+differs from a published atlas: other proportions, weaker antibodies, stronger batches, a smaller panel,
+a lineage the reference has and the cohort lacks.
 
 ``--ceiling`` adds what the variant's data allow at best, whatever the annotator: the state macro-F1
 of a logistic regression trained on the simulator's *true* labels (5-fold cross-validated within
@@ -61,18 +74,52 @@ VARIANTS = {
 VARIANT_CONFIG = {"study": "annotation:\n  markers: config/markers_study.yaml\n"}
 
 
-def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
-                with_raw: bool = False) -> dict:
+def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
+    """A labelled reference from a default twin cohort of another seed: its true singlets with their true labels."""
+    import anndata as ad
     import mudata as md
 
-    from sscsig.annotate import annotation_vs_truth
+    from sscsig.demo import DemoParams, simulate_cohort
+    from sscsig.io import read_sample
+
+    path = out / f"reference_seed{seed}" / "reference.h5mu"
+    if path.exists():
+        return path
+    data = path.parent / "data"
+    simulate_cohort(data, DemoParams(seed=seed, cells_per_donor=cells_per_donor))
+    sheet = pd.read_csv(data / "samples.tsv", sep="\t")
+    truth = pd.read_csv(data / "truth/cells.tsv", sep="\t")
+    truth.index = truth["sample"] + "_" + truth["barcode"]
+    rnas, prots = [], []
+    for _, row in sheet.iterrows():
+        m = read_sample(data / row["path"], sample=row["sample"])
+        t = truth.reindex(m.obs_names)
+        keep = (t["cell_state"].notna() & ~t["is_doublet"].fillna(True).astype(bool)
+                & ~t["is_low_quality"].fillna(True).astype(bool)).to_numpy()
+        rna, prot = m["rna"][keep].copy(), m["prot"][keep].copy()
+        rna.obs = pd.DataFrame({"cell_state": t["cell_state"].to_numpy()[keep], "lineage": t["lineage"].to_numpy()[keep],
+                                "batch": str(row["batch"])}, index=rna.obs_names)
+        rnas.append(rna)
+        prots.append(prot)
+    mdata = md.MuData({"rna": ad.concat(rnas), "prot": ad.concat(prots, merge="same")})
+    mdata.obs = mdata["rna"].obs.copy()
+    tmp = path.with_suffix(".tmp.h5mu")
+    mdata.write_h5mu(tmp)
+    tmp.rename(path)
+    print(f"reference: {path} ({mdata.n_obs} cells, {mdata['prot'].n_vars} antibodies)", flush=True)
+    return path
+
+
+def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
+                with_raw: bool = False, reference: Path | None = None) -> dict:
     from sscsig.demo import DemoParams, simulate_cohort
 
     data, results = out / name / "data", out / name / "results"
     simulate_cohort(data, DemoParams(seed=0, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
     cfg = out / name / "config.yaml"
     cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
-                   "integration:\n  totalvi:\n    max_epochs: 60\n" + VARIANT_CONFIG.get(name, ""))
+                   "integration:\n  totalvi:\n    max_epochs: 60\n" + VARIANT_CONFIG.get(name, "")
+                   + (f"annotation:\n  method: reference\n  reference:\n    path: {reference}\n" if reference else ""))
     configs = [str(cfg)] + ([str(extra_config)] if extra_config else [])
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "snakemake", f"{results}/cohort/annotated.h5mu", "--cores",
@@ -80,15 +127,39 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
                           cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"variant {name}: the pipeline failed:\n{proc.stderr[-3000:]}")
-    obs = md.read_h5mu(results / "cohort/annotated.h5mu", backed="r").obs
-    summary, table = annotation_vs_truth(obs, data / "truth/cells.tsv")
+    return {**score_variant(name, out), "minutes": round((time.time() - t0) / 60, 1)}
+
+
+def score_variant(name: str, out: Path) -> dict:
+    """A variant's annotated cohort against its truth (``OUTDIR/<variant>/per_label.tsv`` written); with a
+    reference annotation also the calibration of its probabilities (ECE of the called cells' lineage and
+    state probabilities, :func:`sscsig.annotate.confidence_calibration`)."""
+    import mudata as md
+
+    from sscsig.annotate import annotation_vs_truth, confidence_calibration
+
+    obs = md.read_h5mu(out / name / "results/cohort/annotated.h5mu", backed="r").obs
+    truth_tsv = out / name / "data/truth/cells.tsv"
+    summary, table = annotation_vs_truth(obs, truth_tsv)
     table.to_csv(out / name / "per_label.tsv", sep="\t", index=False, float_format="%.3f")
     lineage = obs["lineage"].astype(str)
-    return {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
-            "share_called_B": round(float((lineage == "B").mean()), 4),
-            "share_called_CD8_T": round(float((lineage == "CD8_T").mean()), 4),
-            "share_unassigned": round(float((obs["cell_state"].astype(str) == "Unassigned").mean()), 4),
-            "minutes": round((time.time() - t0) / 60, 1)}
+    row = {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
+           "share_called_B": round(float((lineage == "B").mean()), 4),
+           "share_called_CD8_T": round(float((lineage == "CD8_T").mean()), 4),
+           "share_unassigned": round(float((obs["cell_state"].astype(str) == "Unassigned").mean()), 4)}
+    if "mapping_novelty" in obs:  # reference annotation: are its probabilities calibrated?
+        truth = pd.read_csv(truth_tsv, sep="\t")
+        truth.index = truth["sample"] + "_" + truth["barcode"]
+        t = truth.loc[obs.index]
+        good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
+        for level in ("lineage", "cell_state"):
+            call = obs[level].astype(str).to_numpy()[good]
+            called = call != "Unassigned"
+            _, cal = confidence_calibration(obs[f"{level}_confidence"].to_numpy()[good][called],
+                                            call[called] == t[level].astype(str).to_numpy()[good][called])
+            row[f"ece_{level}"] = round(cal["ece"], 3)
+            row[f"mean_confidence_{level}"] = round(cal["mean_confidence"], 3)
+    return row
 
 
 def _base_states(markers: dict) -> dict[str, str]:
@@ -151,8 +222,23 @@ def main(argv=None) -> int:
     ap.add_argument("--with-raw", action="store_true", help="simulate raw droplets too, so that DSB runs")
     ap.add_argument("--ceiling", action="store_true", help="also the state F1 a classifier trained on the truth reaches")
     ap.add_argument("--ceiling-only", action="store_true", help="only that, for variants already run in OUTDIR")
+    ap.add_argument("--reference-seed", type=int, help="annotate from a reference: a default twin of this seed")
+    ap.add_argument("--score-only", action="store_true",
+                    help="re-score the variants already run in OUTDIR (summary.tsv rewritten, their minutes kept)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.score_only:
+        old = (pd.read_csv(a.out / "summary.tsv", sep="\t").set_index("variant")
+               if (a.out / "summary.tsv").exists() else pd.DataFrame())
+        rows = [{**score_variant(name, a.out), **({"minutes": old.loc[name, "minutes"]} if name in old.index else {})}
+                for name in a.variants if (a.out / name / "results/cohort/annotated.h5mu").exists()]
+        _write_summary(rows, a.out)
+        return 0
+    if a.reference_seed is not None and "study" in a.variants:  # the reference is a core (23-state) twin
+        print("--reference-seed: the study variant (41 states) is left out", flush=True)
+        a.variants = [v for v in a.variants if v != "study"]
+    reference = (twin_reference(a.out.resolve(), seed=a.reference_seed, cells_per_donor=a.cells_per_donor)
+                 if a.reference_seed is not None else None)
     if a.ceiling or a.ceiling_only:
         def ceiling(name):
             markers = ROOT / ("config/markers_study.yaml" if name == "study" else "config/markers.yaml")
@@ -167,19 +253,24 @@ def main(argv=None) -> int:
     rows = []
     for name in a.variants:
         rows.append(run_variant(name, a.out.resolve(), cells_per_donor=a.cells_per_donor, cores=a.cores,
-                                extra_config=a.config.resolve() if a.config else None, with_raw=a.with_raw))
+                                extra_config=a.config.resolve() if a.config else None, with_raw=a.with_raw,
+                                reference=reference))
         if a.ceiling:
             rows[-1].update(ceiling(name))
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
         pd.DataFrame(rows).to_csv(a.out / "summary.tsv", sep="\t", index=False)
+    _write_summary(rows, a.out)
+    return 0
+
+
+def _write_summary(rows: list[dict], out: Path) -> None:
     base = next((r for r in rows if r["variant"] == "default"), None)
     if base:
         for r in rows:
             r["state_f1_minus_default"] = round(r["state_macro_f1"] - base["state_macro_f1"], 3)
-        pd.DataFrame(rows).to_csv(a.out / "summary.tsv", sep="\t", index=False)
+    pd.DataFrame(rows).to_csv(out / "summary.tsv", sep="\t", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(pd.DataFrame(rows))
-    return 0
 
 
 if __name__ == "__main__":

@@ -200,6 +200,23 @@ def test_annotation_f1_counts_unassigned_against_recall():
     assert np.isclose(summ["macro_f1"], np.mean([0.75, 2 * 0.75 / 1.75]))
 
 
+def test_confidence_calibration_tells_honest_from_over_confident_probabilities():
+    from sscsig.annotate import confidence_calibration
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.2, 1.0, 20_000)
+    honest = rng.uniform(size=p.size) < p  # right as often as it says
+    table, summ = confidence_calibration(p, honest)
+    assert summ["ece"] < 0.02 and table["cells"].sum() == p.size and len(table) == 8  # bins 0.2-1.0
+    assert np.allclose(table["accuracy"], table["mean_confidence"], atol=0.03)
+    _, over = confidence_calibration(np.full(2000, 0.95), rng.uniform(size=2000) < 0.7)
+    assert 0.22 < over["ece"] < 0.27 and over["mean_confidence"] > over["accuracy"]
+    _, perfect = confidence_calibration(np.ones(5), np.ones(5, bool))  # one class only: no error
+    assert perfect["ece"] == 0.0
+    with pytest.raises(ValueError):
+        confidence_calibration([0.5, 0.6], [True])
+
+
 @pytest.mark.parametrize("method", ["wnn", "totalvi"])
 def test_real_pbmc_lineages_agree_with_singler(shared_data, method):
     """pbmc10k (200 cells, 14 antibodies): lineage calls vs the stored SingleR main labels.

@@ -9,11 +9,11 @@ antibody panels differing between samples take away), :func:`annotation_f1` and
 :func:`annotation_vs_truth` (scoring against known labels or the demo's truth).
 """
 
-from ._accuracy import annotation_f1, annotation_vs_truth
+from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration
 from ._markers import (COMPONENTS, PROTEIN_LAYERS, annotate, load_markers, panel_evidence, refine_states,
                        subcluster)
 from ._reference import annotate_by_reference, load_reference, read_label_table
 
 __all__ = ["COMPONENTS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference", "annotation_f1",
-           "annotation_vs_truth", "load_markers", "load_reference", "panel_evidence", "read_label_table", "refine_states",
+           "annotation_vs_truth", "confidence_calibration", "load_markers", "load_reference", "panel_evidence", "read_label_table", "refine_states",
            "subcluster"]

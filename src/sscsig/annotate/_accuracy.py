@@ -1,4 +1,5 @@
-"""Accuracy of cell-state calls against known labels: per-label F1, macro-F1, and the demo's truth."""
+"""Accuracy of cell-state calls against known labels: per-label F1, macro-F1, the demo's truth, and
+whether a call's probability means what it says (calibration)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,43 @@ def annotation_vs_truth(obs: pd.DataFrame, truth_tsv) -> tuple[dict, pd.DataFram
                "f1_CD14.EGR1": float(f1.get("CD14.EGR1", np.nan)),
                "f1_CD8.TEM_T2ISG": float(f1.get("CD8.TEM_T2ISG", np.nan))}
     return summary, pd.concat([lin_table.assign(level="lineage"), state_table.assign(level="cell_state")])
+
+
+def confidence_calibration(confidence, correct, *, bins: int = 10) -> tuple[pd.DataFrame, dict]:
+    """Does a call's probability match how often such calls are right? (reliability table, ECE)
+
+    Meaningful for probabilities (``annotation.method: reference``: ``lineage_confidence`` is
+    P(lineage), ``cell_state_confidence`` P(lineage) x P(state | lineage)); the marker method's
+    confidence is a score margin, not a probability.
+
+    Parameters
+    ----------
+    confidence
+        Per call, the probability given to the label called (cells left ``Unassigned`` excluded by the
+        caller, or included with the probability of the label they would have had).
+    correct
+        Per call, whether the label is the true one.
+    bins
+        Equal-width probability bins on [0, 1] (scikit-learn's ``calibration_curve``, ``uniform``).
+
+    Returns
+    -------
+    A table per non-empty bin (``mean_confidence``, ``accuracy``, ``cells``) and a summary:
+    ``ece`` (expected calibration error: the cells-weighted mean of |accuracy - confidence| over the
+    bins), ``mean_confidence``, ``accuracy``, ``n_cells``. A model whose calls at 0.8 are right 80% of
+    the time has an ECE near 0; mean confidence above accuracy means over-confident.
+    """
+    from sklearn.calibration import calibration_curve
+
+    conf = np.clip(np.asarray(confidence, dtype=float), 0.0, 1.0)
+    ok = np.asarray(correct, dtype=bool)
+    if conf.shape != ok.shape or conf.size == 0:
+        raise ValueError("confidence and correct must be non-empty and of one length")
+    acc, mean_conf = calibration_curve(ok.astype(int), conf, n_bins=bins, strategy="uniform", pos_label=1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], conf), minlength=bins)  # calibration_curve's binning
+    counts = counts[counts > 0]  # calibration_curve returns the non-empty bins, in order
+    table = pd.DataFrame({"mean_confidence": mean_conf, "accuracy": acc, "cells": counts})
+    ece = float((table["cells"] * (table["accuracy"] - table["mean_confidence"]).abs()).sum() / table["cells"].sum())
+    return table, {"ece": ece, "mean_confidence": float(conf.mean()), "accuracy": float(ok.mean()),
+                   "n_cells": int(ok.size)}
