@@ -18,7 +18,8 @@ gives ``annotation.reference.path``); the query is the second half, annotated by
 ``markers+refine`` and ``both+refine`` add ``annotation.refine`` (README "Refining the calls"; with
 ``both`` only the states are refined: the lineages are the reference's).
 
-Scored on the query's true singlets of good quality with :func:`sscsig.annotate.annotation_vs_truth`.
+Scored on the query's true singlets of good quality with :func:`sscsig.annotate.annotation_vs_truth`
+(for ``reference`` also the calibration of its probabilities: ``ece_lineage``, ``ece_cell_state``).
 Writes ``DIR/summary.tsv`` (one row per method) and ``DIR/per_label.tsv``. Seeded (config ``seed`` 0):
 the same input gives the same table.
 """
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
                      lineage_confidence=mapped["lineage_confidence"].to_numpy(), refine=refine)
         elif base == "markers":
             annotate(q, markers, **opts, seed=cfg["seed"], refine=refine)
-        summary, table = annotation_vs_truth(q.obs, a.truth)
+        summary, table = annotation_vs_truth(q.obs, a.truth, calibration=method == "reference")
         unassigned = float((q.obs["cell_state"].astype(str) == "Unassigned").mean())
         rows.append({"method": method, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
                      "share_unassigned": round(unassigned, 4), "seconds": round(time.time() - t0)})

@@ -26,7 +26,7 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
   cohort from another simulator did, issue 16).
 
 Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``; with a
-reference annotation also the calibration of its probabilities (``ece_lineage``, ``ece_state``: expected
+reference annotation also the calibration of its probabilities (``ece_lineage``, ``ece_cell_state``: expected
 calibration error of the called cells, :func:`sscsig.annotate.confidence_calibration`). ``--score-only``
 re-scores the variants already run in OUTDIR.
 
@@ -136,29 +136,17 @@ def score_variant(name: str, out: Path) -> dict:
     state probabilities, :func:`sscsig.annotate.confidence_calibration`)."""
     import mudata as md
 
-    from sscsig.annotate import annotation_vs_truth, confidence_calibration
+    from sscsig.annotate import annotation_vs_truth
 
     obs = md.read_h5mu(out / name / "results/cohort/annotated.h5mu", backed="r").obs
-    truth_tsv = out / name / "data/truth/cells.tsv"
-    summary, table = annotation_vs_truth(obs, truth_tsv)
+    summary, table = annotation_vs_truth(obs, out / name / "data/truth/cells.tsv",
+                                         calibration="mapping_novelty" in obs)  # reference: probabilities
     table.to_csv(out / name / "per_label.tsv", sep="\t", index=False, float_format="%.3f")
     lineage = obs["lineage"].astype(str)
     row = {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
            "share_called_B": round(float((lineage == "B").mean()), 4),
            "share_called_CD8_T": round(float((lineage == "CD8_T").mean()), 4),
            "share_unassigned": round(float((obs["cell_state"].astype(str) == "Unassigned").mean()), 4)}
-    if "mapping_novelty" in obs:  # reference annotation: are its probabilities calibrated?
-        truth = pd.read_csv(truth_tsv, sep="\t")
-        truth.index = truth["sample"] + "_" + truth["barcode"]
-        t = truth.loc[obs.index]
-        good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
-        for level in ("lineage", "cell_state"):
-            call = obs[level].astype(str).to_numpy()[good]
-            called = call != "Unassigned"
-            _, cal = confidence_calibration(obs[f"{level}_confidence"].to_numpy()[good][called],
-                                            call[called] == t[level].astype(str).to_numpy()[good][called])
-            row[f"ece_{level}"] = round(cal["ece"], 3)
-            row[f"mean_confidence_{level}"] = round(cal["mean_confidence"], 3)
     return row
 
 

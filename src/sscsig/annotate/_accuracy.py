@@ -23,12 +23,15 @@ def annotation_f1(pred, truth) -> tuple[pd.DataFrame, dict]:
                    "n_cells": int(len(truth))}
 
 
-def annotation_vs_truth(obs: pd.DataFrame, truth_tsv) -> tuple[dict, pd.DataFrame]:
+def annotation_vs_truth(obs: pd.DataFrame, truth_tsv, *, calibration: bool = False) -> tuple[dict, pd.DataFrame]:
     """Lineage and state F1 of an annotated demo cohort against the simulator's ``truth/cells.tsv``.
 
     Scored on the cells QC kept that are true singlets of good quality (doublets / low-quality cells
     QC missed have no true state). Returns a summary (macro-F1s, accuracies, the F1 of the reference
     study's two states) and the per-label table (``level`` = lineage or cell_state).
+    ``calibration=True`` (for probabilities: ``annotation.method: reference``) adds ``ece_lineage``,
+    ``ece_cell_state``, ``mean_confidence_lineage``, ``mean_confidence_cell_state`` of the cells not
+    ``Unassigned`` (:func:`confidence_calibration` of ``obs['<level>_confidence']``).
     """
     truth = pd.read_csv(truth_tsv, sep="\t")
     truth.index = truth["sample"] + "_" + truth["barcode"]
@@ -42,6 +45,12 @@ def annotation_vs_truth(obs: pd.DataFrame, truth_tsv) -> tuple[dict, pd.DataFram
                "lineage_accuracy": lin["accuracy"], "state_accuracy": state["accuracy"],
                "f1_CD14.EGR1": float(f1.get("CD14.EGR1", np.nan)),
                "f1_CD8.TEM_T2ISG": float(f1.get("CD8.TEM_T2ISG", np.nan))}
+    for level in ("lineage", "cell_state") if calibration else ():
+        call = obs[level].astype(str).to_numpy()[good]
+        called = call != "Unassigned"
+        _, cal = confidence_calibration(obs[f"{level}_confidence"].to_numpy()[good][called],
+                                        call[called] == t[level].astype(str).to_numpy()[good][called])
+        summary[f"ece_{level}"], summary[f"mean_confidence_{level}"] = cal["ece"], cal["mean_confidence"]
     return summary, pd.concat([lin_table.assign(level="lineage"), state_table.assign(level="cell_state")])
 
 
