@@ -26,6 +26,8 @@ reference and the other the query: Kang 2018 (``kang2018_ifnb_muscat_example_sce
 PBMCs, 5 labelled types, RNA only) -> pbmc10k (SingleR main labels), and the reverse (a 200-cell
 reference, which is too small to train on: reported to show it). Lineages the reference lacks (NK
 cells are not among Kang's five types) should come out Unassigned; the table counts how many did.
+``lineage_ece`` / ``lineage_mean_probability``: whether P(lineage) is calibrated on the called cells of
+lineages the reference has (:func:`sscsig.annotate.confidence_calibration`).
 
 The lineage gate (``annotation.gate_layer: dsb``) is checked on real DSB-normalised cells
 (``dsb_kotliarov2020_*``, no labels): cells per lineage without and with the gate
@@ -208,7 +210,7 @@ def score_reference_mapping(reference, query, *, data: str, seed: int = 0, refer
     config ``annotation.reference`` defaults otherwise) and score the lineages against the query's
     own labels: macro-F1 over the query lineages the reference has (>= 5 cells), per-class table,
     confusion matrix. Lineages the reference lacks should come out Unassigned; the row says how many did."""
-    from sscsig.annotate import annotation_f1
+    from sscsig.annotate import annotation_f1, confidence_calibration
     from sscsig.config import default
     from sscsig.mapping import map_query
 
@@ -235,6 +237,10 @@ def score_reference_mapping(reference, query, *, data: str, seed: int = 0, refer
            "unassigned_share": round(float((pred == "Unassigned").mean()), 3),
            "cells_of_lineages_not_in_reference": int(absent.sum()),
            "of_those_unassigned": int((pred[absent] == "Unassigned").sum()), "shared_genes": res.facts["genes"]}
+    scored = ~absent & (pred != "Unassigned")  # is P(lineage) calibrated where the reference knows the lineage?
+    if scored.any():
+        _, cal = confidence_calibration(res.query["lineage_probability"].to_numpy()[scored], pred[scored] == truth[scored])
+        row.update(lineage_ece=round(cal["ece"], 3), lineage_mean_probability=round(cal["mean_confidence"], 3))
     confusion = pd.crosstab(pd.Series(pred, name="mapped lineage"), pd.Series(truth, name="query label"))
     return row, table.assign(data=data, method=row["method"]), confusion
 
