@@ -145,7 +145,8 @@ def _antibodies_named_as(reference_prot: ad.AnnData, panel) -> ad.AnnData:
     the ones the cohort lacks keep their names (and so stay out of the mapping)."""
     match = match_antibodies(reference_prot.var_names, panel)
     renamed = {k: v for k, v in match.items() if k != v}
-    keep = [n for n in map(str, reference_prot.var_names) if n in match or n not in set(panel)]
+    taken = set(map(str, panel))
+    keep = [n for n in map(str, reference_prot.var_names) if n in match or n not in taken]
     out = reference_prot[:, keep].copy()
     out.var_names = [match.get(n, n) for n in keep]
     missing = [n for n in keep if n not in match]
