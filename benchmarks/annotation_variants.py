@@ -143,11 +143,10 @@ def score_variant(name: str, out: Path) -> dict:
                                          calibration="mapping_novelty" in obs)  # reference: probabilities
     table.to_csv(out / name / "per_label.tsv", sep="\t", index=False, float_format="%.3f")
     lineage = obs["lineage"].astype(str)
-    row = {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
-           "share_called_B": round(float((lineage == "B").mean()), 4),
-           "share_called_CD8_T": round(float((lineage == "CD8_T").mean()), 4),
-           "share_unassigned": round(float((obs["cell_state"].astype(str) == "Unassigned").mean()), 4)}
-    return row
+    return {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
+            "share_called_B": round(float((lineage == "B").mean()), 4),
+            "share_called_CD8_T": round(float((lineage == "CD8_T").mean()), 4),
+            "share_unassigned": round(float((obs["cell_state"].astype(str) == "Unassigned").mean()), 4)}
 
 
 def _base_states(markers: dict) -> dict[str, str]:

@@ -211,6 +211,9 @@ def test_confidence_calibration_tells_honest_from_over_confident_probabilities()
     assert np.allclose(table["accuracy"], table["mean_confidence"], atol=0.03)
     _, over = confidence_calibration(np.full(2000, 0.95), rng.uniform(size=2000) < 0.7)
     assert 0.22 < over["ece"] < 0.27 and over["mean_confidence"] > over["accuracy"]
+    # bins weighted by their cells: 900 right at 0.95 (gap 0.05), 100 right at 0.55 (gap 0.45)
+    table, mixed = confidence_calibration(np.r_[np.full(900, 0.95), np.full(100, 0.55)], np.ones(1000, bool))
+    assert np.isclose(mixed["ece"], 0.9 * 0.05 + 0.1 * 0.45) and list(table["cells"]) == [100, 900]
     _, perfect = confidence_calibration(np.ones(5), np.ones(5, bool))  # one class only: no error
     assert perfect["ece"] == 0.0
     with pytest.raises(ValueError):

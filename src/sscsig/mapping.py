@@ -61,6 +61,12 @@ def counts_matrix(a: ad.AnnData) -> sp.csr_matrix:
     return sp.csr_matrix(a.layers["counts"] if "counts" in a.layers else a.X, dtype=np.float32)
 
 
+def genes_in_both(reference: ad.AnnData, query: ad.AnnData) -> list[str]:
+    """The genes both measure, in the reference's order."""
+    qset = set(query.var_names)
+    return [g for g in reference.var_names if g in qset]
+
+
 def shared_genes(reference: ad.AnnData, query: ad.AnnData, *, n_genes: int = 2000, min_shared_genes: int = 50,
                  what: str = "query", setting: str = "min_shared_genes") -> list[str]:
     """Genes measured in both, at most ``n_genes`` (the most variable in the reference, Seurat v3
@@ -68,8 +74,7 @@ def shared_genes(reference: ad.AnnData, query: ad.AnnData, *, n_genes: int = 200
     config ``setting`` that sets the minimum."""
     import scanpy as sc
 
-    qset = set(query.var_names)
-    genes = [g for g in reference.var_names if g in qset]
+    genes = genes_in_both(reference, query)
     if len(genes) < min_shared_genes:
         raise InputError(f"{what}: only {len(genes)} genes are shared with the reference (need at least "
                          f"{min_shared_genes}, config {setting}): the panel is too small to map")
@@ -341,8 +346,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     if classifier == "logistic":
         log.info("%s: logistic-regression labels on the latent, %d antibodies and the reference's label genes",
                  what, len(proteins))
-        qset = set(query.var_names)
-        shared = [g for g in reference.var_names if g in qset]
+        shared = genes_in_both(reference, query)
         out = classify(_classifier_features(reference[train], reference_prot[train] if proteins else None,
                                             latent_train, genes, proteins, shared),
                        labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
