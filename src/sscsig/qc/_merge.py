@@ -59,7 +59,7 @@ def merge_samples(
     if len(kept) == 0:
         raise InputError(f"qc.panel_policy {panel_policy}: no antibody is kept (the samples' panels share none)")
     affected = sorted(plan.index[plan["n_samples"] < len(prots)])
-    prots = {s: p[:, [v for v in kept if v in set(p.var_names)]] for s, p in prots.items()}
+    prots = {s: p[:, kept.intersection(p.var_names, sort=False)] for s, p in prots.items()}
     prot = ad.concat(prots, join="outer", index_unique=None, fill_value=0)[:, list(kept)].copy()
     measured = np.concatenate([np.isin(kept, p.var_names)[None, :].repeat(p.n_obs, 0) for p in prots.values()])
     prot.var["n_samples_measured"] = plan.loc[kept, "n_samples"].to_numpy(int)

@@ -44,7 +44,8 @@ def stress_scores(rna, genes: list[str], *, seed: int = 0) -> tuple[np.ndarray, 
     """Per-cell handling-stress score (``score_genes`` on log-normalised RNA) and the genes used."""
     from ._signatures import score_cells
 
-    present = [g for g in genes if g in set(rna.var_names)]
+    measured = set(rna.var_names)
+    present = [g for g in genes if g in measured]
     if len(present) < 5:  # checked before scoring: score_genes would fail first, less clearly
         from ..errors import InputError
 
