@@ -49,6 +49,7 @@ def main(argv=None) -> int:
 
     from sscsig.annotate import annotate, annotate_by_reference, annotation_vs_truth, load_markers
     from sscsig.config import validate_config
+    from sscsig.io import read_cell_table
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", type=Path)
@@ -63,8 +64,7 @@ def main(argv=None) -> int:
     opts = {k: ann[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
                                 "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c")}
     mdata = md.read_h5mu(a.results / "cohort/integrated.h5mu")
-    truth = pd.read_csv(a.truth, sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(a.truth)
     t = truth.loc[mdata.obs_names]
     ref_donors, query_donors = split_donors(mdata.obs["donor"])
     donor = mdata.obs["donor"].astype(str)

@@ -80,7 +80,7 @@ def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
     import mudata as md
 
     from sscsig.demo import DemoParams, simulate_cohort
-    from sscsig.io import read_sample
+    from sscsig.io import read_cell_table, read_sample
 
     path = out / f"reference_seed{seed}" / "reference.h5mu"
     if path.exists():
@@ -88,8 +88,7 @@ def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
     data = path.parent / "data"
     simulate_cohort(data, DemoParams(seed=seed, cells_per_donor=cells_per_donor))
     sheet = pd.read_csv(data / "samples.tsv", sep="\t")
-    truth = pd.read_csv(data / "truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(data / "truth/cells.tsv")
     rnas, prots = [], []
     for _, row in sheet.iterrows():
         m = read_sample(data / row["path"], sample=row["sample"])
@@ -165,11 +164,10 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
 
     from sscsig.annotate import load_markers
     from sscsig.annotate._markers import _marker_genes  # the genes annotation.refine uses per lineage
-    from sscsig.io import read_h5mu
+    from sscsig.io import read_cell_table, read_h5mu
 
     mdata = read_h5mu(h5mu, skip=("mod/rna/layers/counts",))
-    truth = pd.read_csv(truth_tsv, sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(truth_tsv)
     t = truth.loc[mdata.obs_names]
     good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
     markers = load_markers(markers_yaml)

@@ -30,13 +30,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
 from sscsig.demo import STATE_LINEAGE
+from sscsig.io import read_cell_table
 
 KEY_STATES = ["CD14.EGR1", "CD8.TEM_T2ISG"]
 
 
 def score(results: Path) -> pd.DataFrame:
-    truth = pd.read_csv(results / "demo/truth/tissue_cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"].astype(str)
+    truth = read_cell_table(results / "demo/truth/tissue_cells.tsv")
     rows = []
     for h5 in sorted((results / "tissue").glob("*.h5mu")):
         tissue = h5.stem

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from sscsig.annotate import annotate, annotation_vs_truth, load_markers
     from sscsig.config import validate_config
     from sscsig.integrate import cluster, integration_metrics, normalise
-    from sscsig.io import read_obs
+    from sscsig.io import read_cell_table, read_obs
 
     torch.set_num_threads(2)
     cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
@@ -64,8 +64,7 @@ def main(argv=None) -> int:
                                                                         "batch_key": "rna"})
     model = scvi.model.TOTALVI(sub, n_latent=tv["n_latent"])
     markers = load_markers(cfg["annotation"]["markers"])
-    truth = pd.read_csv(truth_path, sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(truth_path)
     t = truth.loc[merged.obs_names]
     good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
     rng = np.random.default_rng(seed)

@@ -42,11 +42,11 @@ def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage
     with only its true CD8 T cells (a sorted sample): with the gate < 1% called B and >= 95% CD8 T;
     without it, ranks within the sorted cells call 12% CD8 T (measured), the reason for the gate."""
     from sscsig.annotate import annotate, annotation_vs_truth, load_markers
+    from sscsig.io import read_cell_table
 
     md.set_options(pull_on_update=False)
     m = md.read_h5mu(demo_run / "cohort/annotated.h5mu")
-    truth = pd.read_csv(demo_run / "demo/truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(demo_run / "demo/truth/cells.tsv")
     t = truth.reindex(m.obs_names)
     markers = load_markers(ROOT / "config/markers.yaml")
     no_b = m[(t["lineage"] != "B").to_numpy()].copy()

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from sscsig.errors import InputError
-from sscsig.io import read_sample
+from sscsig.io import read_cell_table, read_sample
 from sscsig.protein import (background_means, clr_per_cell, dsb_normalise, protein_norm_method,
                             select_empty_droplets)
 from sscsig.qc import check_enough_cells, mad_bounds, qc_sample
@@ -59,8 +59,7 @@ def test_mad_bounds_and_clr():
 
 
 def test_qc_removes_injected_bad_cells(small_cohort):
-    truth = pd.read_csv(small_cohort / "truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(small_cohort / "truth/cells.tsv")
     flags = []
     for s in ["SSc03_PBMC", "SSc12_PBMC", "HD02_PBMC"]:
         res = qc_sample(read_sample(small_cohort / s / "filtered_feature_bc_matrix.h5", sample=s), seed=0)
@@ -89,8 +88,7 @@ def test_qc_meets_targets_on_the_demo_cohort(tmp_path):
     from sscsig.demo import DemoParams, simulate_cohort
 
     sheet = simulate_cohort(tmp_path, DemoParams(seed=5, cells_per_donor=800))
-    truth = pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(tmp_path / "truth/cells.tsv")
     flags = pd.concat([qc_sample(read_sample(tmp_path / p, sample=s), seed=0).flags
                        for s, p in zip(sheet["sample"], sheet["path"])]).join(truth)
     good = ~flags.is_low_quality & ~flags.is_doublet
@@ -142,8 +140,7 @@ def test_dsb_on_simulated_raw_droplets(tmp_path):
     assert dsb.shape == res.kept["prot"].shape and np.isfinite(dsb).all()
     cd3 = dsb[:, res.kept["prot"].var_names.get_loc("ADT_CD3")]
     lineage_t = res.kept.obs_names.isin(
-        pd.read_csv(tmp_path / "truth/cells.tsv", sep="\t").query("lineage.str.endswith('_T')")
-        .pipe(lambda t: t["sample"] + "_" + t["barcode"]))
+        read_cell_table(tmp_path / "truth/cells.tsv").query("lineage.str.endswith('_T')").index)
     assert np.median(cd3[lineage_t]) > np.median(cd3[~lineage_t]) + 3
     # a filtered matrix given as raw_path has no empty droplets: a clear error names the sample
     with pytest.raises(InputError, match=f"{row['sample']}.*empty droplets"):
@@ -279,3 +276,14 @@ def test_background_means_equal_scikit_learns_mixture_fitted_per_cell():
     assert set(kinds) == {"tied", "full"}
     np.testing.assert_allclose(background_means(z, seed=5), expected, atol=1e-10)
     assert np.abs(background_means(z, seed=6) - np.array(expected)).max() > 1e-6  # the seed is used
+
+
+def test_per_cell_tables_line_up_with_the_cohorts_cell_names(tmp_path):
+    """A per-cell TSV (the twin's truth, a user's labels) is indexed like read_sample's cells; numeric
+    barcodes keep their leading zeros."""
+    from sscsig.io import cell_names
+
+    (tmp_path / "cells.tsv").write_text("sample\tbarcode\tlabel\nS1\t0012\ta\nS2\t7\tb\n")
+    table = read_cell_table(tmp_path / "cells.tsv")
+    assert list(table.index) == ["S1_0012", "S2_7"] and list(table["label"]) == ["a", "b"]
+    assert list(cell_names("S1", ["AAAC-1", "GGTT-1"])) == ["S1_AAAC-1", "S1_GGTT-1"]

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from sscsig.errors import InputError
+from sscsig.io import read_cell_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,8 +148,7 @@ def test_reference_mapping_of_the_tiny_demo_against_truth(demo_run):
 
     md.set_options(pull_on_update=False)
     m = md.read_h5mu(demo_run / "cohort/annotated.h5mu")
-    truth = pd.read_csv(demo_run / "demo/truth/cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(demo_run / "demo/truth/cells.tsv")
     t = truth.reindex(m.obs_names)
     single = t["cell_state"].notna().to_numpy() & ~t["is_doublet"].fillna(True).astype(bool).to_numpy()
     donors = sorted(m.obs["donor"].astype(str).unique())
@@ -304,3 +304,4 @@ def test_classifier_tells_apart_states_the_latent_does_not():
     assert (strict["label"] == "unmapped").all()
     again = classify(ref, ref_states, ref_lineage, q, genes=genes, novelty=novelty, n_genes=5, c=0.1)
     pd.testing.assert_frame_equal(out, again)
+

@@ -15,7 +15,7 @@ import yaml
 
 from sscsig.config import blood_rows, load_sample_sheet, tissue_rows, validate_config
 from sscsig.errors import InputError
-from sscsig.io import inspect_sample, read_sample
+from sscsig.io import cell_names, inspect_sample, read_cell_table, read_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,8 +192,7 @@ def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
     from scipy.stats import spearmanr
     from sklearn.metrics import f1_score
 
-    truth = pd.read_csv(demo_run / "demo/truth/tissue_cells.tsv", sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"].astype(str)
+    truth = read_cell_table(demo_run / "demo/truth/tissue_cells.tsv")
     res = {}
     for tissue in ("kidney", "lung"):
         m = md.read_h5mu(demo_run / f"tissue/{tissue}.h5mu")
@@ -304,7 +303,7 @@ def test_tissue_simulation_is_seeded_and_has_the_planted_structure(tissue_cohort
     row = tissue[tissue["tissue"] == "kidney"].iloc[0]
     m = read_sample(tissue_cohort / row["path"], sample=row["sample"])
     mine = cont[cont["sample"] == row["sample"]]
-    t = pd.Series(mine["pseudotime"].to_numpy(), index=row["sample"] + "_" + mine["barcode"].astype(str))
+    t = pd.Series(mine["pseudotime"].to_numpy(), index=cell_names(row["sample"], mine["barcode"]))
     thbs1 = np.asarray(m["rna"][t.index, "THBS1"].X.todense()).ravel()
     size = np.asarray(m["rna"][t.index].X.sum(1)).ravel()
     from scipy.stats import spearmanr
@@ -329,12 +328,11 @@ def test_clonotypes_shared_by_blood_and_lung_where_planted_and_absent_in_a_null_
     cells = define_clonotypes({s: str(root / p) for s, p in zip(vdj["sample"], vdj["vdj_path"])},
                               donor_of=dict(zip(vdj["sample"], vdj["donor"])),
                               compartment_of=dict(zip(vdj["sample"], vdj["tissue"])))
-    truth = pd.concat([pd.read_csv(root / f"truth/{f}.tsv", sep="\t") for f in ("cells", "tissue_cells")])
-    state = pd.Series(truth["cell_state"].to_numpy(), index=truth["sample"] + "_" + truth["barcode"].astype(str))
+    truth = pd.concat([read_cell_table(root / f"truth/{f}.tsv") for f in ("cells", "tissue_cells")])
+    state = truth["cell_state"]
     by = sharing_by_state(cells, state).set_index(["donor", "state"])
     ild = dict(zip(sheet["donor"], sheet["ILD"].astype(str) == "True"))
-    planted = pd.read_csv(root / "truth/vdj_cells.tsv", sep="\t", keep_default_na=False)
-    planted.index = planted["sample"] + "_" + planted["barcode"].astype(str)
+    planted = read_cell_table(root / "truth/vdj_cells.tsv", keep_default_na=False)
     clone = planted["expanded_clone"].reindex(cells["cell"]).fillna("").to_numpy()
     # the truth: a planted clone with cells in both the donor's blood and lung
     comp = pd.Series(cells["compartment"].to_numpy())

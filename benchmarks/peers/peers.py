@@ -135,8 +135,9 @@ def main(argv=None) -> int:
     table = pd.DataFrame(rows)
     truth = None
     if a.truth:
-        t = pd.read_csv(a.truth, sep="\t")
-        t.index = t["sample"].astype(str) + "_" + t["barcode"].astype(str)
+        from sscsig.io import read_cell_table
+
+        t = read_cell_table(a.truth)
         truth = t[~t["is_doublet"] & ~t["is_low_quality"]]["cell_state"]
     for i, row in table.iterrows():
         tag = f"{row['tool']}_{row['batch_correction']}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..io import read_cell_table
+
 
 def annotation_f1(pred, truth) -> tuple[pd.DataFrame, dict]:
     """Per-label precision, recall and F1 of predicted vs true labels, and the macro-F1.
@@ -33,8 +35,7 @@ def annotation_vs_truth(obs: pd.DataFrame, truth_tsv, *, calibration: bool = Fal
     ``ece_cell_state``, ``mean_confidence_lineage``, ``mean_confidence_cell_state`` of the cells not
     ``Unassigned`` (:func:`confidence_calibration` of ``obs['<level>_confidence']``).
     """
-    truth = pd.read_csv(truth_tsv, sep="\t")
-    truth.index = truth["sample"] + "_" + truth["barcode"]
+    truth = read_cell_table(truth_tsv)
     t = truth.loc[obs.index]
     good = (~t.is_doublet & ~t.is_low_quality).to_numpy()
     lin_table, lin = annotation_f1(obs["lineage"][good], t["lineage"][good])

@@ -29,6 +29,23 @@ from ..protein import ADT_PREFIX, clean_antibody_name
 log = logging.getLogger(__name__)
 
 
+def cell_names(sample, barcodes) -> pd.Index:
+    """The cohort's name of each cell, ``<sample>_<barcode>``: unique across samples, given by
+    :func:`read_sample` and kept by every later file. ``sample`` is one name or one per barcode."""
+    barcodes = pd.Index(np.asarray(barcodes)).astype(str)
+    samples = pd.Index(np.broadcast_to(np.asarray(sample, dtype=object), (len(barcodes),))).astype(str)
+    return pd.Index(samples + "_" + barcodes)
+
+
+def read_cell_table(path: str | Path, **read_csv) -> pd.DataFrame:
+    """A per-cell TSV with ``sample`` and ``barcode`` columns (e.g. the demo twin's truth tables),
+    indexed by :func:`cell_names` so that it lines up with a cohort's ``obs_names``; both columns
+    are read as text (numeric Rhapsody barcodes included). ``read_csv``: more options for pandas."""
+    table = pd.read_csv(path, sep="\t", dtype={"sample": str, "barcode": str}, **read_csv)
+    table.index = cell_names(table["sample"], table["barcode"])
+    return table
+
+
 def read_h5mu_modalities(path: str | Path) -> md.MuData:
     """The modalities of an .h5mu, read one by one (files whose global obs index is named
     differently from the modalities' cannot be read whole by mudata without pulling columns)."""
@@ -231,7 +248,7 @@ def read_sample(
     rna.var = pd.DataFrame({"gene_ids": rna.var.get("gene_ids", rna.var_names).astype(str).to_numpy()},
                            index=rna.var_names)
     barcodes = rna.obs_names.astype(str)
-    names = pd.Index([f"{sample}_{b}" for b in barcodes])
+    names = cell_names(sample, barcodes)
     for a in (rna, prot):
         a.obs = pd.DataFrame(index=names)
     mdata = md.MuData({"rna": rna, "prot": prot})

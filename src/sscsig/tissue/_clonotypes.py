@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io import cell_names
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def read_vdj(path: str | Path, *, sample: str) -> ad.AnnData:
         a = ir.io.read_10x_vdj(path)
     except Exception as exc:
         raise InputError(f"sample {sample!r}: cannot read {path} as 10x V(D)J contigs: {type(exc).__name__}: {exc}") from exc
-    a.obs_names = [f"{sample}_{b}" for b in a.obs_names]
+    a.obs_names = cell_names(sample, a.obs_names)  # as read_sample names the same cells
     a.obs["sample"] = sample
     return a
 
