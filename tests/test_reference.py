@@ -305,3 +305,49 @@ def test_classifier_tells_apart_states_the_latent_does_not():
     again = classify(ref, ref_states, ref_lineage, q, genes=genes, novelty=novelty, n_genes=5, c=0.1)
     pd.testing.assert_frame_equal(out, again)
 
+
+def test_state_classifiers_read_each_antibody_against_its_own_background():
+    """The query's ambient level of the antibody that tells A1 from A2 is higher than the
+    reference's (another lab's titration), in every cell. Read raw, every A2 cell looks A1; read
+    relative to each side's background within the lineage, the states come out right. With too few
+    query cells for a background of their own, the reference's is used and the shift is not undone."""
+    from sscsig.mapping import classify
+
+    rng = np.random.default_rng(1)
+    genes = [f"G{i}" for i in range(50)]
+    sides = []
+    for shift in (0.0, 4.0):
+        states, lineage, side = _classifier_sides(rng, n_per_state=80)
+        side["expr"] = sp.csr_matrix(np.log1p(rng.poisson(1.0, (len(states), 50)).astype(np.float32)))  # no gene tells
+        side["protein"][:, 0] += (states == "A1") * 2.0 + shift  # A1 5 SD above A2; the query's background + 4
+        sides.append((states, lineage, side))
+    (ref_states, ref_lineage, ref), (q_states, q_lineage, q) = sides
+    in_a = q_lineage == "A"
+
+    def right(**kw):
+        out = classify(ref, ref_states, ref_lineage, q, genes=genes, novelty=np.zeros(len(q_states)), n_genes=5,
+                       **kw)
+        assert (out["label_lineage"].to_numpy() == q_lineage).mean() >= 0.99  # the lineage reads the latent
+        return (out["label"].to_numpy()[in_a] == q_states[in_a]).mean()
+
+    assert right() >= 0.95
+    assert right(centre_min_cells=10_000) < 0.7  # the reference's background for the query: A2 looks A1
+
+
+def test_classifier_given_only_the_candidate_genes_picks_what_it_picks_from_all():
+    """map_query builds the query's gene matrix for candidate_genes only (a few hundred genes, not every
+    gene both sides measure): the calls are the same as with every gene."""
+    from sscsig.mapping import candidate_genes, classify
+
+    rng = np.random.default_rng(2)
+    genes = [f"G{i}" for i in range(50)]
+    ref_states, ref_lineage, ref = _classifier_sides(rng)
+    q_states, _, q = _classifier_sides(rng)
+    cand = candidate_genes(ref["expr"], ref_states, ref_lineage, genes, n_genes=3)
+    assert "G0" in cand and len(cand) < len(genes)
+    idx = [genes.index(g) for g in cand]
+    kw = {"novelty": np.zeros(len(q_states)), "n_genes": 3}
+    full = classify(ref, ref_states, ref_lineage, q, genes=genes, **kw)
+    few = classify({**ref, "expr": ref["expr"][:, idx]}, ref_states, ref_lineage, {**q, "expr": q["expr"][:, idx]},
+                   genes=cand, **kw)
+    pd.testing.assert_frame_equal(full, few)

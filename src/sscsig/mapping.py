@@ -21,10 +21,19 @@ its nearest reference cells in the shared latent space.
   away what tells close states apart (two or three antibodies, a few genes), so the kNN vote splits
   between them. Instead, regularised logistic regressions (scikit-learn) are trained on the
   reference cells' latent, the shared antibodies (CLR per cell) and the log-normalised genes that
-  mark the reference's labels (t-test, scanpy), first for the lineage, then within each lineage for
+  mark the reference's labels (t-test, scanpy; ranked among every gene both sides measure, not only
+  the model's variable genes, which leave out a rare state's markers such as IL2RA and CTLA4 of
+  regulatory T cells), first for the lineage, then within each lineage for
   its states (Azimuth's and CellTypist's idea of a classifier on top of the mapping). A label's
   probability is P(lineage) x P(state | lineage); the ``min_probability`` and novelty rules apply to
   the lineage, a cell with an assigned lineage takes its most probable state.
+  Within a lineage each antibody is read relative to its own background on each side (the lower
+  mean of a 2-component mixture of the lineage's cells, :func:`sscsig.protein.background_means`):
+  an antibody's ambient level differs between a reference and a cohort stained in another lab with
+  another titration, and read raw, a cohort whose CD161 background is higher looks CD161+ in every
+  CD4 T cell. The lineage classifier reads the antibodies raw: a lineage may be absent from, or the
+  whole of, a cohort (sorted cells), where a background taken from the cells themselves would be
+  the positive population.
 * Seeded: ``scvi.settings.seed``, torch in deterministic mode, the training subsample from ``seed``.
 """
 
@@ -184,9 +193,24 @@ def label_genes(expr, labels: np.ndarray, genes: list[str], *, n_genes: int = 20
     return [g for g in genes if g in top]
 
 
+def candidate_genes(expr, labels: np.ndarray, lineages: np.ndarray, genes: list[str], *, n_genes: int = 20) -> list[str]:
+    """Every gene :func:`classify` may pick: the union of the :func:`label_genes` of the lineages and,
+    within each lineage of more than one label, of its labels (``expr``: the reference cells x
+    ``genes``, log-normalised), in ``genes``' order. A t-test ranks each gene on its own, so
+    :func:`classify` given only these columns picks the same genes as given all of ``genes``; the
+    query's matrix is then built for a few hundred genes instead of every gene both sides measure."""
+    labels, lineages = np.asarray(labels, dtype=str), np.asarray(lineages, dtype=str)
+    pick = set(label_genes(expr, lineages, genes, n_genes=n_genes))
+    for lin in np.unique(lineages):
+        rows = np.flatnonzero(lineages == lin)
+        if len(set(labels[rows])) > 1:
+            pick |= set(label_genes(expr[rows], labels[rows], genes, n_genes=n_genes))
+    return [g for g in genes if g in pick]
+
+
 def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: dict, *, genes: list[str],
              novelty: np.ndarray, n_genes: int = 20, c: float = 0.1, min_probability: float = 0.5,
-             unmapped_label: str = "unmapped", seed: int = 0) -> pd.DataFrame:
+             unmapped_label: str = "unmapped", seed: int = 0, centre_min_cells: int = 20) -> pd.DataFrame:
     """Lineage, then state, by logistic regressions trained on the reference cells (module docstring).
 
     Parameters
@@ -203,6 +227,10 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
     n_genes, c
         Genes per label; inverse L2 penalty of scikit-learn's ``LogisticRegression`` (features
         standardised on the reference cells).
+    centre_min_cells
+        The state classifiers read each antibody minus its background within the lineage (module
+        docstring), the query's from the query cells whose most probable lineage it is; with fewer
+        of them than this, the reference's background is used for the query too.
     min_probability
         A lineage probability under this -> ``unmapped_label`` (lineage and label).
     seed
@@ -215,15 +243,22 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
     """
     from sklearn.linear_model import LogisticRegression
 
+    from .protein import background_means
+
     labels, lineages = np.asarray(labels, dtype=str), np.asarray(lineages, dtype=str)
     nq = len(query["latent"])
 
-    def fit(rows, y, qrows):
+    def fit(rows, y, qrows, centre=None):
         if len(set(y)) == 1:
             return np.array([y[0]]), np.ones((len(qrows), 1))
         gi = pd.Index(genes).get_indexer(label_genes(reference["expr"][rows], y, genes, n_genes=n_genes))
-        xr, xq = ([side["latent"][r], side["protein"][r], side["expr"][r][:, gi].toarray()]
-                  for side, r in ((reference, rows), (query, qrows)))
+        pr, pq = reference["protein"][rows], query["protein"][qrows]
+        if centre is not None and pr.shape[1]:  # each antibody relative to its background on each side
+            br = background_means(pr.T, seed=seed)
+            bq = background_means(query["protein"][centre].T, seed=seed) if len(centre) >= centre_min_cells else br
+            pr, pq = pr - br, pq - bq
+        xr, xq = ([side["latent"][r], prot, side["expr"][r][:, gi].toarray()]
+                  for side, r, prot in ((reference, rows, pr), (query, qrows, pq)))
         xr, xq = np.hstack(xr), np.hstack(xq)
         mu, sd = xr.mean(0), xr.std(0)
         sd = np.where(sd > 1e-9, sd, 1.0)
@@ -237,7 +272,7 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
     in_pick = np.zeros((nq, len(names)), bool)  # the states of the cell's most probable lineage
     for j, lin in enumerate(lin_names):
         rows = np.flatnonzero(lineages == lin)
-        classes, p = fit(rows, labels[rows], np.arange(nq))
+        classes, p = fit(rows, labels[rows], np.arange(nq), centre=np.flatnonzero(pick == j))
         cols = np.searchsorted(names, classes)
         probs[:, cols] = p * lin_prob[:, [j]]
         in_pick[:, cols] = (pick == j)[:, None]
@@ -346,13 +381,18 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     if classifier == "logistic":
         log.info("%s: logistic-regression labels on the latent, %d antibodies and the reference's label genes",
                  what, len(proteins))
-        shared = genes_in_both(reference, query)
-        out = classify(_classifier_features(reference[train], reference_prot[train] if proteins else None,
-                                            latent_train, genes, proteins, shared),
-                       labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
-                       _classifier_features(query, query_prot if proteins else None, latent_q, genes, proteins,
+        from .rna import log_normalised
+
+        shared = genes_in_both(reference, query)  # label genes from all of them, not only the model's
+        ref_train = reference[train]
+        y, lin = labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train]
+        cand = candidate_genes(log_normalised(counts_matrix(ref_train[:, shared])), y, lin, shared,
+                               n_genes=classifier_genes)
+        out = classify(_classifier_features(ref_train, reference_prot[train] if proteins else None,
+                                            latent_train, cand, proteins, shared), y, lin,
+                       _classifier_features(query, query_prot if proteins else None, latent_q, cand, proteins,
                                             shared),
-                       genes=genes, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
+                       genes=cand, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
                        min_probability=min_probability, unmapped_label=unmapped_label,
                        seed=seed).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
     out.index = query.obs_names
@@ -367,5 +407,5 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     return MappingResult(out, latent_q, latent_r, genes, proteins, facts)
 
 
-__all__ = ["MappingResult", "classify", "counts_matrix", "label_genes", "map_query", "reference_subsample",
+__all__ = ["MappingResult", "candidate_genes", "classify", "counts_matrix", "label_genes", "map_query", "reference_subsample",
            "shared_genes", "vote"]
