@@ -351,3 +351,20 @@ def test_classifier_given_only_the_candidate_genes_picks_what_it_picks_from_all(
     few = classify({**ref, "expr": ref["expr"][:, idx]}, ref_states, ref_lineage, {**q, "expr": q["expr"][:, idx]},
                    genes=cand, **kw)
     pd.testing.assert_frame_equal(full, few)
+
+
+def test_antibody_backgrounds_are_fitted_to_a_seeded_sample_of_a_large_lineage(monkeypatch):
+    """Above BACKGROUND_CELLS cells the background is fitted to a sample: the same calls every run,
+    and nearly those of the whole lineage (the background of 20,000 cells is that of 1M)."""
+    import sscsig.mapping as mapping
+
+    rng = np.random.default_rng(1)
+    genes = [f"G{i}" for i in range(50)]
+    ref_states, ref_lineage, ref = _classifier_sides(rng, n_per_state=80)
+    q_states, _, q = _classifier_sides(rng, n_per_state=80)
+    kw = {"genes": genes, "novelty": np.zeros(len(q_states)), "n_genes": 5}
+    whole = mapping.classify(ref, ref_states, ref_lineage, q, **kw)
+    monkeypatch.setattr(mapping, "BACKGROUND_CELLS", 60)  # of 160 reference and 160 query cells in lineage A
+    sampled = mapping.classify(ref, ref_states, ref_lineage, q, **kw)
+    assert sampled.equals(mapping.classify(ref, ref_states, ref_lineage, q, **kw))
+    assert (sampled["label"] == whole["label"]).mean() >= 0.95

@@ -193,6 +193,17 @@ def label_genes(expr, labels: np.ndarray, genes: list[str], *, n_genes: int = 20
     return [g for g in genes if g in top]
 
 
+#: cells a lineage's antibody backgrounds are fitted to, at most (:func:`classify`)
+BACKGROUND_CELLS = 20_000
+
+
+def _at_most(n: int, seed: int) -> np.ndarray:
+    """Positions of at most ``BACKGROUND_CELLS`` of ``n`` items: all, or a sorted sample drawn with ``seed``."""
+    if n <= BACKGROUND_CELLS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, BACKGROUND_CELLS, replace=False))
+
+
 def candidate_genes(expr, labels: np.ndarray, lineages: np.ndarray, genes: list[str], *, n_genes: int = 20) -> list[str]:
     """Every gene :func:`classify` may pick: the union of the :func:`label_genes` of the lineages and,
     within each lineage of more than one label, of its labels (``expr``: the reference cells x
@@ -230,7 +241,8 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
     centre_min_cells
         The state classifiers read each antibody minus its background within the lineage (module
         docstring), the query's from the query cells whose most probable lineage it is; with fewer
-        of them than this, the reference's background is used for the query too.
+        of them than this, the reference's background is used for the query too. Each background
+        is fitted to at most ``BACKGROUND_CELLS`` cells of its side (sampled with ``seed``).
     min_probability
         A lineage probability under this -> ``unmapped_label`` (lineage and label).
     seed
@@ -254,8 +266,9 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
         gi = pd.Index(genes).get_indexer(label_genes(reference["expr"][rows], y, genes, n_genes=n_genes))
         pr, pq = reference["protein"][rows], query["protein"][qrows]
         if centre is not None and pr.shape[1]:  # each antibody relative to its background on each side
-            br = background_means(pr.T, seed=seed)
-            bq = background_means(query["protein"][centre].T, seed=seed) if len(centre) >= centre_min_cells else br
+            br = background_means(pr[_at_most(len(rows), seed)].T, seed=seed)
+            bq = (background_means(query["protein"][centre[_at_most(len(centre), seed)]].T, seed=seed)
+                  if len(centre) >= centre_min_cells else br)
             pr, pq = pr - br, pq - bq
         xr, xq = ([side["latent"][r], prot, side["expr"][r][:, gi].toarray()]
                   for side, r, prot in ((reference, rows, pr), (query, qrows, pq)))
