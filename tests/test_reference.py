@@ -368,3 +368,24 @@ def test_antibody_backgrounds_are_fitted_to_a_seeded_sample_of_a_large_lineage(m
     sampled = mapping.classify(ref, ref_states, ref_lineage, q, **kw)
     assert sampled.equals(mapping.classify(ref, ref_states, ref_lineage, q, **kw))
     assert (sampled["label"] == whole["label"]).mean() >= 0.95
+
+
+def test_classifier_features_from_a_prebuilt_matrix_equal_those_built_from_counts():
+    """map_query normalises the reference's training cells once (for candidate_genes) and hands that
+    matrix on: the features are those built from the counts, and a gene list out of order is refused."""
+    from sscsig.mapping import _classifier_features
+    from sscsig.rna import log_normalised
+
+    rng = np.random.default_rng(3)
+    shared = [f"G{i}" for i in range(30)]
+    rna = ad.AnnData(sp.csr_matrix(rng.poisson(2.0, (25, 40)).astype(np.float32)),
+                     var=pd.DataFrame(index=shared + [f"X{i}" for i in range(10)]))
+    genes, latent = ["G2", "G7", "G19"], rng.normal(size=(25, 4))
+    built = _classifier_features(rna, None, latent, genes, [], shared)
+    given = _classifier_features(rna, None, latent, genes, [], shared,
+                                 expr=log_normalised(sp.csr_matrix(rna[:, shared].X)))
+    assert built["expr"].shape == (25, 3) and built["expr"].nnz > 0
+    assert (built["expr"] != given["expr"]).nnz == 0
+    np.testing.assert_array_equal(built["latent"], given["latent"])
+    with pytest.raises(ValueError, match="subset of shared"):
+        _classifier_features(rna, None, latent, ["G7", "G2"], [], shared)

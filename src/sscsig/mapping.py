@@ -117,10 +117,11 @@ def _model_input(rna: ad.AnnData, prot: ad.AnnData | None, genes, proteins, batc
 
 
 def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.ndarray, genes: list[str],
-                         proteins: list[str], shared: list[str]) -> dict:
+                         proteins: list[str], shared: list[str], *, expr=None) -> dict:
     """:func:`classify`'s features of one side: its latent, CLR of the shared antibodies, log-normalised
     ``genes`` (size factors over ``shared``, the genes both sides measure, so that a larger panel
-    does not change them)."""
+    does not change them). ``expr``: the side's cells x ``shared`` already log-normalised (the
+    reference's, built for :func:`candidate_genes`), so that it is not normalised twice."""
     from .protein import clr_per_cell
     from .rna import log_normalised
 
@@ -129,8 +130,9 @@ def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.nd
         raise ValueError("genes must be a subset of shared, in shared's order")
     protein = (clr_per_cell(counts_matrix(prot[:, proteins])) if prot is not None and proteins
                else np.zeros((rna.n_obs, 0), np.float32))
-    return {"latent": np.asarray(latent, np.float32), "protein": protein,
-            "expr": log_normalised(counts_matrix(rna[:, shared]), columns=columns)}
+    expr = (log_normalised(counts_matrix(rna[:, shared]), columns=columns) if expr is None
+            else sp.csr_matrix(expr)[:, np.flatnonzero(columns)])
+    return {"latent": np.asarray(latent, np.float32), "protein": protein, "expr": expr}
 
 
 def vote(latent_reference: np.ndarray, labels: np.ndarray, lineages: np.ndarray, latent_query: np.ndarray, *,
@@ -399,10 +401,10 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         shared = genes_in_both(reference, query)  # label genes from all of them, not only the model's
         ref_train = reference[train]
         y, lin = labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train]
-        cand = candidate_genes(log_normalised(counts_matrix(ref_train[:, shared])), y, lin, shared,
-                               n_genes=classifier_genes)
+        ref_expr = log_normalised(counts_matrix(ref_train[:, shared]))
+        cand = candidate_genes(ref_expr, y, lin, shared, n_genes=classifier_genes)
         out = classify(_classifier_features(ref_train, reference_prot[train] if proteins else None,
-                                            latent_train, cand, proteins, shared), y, lin,
+                                            latent_train, cand, proteins, shared, expr=ref_expr), y, lin,
                        _classifier_features(query, query_prot if proteins else None, latent_q, cand, proteins,
                                             shared),
                        genes=cand, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
