@@ -55,17 +55,76 @@ def write_sheet(tmp_path, small_cohort):
     return write
 
 
+# the tiny demo: 27 donors x ~150 cells, raw droplets (DSB), donor SSc01 sampled at three timepoints (29
+# blood samples; the group tests use the 27 baseline samples), and 10 tissue samples (4 SRC kidneys, BD
+# Rhapsody; 3 ILD + 3 non-ILD lungs, 10x) mapped with a short training
+TINY_DEMO = ("demo:\n  cells_per_donor: 150\n  with_raw: true\n  longitudinal: true\n  with_tissue: true\n"
+             "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE + TINY_BIOMARKER)
+SLURM_TEST = "test_tiny_demo_on_slurm_equals_local_run"
+
+
+def slurm_reason() -> str | None:
+    """Why the Slurm test cannot run here (``None``: a Slurm with accounting answers and the executor
+    plugin is installed)."""
+    import shutil
+
+    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
+        return "Slurm is not installed (sinfo/sacct not found)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return f"no Slurm controller answers: {proc.stderr.strip()[:200]}"
+    if subprocess.run(["sacct", "-n", "-X"], capture_output=True).returncode != 0:
+        return "Slurm accounting (sacct) is not available"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
+    return None
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
-    # the tiny demo: 27 donors x ~150 cells, raw droplets (DSB), donor SSc01 sampled at three
-    # timepoints (29 blood samples; the group tests use the 27 baseline samples), and 10 tissue samples
-    # (4 SRC kidneys, BD Rhapsody; 3 ILD + 3 non-ILD lungs, 10x) mapped with a short training
-    cfg.write_text("demo:\n  cells_per_donor: 150\n  with_raw: true\n  longitudinal: true\n  with_tissue: true\n"
-                   "  tissue_cells: 300\n" + TINY_TOTALVI + TINY_TISSUE + TINY_BIOMARKER)
+    cfg.write_text(TINY_DEMO)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "results"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_run(request, tmp_path_factory):
+    """The tiny demo's complication tables through Slurm (tests/test_slurm.py), started with the
+    session's first test when that test is selected and a Slurm answers: most of its wall time is the
+    executor's waits between status checks (they grow by 10 s while no job ends), which the other tests
+    fill, instead of the suite waiting on them. ``None`` when not started (the test skips with the reason)."""
+    import datetime
+    import os
+    import signal
+
+    if SLURM_TEST not in {item.originalname for item in request.session.items} or slurm_reason():
+        yield None
+        return
+    out = tmp_path_factory.mktemp("slurm_run")
+    (out / "tiny.yaml").write_text(TINY_DEMO)
+    partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()[0]
+    start = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    results = out / "results"
+    # targets first: --quiet and --config take several values and would swallow them
+    targets = [str(results / f"tables/complication_{c}.{ext}") for c in ("SRC", "ILD") for ext in ("tsv", "md")]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--profile", "profiles/slurm", "--jobs", "8",
+           "--configfile", "config/config.yaml", str(out / "tiny.yaml"),
+           "--config", f"outdir={results}", "--default-resources", f"slurm_partition={partition.rstrip('*')}",
+           "mem_mb=1500", "runtime=30", "--slurm-init-seconds-before-status-checks", "5",
+           "--seconds-between-status-checks", "5", "-q"]
+    with open(out / "snakemake.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield {"proc": proc, "results": results, "log": out / "snakemake.log", "start": start}
+    if proc.poll() is None:  # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

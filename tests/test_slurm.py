@@ -2,55 +2,29 @@
 same tables as a local run. Needs a running Slurm with accounting (.ci/run starts a single-node one
 with tests/slurm/start_slurm.sh); skips with the reason elsewhere."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import slurm_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _slurm_reason() -> str | None:
-    if shutil.which("sinfo") is None or shutil.which("sacct") is None:
-        return "Slurm is not installed (sinfo/sacct not found)"
-    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return f"no Slurm controller answers: {proc.stderr.strip()[:200]}"
-    if subprocess.run(["sacct", "-n", "-X"], capture_output=True).returncode != 0:
-        return "Slurm accounting (sacct) is not available"
-    try:
-        import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
-    return None
-
-
 @pytest.mark.slow
-def test_tiny_demo_on_slurm_equals_local_run(demo_run, tmp_path):
-    reason = _slurm_reason()
-    if reason:
-        pytest.skip(reason)
-    partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()[0]
-    import datetime
-
-    start = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
-    out = tmp_path / "slurm_results"
-    # targets first: --quiet and --config take several values and would swallow them
-    targets = [str(out / f"tables/complication_{c}.{ext}") for c in ("SRC", "ILD") for ext in ("tsv", "md")]
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--profile", "profiles/slurm", "--jobs", "8",
-           "--configfile", "config/config.yaml", str(demo_run.parent / "tiny.yaml"),
-           "--config", f"outdir={out}", "--default-resources", f"slurm_partition={partition.rstrip('*')}",
-           "mem_mb=1500", "runtime=30", "--slurm-init-seconds-before-status-checks", "5",
-           "--seconds-between-status-checks", "5", "-q"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+def test_tiny_demo_on_slurm_equals_local_run(slurm_run, request):
+    """The run itself starts with the session's first test (conftest ``slurm_run``), beside the others."""
+    if slurm_run is None:
+        pytest.skip(slurm_reason() or "the Slurm run was not started")
+    demo_run = request.getfixturevalue("demo_run")  # the local run, only once Slurm is known to be there
+    proc, out = slurm_run["proc"], slurm_run["results"]
+    assert proc.wait() == 0, slurm_run["log"].read_text()[-8000:]
     for name in ("complication_SRC.tsv", "complication_ILD.tsv", "complication_SRC.md"):
         assert (out / "tables" / name).read_bytes() == (demo_run / "tables" / name).read_bytes(), name
     # the jobs went through Slurm: its accounting lists the pipeline's rules for this run
-    acct = subprocess.run(["sacct", "-n", "-X", "-P", "--format=JobID,JobName,State,Comment", "-S", start],
-                          capture_output=True, text=True).stdout
+    acct = subprocess.run(["sacct", "-n", "-X", "-P", "--format=JobID,JobName,State,Comment", "-S",
+                           slurm_run["start"]], capture_output=True, text=True).stdout
     print(acct)
     completed = [line for line in acct.splitlines() if "|COMPLETED|" in line]
     assert len(completed) >= 27 + 10, acct  # 29 QC jobs and the cohort-level rules
