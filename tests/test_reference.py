@@ -213,15 +213,25 @@ def test_rule_annotate_with_both_methods(demo_run, tmp_path):
     md.set_options(pull_on_update=False)
     out = tmp_path / "results"
     (out / "cohort").mkdir(parents=True)
-    for name in ("merge_report.json", "integrated.h5mu"):  # the rule's inputs
+    for name in ("merge_report.json", "merged.h5mu", "integrated.h5mu"):  # the two rules' inputs
         shutil.copy2(demo_run / "cohort" / name, out / "cohort" / name)
     cfg = tmp_path / "both.yaml"
     cfg.write_text(f"outdir: {out}\nannotation:\n  method: both\n  reference:\n"
                    f"    path: {demo_run / 'cohort/annotated.h5mu'}\n    reference_epochs: 50\n    query_epochs: 25\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", f"{out}/cohort/annotated.h5mu", "--cores", "2",
-                           "--configfile", "config/config.yaml", str(cfg), "--allowed-rules", "annotate", "-q"],
-                          cwd=ROOT, capture_output=True, text=True)
+    def run(*args, config=cfg):
+        return subprocess.run([sys.executable, "-m", "snakemake", f"{out}/cohort/annotated.h5mu", "--cores", "2",
+                               "--configfile", "config/config.yaml", str(config), "--allowed-rules", "reference_model",
+                               "annotate", *args], cwd=ROOT, capture_output=True, text=True)
+
+    proc = run("-q")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "cohort/reference_model/model/model.pt").exists()
+    # a mapping setting changed: annotate runs again on the saved model, which is not trained again
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(cfg.read_text() + "    min_probability: 0.6\n")
+    dry = run("-n", config=changed)
+    assert dry.returncode == 0 and "rule annotate:" in dry.stdout and "rule reference_model:" not in dry.stdout, \
+        dry.stdout[-3000:]
     m = md.read_h5mu(out / "cohort/annotated.h5mu")
     report = json.loads(m.uns["annotation_report"])
     assert report["reference"]["mapping"]["model"] == "totalVI"
@@ -389,3 +399,45 @@ def test_classifier_features_from_a_prebuilt_matrix_equal_those_built_from_count
     np.testing.assert_array_equal(built["latent"], given["latent"])
     with pytest.raises(ValueError, match="subset of shared"):
         _classifier_features(rna, None, latent, ["G7", "G2"], [], shared)
+
+
+def _mapping_sides(rng):
+    """A small labelled reference (RNA + 6 antibodies, two batches) and a query with other depths."""
+    def side(n, depth, prefix):
+        states = np.resize(["A1", "A2", "B1"], n)
+        lam = np.full((n, 80), 1.0)
+        lam[states == "A1", :10], lam[states == "A2", 10:20], lam[states == "B1", 20:30] = 5, 5, 6
+        pl = np.full((n, 6), 20.0)
+        pl[states == "B1", 0], pl[states == "A2", 1] = 200, 150
+        rna = ad.AnnData(sp.csr_matrix(rng.poisson(lam * depth).astype(np.float32)),
+                         var=pd.DataFrame(index=[f"G{i}" for i in range(80)]),
+                         obs=pd.DataFrame({"cell_state": states, "lineage": [x[0] for x in states],
+                                           "batch": np.resize(["b1", "b2"], n)}, index=[f"{prefix}{i}" for i in range(n)]))
+        prot = ad.AnnData(sp.csr_matrix(rng.poisson(pl).astype(np.float32)),
+                          var=pd.DataFrame(index=[f"P{i}" for i in range(6)]))
+        return rna, prot
+
+    return (*side(240, 1.0, "r"), *side(120, 1.2, "q"))
+
+
+def test_a_saved_reference_model_maps_as_the_model_just_trained(tmp_path):
+    """Rule reference_model trains and saves the model, rule annotate loads it: the calls and the
+    latent are those of training and mapping in one go (weights and random states are saved), and a
+    model is refused for other reference cells or a cohort without its features."""
+    from sscsig.mapping import load_reference_model, map_query, save_reference_model, train_reference
+
+    r, rp, q, qp = _mapping_sides(np.random.default_rng(0))
+    kw = dict(reference_prot=rp, query_prot=qp, n_genes=60, min_shared_genes=10, reference_epochs=4, seed=3)
+    mapping = dict(query_epochs=3, classifier="logistic", classifier_genes=5, query_batch_key="batch",
+                   reference_latent=False)
+    at_once = map_query(r, q, **kw, **mapping)
+    save_reference_model(train_reference(r, q, **kw), tmp_path / "model")
+    loaded = load_reference_model(tmp_path / "model", r, rp)
+    assert loaded.facts["model"] == "totalVI" and len(loaded.proteins) == 6
+    again = map_query(r, q, **kw, **mapping, model=loaded)
+    np.testing.assert_array_equal(at_once.latent_query, again.latent_query)
+    pd.testing.assert_frame_equal(at_once.query, again.query)
+    with pytest.raises(InputError, match="other reference cells"):
+        load_reference_model(tmp_path / "model", r[::-1].copy(), rp[::-1].copy())
+    with pytest.raises(InputError, match="features this cohort lacks"):
+        map_query(r, q[:, 5:].copy(), **kw, **mapping, model=loaded)

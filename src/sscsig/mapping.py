@@ -65,6 +65,20 @@ class MappingResult:
     facts: dict
 
 
+@dataclass
+class ReferenceModel:
+    """A reference model (:func:`train_reference`): the trained scvi-tools model and what the mapping
+    needs to use it again (:func:`save_reference_model`, :func:`load_reference_model`)."""
+
+    model: object  # scvi.model.TOTALVI or scvi.model.SCVI, trained on the reference's training cells
+    genes: list[str]
+    proteins: list[str]
+    train: np.ndarray  # positions of the training cells in the reference
+    train_names: list[str]  # their names, to check a saved model is used with its own reference
+    rng: dict  # the random states at the end of the training, so that a loaded model maps as a fresh one
+    facts: dict
+
+
 def counts_matrix(a: ad.AnnData) -> sp.csr_matrix:
     """Raw counts of an AnnData (``layers['counts']`` when present, else ``X``) as float32 CSR."""
     return sp.csr_matrix(a.layers["counts"] if "counts" in a.layers else a.X, dtype=np.float32)
@@ -304,6 +318,124 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
     return out.join(pd.DataFrame(probs, columns=[f"p_{s}" for s in names]))
 
 
+def _random_states() -> dict:
+    import random
+
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_random_states(states: dict) -> None:
+    import random
+
+    import torch
+
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+
+
+def train_reference(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.AnnData | None = None,
+                    query_prot: ad.AnnData | None = None, label_key: str = "cell_state", batch_key: str = "batch",
+                    n_latent: int = 10, n_genes: int = 2000, min_shared_genes: int = 50,
+                    min_shared_proteins: int = 5, max_cells_per_state: int = 500, reference_epochs: int = 200,
+                    batch_size: int = 256, seed: int = 0, what: str = "query",
+                    setting: str = "min_shared_genes") -> ReferenceModel:
+    """Train the reference model of :func:`map_query` for this query's panel: totalVI on the genes and
+    antibodies both measure (at least ``min_shared_proteins`` antibodies), scVI on the genes otherwise,
+    on a subsample of the reference (:func:`reference_subsample`). Only the query's ``var_names``
+    are read, so the model can be trained once and mapped with (:func:`save_reference_model`) while the
+    mapping's own settings change. Parameters as :func:`map_query`'s."""
+    import scvi
+
+    genes = shared_genes(reference, query, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
+                         setting=setting)
+    proteins = []
+    if reference_prot is not None and query_prot is not None:
+        qp = set(query_prot.var_names)
+        proteins = [p for p in reference_prot.var_names if p in qp]
+    use_totalvi = len(proteins) >= min_shared_proteins
+    if not use_totalvi:
+        log.warning("%s: %d antibodies shared with the reference (< %d): mapping on RNA only (scVI)", what,
+                    len(proteins), min_shared_proteins)
+        proteins = []
+    scvi.settings.seed = seed
+    labels = reference.obs[label_key].astype(str)
+    train = reference_subsample(labels, max_cells_per_state=max_cells_per_state, seed=seed)
+    ref_train = _model_input(reference, reference_prot, genes, proteins, reference.obs[batch_key])[train].copy()
+    name = "totalVI" if use_totalvi else "scVI"
+    log.info("%s: %s reference on %d of %d reference cells (%d labels), %d shared genes, %d shared antibodies",
+             what, name, len(train), reference.n_obs, labels.nunique(), len(genes), len(proteins))
+    cls = scvi.model.TOTALVI if use_totalvi else scvi.model.SCVI
+    setup = {"protein_expression_obsm_key": "protein"} if use_totalvi else {}
+    with torch_deterministic():
+        cls.setup_anndata(ref_train, batch_key="batch", **setup)
+        model = cls(ref_train, n_latent=n_latent)
+        model.train(max_epochs=reference_epochs, callbacks=[epoch_progress(reference_epochs, model=name, logger=log)],
+                    accelerator="cpu", devices=1, enable_progress_bar=False, batch_size=batch_size)
+    facts = {"model": name, "epochs": reference_epochs, "seed": seed, "n_latent": n_latent,
+             "reference_cells": int(reference.n_obs)}
+    return ReferenceModel(model, genes, proteins, train, list(map(str, reference.obs_names[train])), _random_states(),
+                          facts)
+
+
+def _check_panel(model: ReferenceModel, query: ad.AnnData, query_prot: ad.AnnData | None, what: str) -> None:
+    """A model trained for another panel cannot map this query: the error names what is missing."""
+    genes = set(query.var_names)
+    lost = [g for g in model.genes if g not in genes]
+    prots = set(query_prot.var_names) if query_prot is not None else set()
+    lost_prot = [p for p in model.proteins if p not in prots]
+    if lost or lost_prot:
+        raise InputError(f"{what}: the reference model was trained on features this cohort lacks "
+                         f"({len(lost)} genes, e.g. {lost[:5]}; antibodies {lost_prot[:10]}): train it again")
+
+
+def save_reference_model(model: ReferenceModel, path) -> None:
+    """Write ``model`` to the folder ``path``: scvi-tools' ``model.pt`` and ``reference.json`` (genes,
+    antibodies, training cells, random states, facts)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.model.save(str(path / "model"), overwrite=True)
+    rng = model.rng
+    torch.save({"torch": rng["torch"], "numpy": rng["numpy"]}, path / "random_states.pt")
+    (path / "reference.json").write_text(json.dumps({
+        "genes": model.genes, "proteins": model.proteins, "train": model.train.tolist(),
+        "train_names": model.train_names, "python_random": [rng["python"][0], list(rng["python"][1]),
+                                                            rng["python"][2]], "facts": model.facts}))
+
+
+def load_reference_model(path, reference: ad.AnnData, reference_prot: ad.AnnData | None = None, *,
+                         batch_key: str = "batch") -> ReferenceModel:
+    """Read :func:`save_reference_model`'s folder for ``reference`` (the same cells it was trained on;
+    otherwise an error naming the folder)."""
+    import json
+    from pathlib import Path
+
+    import scvi
+    import torch
+
+    path = Path(path)
+    meta = json.loads((path / "reference.json").read_text())
+    train = np.asarray(meta["train"], dtype=int)
+    if train.max(initial=-1) >= reference.n_obs or list(map(str, reference.obs_names[train])) != meta["train_names"]:
+        raise InputError(f"{path}: this reference model was trained on other reference cells than "
+                         f"{reference.n_obs} given: train it again")
+    ref_train = _model_input(reference, reference_prot, meta["genes"], meta["proteins"],
+                             reference.obs[batch_key])[train].copy()
+    cls = scvi.model.TOTALVI if meta["facts"]["model"] == "totalVI" else scvi.model.SCVI
+    model = cls.load(str(path / "model"), adata=ref_train, accelerator="cpu")
+    states = torch.load(path / "random_states.pt", weights_only=False)
+    py = meta["python_random"]
+    rng = {"python": (py[0], tuple(py[1]), py[2]), "numpy": states["numpy"], "torch": states["torch"]}
+    return ReferenceModel(model, meta["genes"], meta["proteins"], train, meta["train_names"], rng, meta["facts"])
+
+
 def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.AnnData | None = None,
               query_prot: ad.AnnData | None = None, label_key: str = "cell_state", lineage_key: str = "lineage",
               batch_key: str = "batch", query_batch_key: str = "sample", n_latent: int = 10, n_genes: int = 2000,
@@ -312,7 +444,8 @@ def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.An
               min_probability: float = 0.5, novelty_quantile: float = 0.99, seed: int = 0,
               unmapped_label: str = "unmapped", what: str = "query",
               setting: str = "min_shared_genes", reference_latent: bool = True, classifier: str = "knn",
-              classifier_genes: int = 20, classifier_c: float = 0.1) -> MappingResult:
+              classifier_genes: int = 20, classifier_c: float = 0.1,
+              model: ReferenceModel | None = None) -> MappingResult:
     """Map query cells onto a labelled reference (see the module docstring).
 
     Parameters
@@ -342,6 +475,10 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         subsample; novelty from the kNN distances all the same), with ``classifier_genes`` genes per
         label and inverse penalty ``classifier_c``; the vote's calls are kept as ``label_knn`` and
         ``label_lineage_knn`` for comparison.
+    model
+        A reference model already trained on ``reference`` (:func:`train_reference`, or
+        :func:`load_reference_model` from a previous run); ``None`` trains one here (then the
+        training settings above apply). The calls are the same either way.
 
     Returns
     -------
@@ -353,35 +490,23 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         raise InputError(f"{what}: classifier must be 'knn' or 'logistic', not {classifier!r}")
     if query.n_obs == 0:
         raise InputError(f"{what}: no cells to map")
-    genes = shared_genes(reference, query, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
-                         setting=setting)
-    proteins = []
-    if reference_prot is not None and query_prot is not None:
-        qp = set(query_prot.var_names)
-        proteins = [p for p in reference_prot.var_names if p in qp]
-    use_totalvi = len(proteins) >= min_shared_proteins
-    if not use_totalvi:
-        log.warning("%s: %d antibodies shared with the reference (< %d): mapping on RNA only (scVI)", what,
-                    len(proteins), min_shared_proteins)
-        proteins = []
-    scvi.settings.seed = seed
+    if model is None:
+        model = train_reference(reference, query, reference_prot=reference_prot, query_prot=query_prot,
+                                label_key=label_key, batch_key=batch_key, n_latent=n_latent, n_genes=n_genes,
+                                min_shared_genes=min_shared_genes, min_shared_proteins=min_shared_proteins,
+                                max_cells_per_state=max_cells_per_state, reference_epochs=reference_epochs,
+                                batch_size=batch_size, seed=seed, what=what, setting=setting)
+    genes, proteins, train, name = model.genes, model.proteins, model.train, model.facts["model"]
+    _check_panel(model, query, query_prot, what)
     labels = reference.obs[label_key].astype(str)
-    train = reference_subsample(labels, max_cells_per_state=max_cells_per_state, seed=seed)
     ref = _model_input(reference, reference_prot, genes, proteins, reference.obs[batch_key])
     q = _model_input(query, query_prot, genes, proteins, "query:" + query.obs[query_batch_key].astype(str))
-    ref_train = ref[train].copy()
-    name = "totalVI" if use_totalvi else "scVI"
-    log.info("%s: %s reference on %d of %d reference cells (%d labels), %d shared genes, %d shared antibodies",
-             what, name, len(train), reference.n_obs, labels.nunique(), len(genes), len(proteins))
-    cls = scvi.model.TOTALVI if use_totalvi else scvi.model.SCVI
-    setup = {"protein_expression_obsm_key": "protein"} if use_totalvi else {}
+    cls = type(model.model)
     kw = dict(accelerator="cpu", devices=1, enable_progress_bar=False, batch_size=batch_size)
+    scvi.settings.seed = model.facts["seed"]  # scvi-tools' data splits; then the random states the training
+    _set_random_states(model.rng)  # left: a loaded model maps as the model just trained
     with torch_deterministic():
-        cls.setup_anndata(ref_train, batch_key="batch", **setup)
-        model = cls(ref_train, n_latent=n_latent)
-        model.train(max_epochs=reference_epochs, callbacks=[epoch_progress(reference_epochs, model=name, logger=log)],
-                    **kw)
-        qm = cls.load_query_data(q, model)
+        qm = cls.load_query_data(q, model.model)
         qm.train(max_epochs=query_epochs, plan_kwargs={"weight_decay": 0.0},
                  callbacks=[epoch_progress(query_epochs, model=f"{name} query", logger=log)], **kw)
         latent_q = qm.get_latent_representation(q)
@@ -416,11 +541,12 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     facts = {"model": name, "genes": len(genes), "proteins": len(proteins), "reference_cells": int(len(train)),
              "query_cells": int(query.n_obs), "unmapped": int(unmapped.sum()), "novel": int(novel.sum()),
              "min_probability": min_probability, "novelty_quantile": novelty_quantile,
-             "epochs": {"reference": reference_epochs, "query": query_epochs}, "classifier": classifier}
+             "epochs": {"reference": model.facts["epochs"], "query": query_epochs}, "classifier": classifier}
     log.info("%s: mapped %d cells: %d %s (%d unlike any reference cell, the rest with a best vote < %.2f)", what,
              query.n_obs, facts["unmapped"], unmapped_label, facts["novel"], min_probability)
     return MappingResult(out, latent_q, latent_r, genes, proteins, facts)
 
 
-__all__ = ["MappingResult", "candidate_genes", "classify", "counts_matrix", "label_genes", "map_query", "reference_subsample",
-           "shared_genes", "vote"]
+__all__ = ["MappingResult", "ReferenceModel", "candidate_genes", "classify", "counts_matrix", "label_genes",
+           "load_reference_model", "map_query", "reference_subsample", "save_reference_model", "shared_genes",
+           "train_reference", "vote"]

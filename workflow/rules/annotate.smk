@@ -1,4 +1,37 @@
 # Cell states from marker scores, or from a labelled reference the user supplies (sscsig.annotate).
+from sscsig.annotate import MODEL_SETTINGS
+
+# annotation.method reference / both: the reference model, trained once for the reference and the cohort's
+# panel (the merged cohort's genes and antibodies, so it trains beside integrate); annotate maps onto it, and
+# changing the mapping's settings or the marker file does not train it again
+REFERENCE_MODEL = [f"{OUT}/cohort/reference_model"] if REFERENCE_FILES else []
+# its params: the reference's reading and the model's training, not the mapping's (min_probability, classifier...)
+MODEL_PARAMS = {k: v for k, v in config["annotation"]["reference"].items()
+                if k in ("path", "label_key", "lineage_key", "batch_key", "labels", *MODEL_SETTINGS)}
+
+
+rule reference_model:
+    input:
+        h5mu=f"{OUT}/cohort/merged.h5mu",
+        reference=REFERENCE_FILES,
+    output:
+        directory(f"{OUT}/cohort/reference_model"),
+    params:
+        reference=MODEL_PARAMS,
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/reference_model.log",
+    benchmark:
+        f"{OUT}/benchmarks/reference_model.tsv"
+    threads: 2
+    resources:
+        # the reference's counts in memory; of the cohort only the genes' and antibodies' names are read
+        mem_mb=lambda wildcards, input, attempt: int(2000 + 3 * sum(os.path.getsize(f) for f in input.reference) / 1e6) * attempt,
+        runtime=lambda wildcards, input, attempt: 120 * attempt,
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/reference_model.py"
 
 
 rule annotate:
@@ -6,6 +39,7 @@ rule annotate:
         h5mu=f"{OUT}/cohort/integrated.h5mu",
         markers=config["annotation"]["markers"],
         reference=REFERENCE_FILES,
+        model=REFERENCE_MODEL,
         standin_table=config["annotation"]["standin_table"] or [],
         merge_report=f"{OUT}/cohort/merge_report.json",
     output:

@@ -1,6 +1,7 @@
 # Validation of the config and the sample sheet (once, here), the cohort's samples, and helpers of
 # the rule files. A problem with the config, the sheet or an input file's header stops the run here
 # with one line naming the key, sample or file, before any job runs and before anything is written.
+import os
 import sys
 
 import pandas as pd

@@ -2,7 +2,8 @@
 their accuracy.
 
 :func:`load_markers`, :func:`annotate` (lineage, then fine states and module-high substates),
-:func:`load_reference`, :func:`read_label_table`, :func:`annotate_by_reference` (scArches mapping
+:func:`load_reference`, :func:`read_label_table`, :func:`train_reference_model` (the reference
+model, trained once per reference and cohort panel), :func:`annotate_by_reference` (scArches mapping
 onto a user-supplied labelled reference, ``annotation.method: reference``),
 :func:`subcluster` (Leiden within lineages), :func:`panel_evidence` (the marker evidence that
 antibody panels differing between samples take away), :func:`annotation_f1` and
@@ -12,8 +13,8 @@ antibody panels differing between samples take away), :func:`annotation_f1` and
 from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration
 from ._markers import (COMPONENTS, PROTEIN_LAYERS, annotate, load_markers, panel_evidence, refine_states,
                        subcluster)
-from ._reference import annotate_by_reference, load_reference, read_label_table
+from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, read_label_table, train_reference_model
 
-__all__ = ["COMPONENTS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference", "annotation_f1",
-           "annotation_vs_truth", "confidence_calibration", "load_markers", "load_reference", "panel_evidence", "read_label_table", "refine_states",
-           "subcluster"]
+__all__ = ["COMPONENTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference", "annotation_f1",
+           "annotation_vs_truth", "confidence_calibration", "load_markers", "load_reference", "panel_evidence",
+           "read_label_table", "refine_states", "subcluster", "train_reference_model"]

@@ -30,7 +30,7 @@ import pandas as pd
 from ..design import UNASSIGNED
 from ..errors import InputError
 from ..io import read_h5mu_modalities, read_obs
-from ..mapping import counts_matrix, map_query
+from ..mapping import ReferenceModel, counts_matrix, load_reference_model, map_query, train_reference
 from ..protein import complete_panel, match_antibodies
 
 log = logging.getLogger(__name__)
@@ -156,13 +156,43 @@ def _antibodies_named_as(reference_prot: ad.AnnData, panel) -> ad.AnnData:
     return out
 
 
+#: config annotation.reference keys of the reference model (rule reference_model); the others are the mapping's
+MODEL_SETTINGS = ("n_latent", "n_genes", "min_shared_genes", "min_shared_proteins", "max_cells_per_state",
+                  "reference_epochs", "batch_size")
+
+
+def train_reference_model(genes, panel, reference: ad.AnnData, reference_prot: ad.AnnData | None = None, *,
+                          n_latent: int = 10, n_genes: int = 2000, min_shared_genes: int = 200,
+                          min_shared_proteins: int = 5, max_cells_per_state: int = 500, reference_epochs: int = 200,
+                          batch_size: int = 256, seed: int = 0, threads: int | None = None) -> ReferenceModel:
+    """The reference model for a cohort that measures ``genes`` and the antibodies ``panel`` (those
+    measured in every sample, :func:`sscsig.protein.complete_panel`), trained once
+    (:func:`sscsig.mapping.train_reference`) and given to :func:`annotate_by_reference` as ``model``:
+    changing the mapping's settings or the marker file then does not train it again. Parameters as
+    :func:`annotate_by_reference`'s; only the cohort's feature names are needed, not its cells."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
+    query_prot = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, panel))))) if len(panel) else None
+    if reference_prot is not None and query_prot is not None:
+        reference_prot = _antibodies_named_as(reference_prot, query_prot.var_names)
+    return train_reference(reference, query, reference_prot=reference_prot, query_prot=query_prot, n_latent=n_latent,
+                           n_genes=n_genes, min_shared_genes=min_shared_genes, min_shared_proteins=min_shared_proteins,
+                           max_cells_per_state=max_cells_per_state, reference_epochs=reference_epochs,
+                           batch_size=batch_size, seed=seed, what="cohort",
+                           setting="annotation.reference.min_shared_genes")
+
+
 def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_prot: ad.AnnData | None = None, *,
                           query_batch_key: str = "batch", n_latent: int = 10, n_genes: int = 2000,
                           min_shared_genes: int = 200, min_shared_proteins: int = 5, max_cells_per_state: int = 500,
                           reference_epochs: int = 200, query_epochs: int = 100, batch_size: int = 256,
                           n_neighbors: int = 15, min_probability: float = 0.5, novelty_quantile: float = 0.99,
                           classifier: str = "logistic", classifier_genes: int = 20, classifier_c: float = 0.1,
-                          seed: int = 0, threads: int | None = None) -> dict:
+                          seed: int = 0, threads: int | None = None,
+                          model: ReferenceModel | str | Path | None = None) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place,
     from a labelled reference (:func:`load_reference`).
 
@@ -185,6 +215,10 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
     threads
         torch's CPU threads (the rule's ``threads``: one count, the same results wherever the job
         runs); ``None`` leaves torch's setting.
+    model
+        The reference model (:func:`train_reference_model`) or the folder it was saved to
+        (:func:`sscsig.mapping.save_reference_model`); ``None`` trains it here with the settings
+        above. The calls are the same either way.
 
     Returns
     -------
@@ -205,6 +239,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
                        obs=pd.DataFrame({"batch": batch.astype(str).to_numpy()}, index=rna.obs_names))
     if reference_prot is not None and prot is not None:
         reference_prot = _antibodies_named_as(reference_prot, prot.var_names)
+    if isinstance(model, (str, Path)):
+        model = load_reference_model(model, reference, reference_prot)
     res = map_query(reference, query, reference_prot=reference_prot, query_prot=prot, query_batch_key="batch",
                     n_latent=n_latent, n_genes=n_genes, min_shared_genes=min_shared_genes,
                     min_shared_proteins=min_shared_proteins, max_cells_per_state=max_cells_per_state,
@@ -212,7 +248,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
                     n_neighbors=n_neighbors, min_probability=min_probability, novelty_quantile=novelty_quantile,
                     seed=seed, unmapped_label=UNASSIGNED, what="cohort",
                     setting="annotation.reference.min_shared_genes", reference_latent=False, classifier=classifier,
-                    classifier_genes=classifier_genes, classifier_c=classifier_c)
+                    classifier_genes=classifier_genes, classifier_c=classifier_c, model=model)
     q = res.query.loc[mdata.obs_names]
     state = q["label"].to_numpy(dtype=object)
     lineage = q["label_lineage"].to_numpy(dtype=object)
