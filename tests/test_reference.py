@@ -213,7 +213,7 @@ def test_rule_annotate_with_both_methods(demo_run, tmp_path):
     md.set_options(pull_on_update=False)
     out = tmp_path / "results"
     (out / "cohort").mkdir(parents=True)
-    for name in ("merge_report.json", "merged.h5mu", "integrated.h5mu"):  # the two rules' inputs
+    for name in ("merge_report.json", "panel.tsv", "merged.h5mu", "integrated.h5mu"):  # the two rules' inputs (and merge's outputs)
         shutil.copy2(demo_run / "cohort" / name, out / "cohort" / name)
     cfg = tmp_path / "both.yaml"
     cfg.write_text(f"outdir: {out}\nannotation:\n  method: both\n  reference:\n"

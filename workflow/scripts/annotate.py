@@ -14,7 +14,7 @@ with rule_logging(snakemake):
         r = dict(p.reference)  # the model's own settings are those it was trained with
         ref, ref_prot, labels = load_reference(**{k: r.pop(k) for k in ("path", "label_key", "lineage_key", "batch_key", "labels")})
         report = annotate_by_reference(mdata, ref, ref_prot, query_batch_key=p.batch_key, **r, seed=p.seed,
-                                       threads=snakemake.threads, model=i.model) | {"reference_labels": labels.to_dict(orient="records")}
+                                       threads=snakemake.threads, model=i.model[0]) | {"reference_labels": labels.to_dict(orient="records")}
     if p.method == "both":  # the reference's lineages, the marker file's states within them
         mdata.obs["cell_state_reference"] = mdata.obs["cell_state"].copy()
         report = annotate(mdata, markers, **p.annotation, seed=p.seed, lineage=mdata.obs["lineage"].astype(str).to_numpy(),
