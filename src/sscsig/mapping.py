@@ -130,6 +130,15 @@ def _model_input(rna: ad.AnnData, prot: ad.AnnData | None, genes, proteins, batc
     return a
 
 
+def _reference_input(reference: ad.AnnData, reference_prot: ad.AnnData | None, genes, proteins, batch_key: str,
+                     rows: np.ndarray | None = None) -> ad.AnnData:
+    """:func:`_model_input` of the reference, of its cells at ``rows`` only (the training cells) or of all."""
+    if rows is None:
+        return _model_input(reference, reference_prot, genes, proteins, reference.obs[batch_key])
+    return _model_input(reference[rows], reference_prot[rows] if proteins else None, genes, proteins,
+                        reference.obs[batch_key].to_numpy()[rows])
+
+
 def _classifier_features(rna: ad.AnnData, prot: ad.AnnData | None, latent: np.ndarray, genes: list[str],
                          proteins: list[str], shared: list[str], *, expr=None) -> dict:
     """:func:`classify`'s features of one side: its latent, CLR of the shared antibodies, log-normalised
@@ -363,7 +372,7 @@ def train_reference(reference: ad.AnnData, query: ad.AnnData, *, reference_prot:
     scvi.settings.seed = seed
     labels = reference.obs[label_key].astype(str)
     train = reference_subsample(labels, max_cells_per_state=max_cells_per_state, seed=seed)
-    ref_train = _model_input(reference, reference_prot, genes, proteins, reference.obs[batch_key])[train].copy()
+    ref_train = _reference_input(reference, reference_prot, genes, proteins, batch_key, train)
     name = "totalVI" if use_totalvi else "scVI"
     log.info("%s: %s reference on %d of %d reference cells (%d labels), %d shared genes, %d shared antibodies",
              what, name, len(train), reference.n_obs, labels.nunique(), len(genes), len(proteins))
@@ -426,8 +435,7 @@ def load_reference_model(path, reference: ad.AnnData, reference_prot: ad.AnnData
     if train.max(initial=-1) >= reference.n_obs or list(map(str, reference.obs_names[train])) != meta["train_names"]:
         raise InputError(f"{path}: this reference model was trained on other reference cells than "
                          f"{reference.n_obs} given: train it again")
-    ref_train = _model_input(reference, reference_prot, meta["genes"], meta["proteins"],
-                             reference.obs[batch_key])[train].copy()
+    ref_train = _reference_input(reference, reference_prot, meta["genes"], meta["proteins"], batch_key, train)
     cls = scvi.model.TOTALVI if meta["facts"]["model"] == "totalVI" else scvi.model.SCVI
     model = cls.load(str(path / "model"), adata=ref_train, accelerator="cpu")
     states = torch.load(path / "random_states.pt", weights_only=False)
@@ -499,7 +507,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     genes, proteins, train, name = model.genes, model.proteins, model.train, model.facts["model"]
     _check_panel(model, query, query_prot, what)
     labels = reference.obs[label_key].astype(str)
-    ref = _model_input(reference, reference_prot, genes, proteins, reference.obs[batch_key])
+    # the reference cells whose latent is wanted: all of them, or only the training cells (the vote's)
+    ref = _reference_input(reference, reference_prot, genes, proteins, batch_key, None if reference_latent else train)
     q = _model_input(query, query_prot, genes, proteins, "query:" + query.obs[query_batch_key].astype(str))
     cls = type(model.model)
     kw = dict(accelerator="cpu", devices=1, enable_progress_bar=False, batch_size=batch_size)
@@ -514,7 +523,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
             latent_r = qm.get_latent_representation(ref)
             latent_train = latent_r[train]
         else:
-            latent_r, latent_train = None, qm.get_latent_representation(ref[train].copy())
+            latent_r, latent_train = None, qm.get_latent_representation(ref)
     out = vote(latent_train, labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
                latent_q, n_neighbors=n_neighbors, min_probability=min_probability,
                novelty_quantile=novelty_quantile, unmapped_label=unmapped_label)
