@@ -437,6 +437,18 @@ def test_a_saved_reference_model_maps_as_the_model_just_trained(tmp_path):
     again = map_query(r, q, **kw, **mapping, model=loaded)
     np.testing.assert_array_equal(at_once.latent_query, again.latent_query)
     pd.testing.assert_frame_equal(at_once.query, again.query)
+    # the query training starts from the random states saved with the model (those the training left,
+    # as when the two ran in one go before rule reference_model existed), not from a fresh seed
+    import dataclasses
+    import random
+
+    import torch
+
+    from sscsig.mapping import _random_states
+
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    moved = map_query(r, q, **kw, **mapping, model=dataclasses.replace(loaded, rng=_random_states()))
+    assert not np.array_equal(moved.latent_query, again.latent_query)
     with pytest.raises(InputError, match="other reference cells"):
         load_reference_model(tmp_path / "model", r[::-1].copy(), rp[::-1].copy())
     with pytest.raises(InputError, match="features this cohort lacks"):

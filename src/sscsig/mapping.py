@@ -75,7 +75,7 @@ class ReferenceModel:
     proteins: list[str]
     train: np.ndarray  # positions of the training cells in the reference
     train_names: list[str]  # their names, to check a saved model is used with its own reference
-    rng: dict  # the random states at the end of the training, so that a loaded model maps as a fresh one
+    rng: dict  # the random states at the end of the training, from which the query training starts
     facts: dict
 
 
@@ -512,8 +512,11 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     q = _model_input(query, query_prot, genes, proteins, "query:" + query.obs[query_batch_key].astype(str))
     cls = type(model.model)
     kw = dict(accelerator="cpu", devices=1, enable_progress_bar=False, batch_size=batch_size)
-    scvi.settings.seed = model.facts["seed"]  # scvi-tools' data splits; then the random states the training
-    _set_random_states(model.rng)  # left: a loaded model maps as the model just trained
+    # scvi-tools' seed (its data splits; it also reseeds every generator), then the random states the training
+    # left: the query training starts where it did when training and mapping ran in one go, before rule
+    # reference_model existed, so a loaded model's calls and a fresh one's are those of that code
+    scvi.settings.seed = model.facts["seed"]
+    _set_random_states(model.rng)
     with torch_deterministic():
         qm = cls.load_query_data(q, model.model)
         qm.train(max_epochs=query_epochs, plan_kwargs={"weight_decay": 0.0},
