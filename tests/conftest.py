@@ -21,6 +21,31 @@ TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\
 TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
 
 
+def mapping_sides(rng):
+    """A small labelled reference (RNA + 6 antibodies, two batches) and a query with other depths:
+    (reference RNA, reference protein, query RNA, query protein), counts in ``X``."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    def side(n, depth, prefix):
+        states = np.resize(["A1", "A2", "B1"], n)
+        lam = np.full((n, 80), 1.0)
+        lam[states == "A1", :10], lam[states == "A2", 10:20], lam[states == "B1", 20:30] = 5, 5, 6
+        pl = np.full((n, 6), 20.0)
+        pl[states == "B1", 0], pl[states == "A2", 1] = 200, 150
+        rna = ad.AnnData(sp.csr_matrix(rng.poisson(lam * depth).astype(np.float32)),
+                         var=pd.DataFrame(index=[f"G{i}" for i in range(80)]),
+                         obs=pd.DataFrame({"cell_state": states, "lineage": [x[0] for x in states],
+                                           "batch": np.resize(["b1", "b2"], n)}, index=[f"{prefix}{i}" for i in range(n)]))
+        prot = ad.AnnData(sp.csr_matrix(rng.poisson(pl).astype(np.float32)),
+                          var=pd.DataFrame(index=[f"P{i}" for i in range(6)]))
+        return rna, prot
+
+    return (*side(240, 1.0, "r"), *side(120, 1.2, "q"))
+
+
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory):
     """A small simulated cohort (27 donors x ~120 cells), written once per session."""

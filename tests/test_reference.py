@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from sscsig.errors import InputError
 from sscsig.io import read_cell_table
+from conftest import mapping_sides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -401,32 +402,13 @@ def test_classifier_features_from_a_prebuilt_matrix_equal_those_built_from_count
         _classifier_features(rna, None, latent, ["G7", "G2"], [], shared)
 
 
-def _mapping_sides(rng):
-    """A small labelled reference (RNA + 6 antibodies, two batches) and a query with other depths."""
-    def side(n, depth, prefix):
-        states = np.resize(["A1", "A2", "B1"], n)
-        lam = np.full((n, 80), 1.0)
-        lam[states == "A1", :10], lam[states == "A2", 10:20], lam[states == "B1", 20:30] = 5, 5, 6
-        pl = np.full((n, 6), 20.0)
-        pl[states == "B1", 0], pl[states == "A2", 1] = 200, 150
-        rna = ad.AnnData(sp.csr_matrix(rng.poisson(lam * depth).astype(np.float32)),
-                         var=pd.DataFrame(index=[f"G{i}" for i in range(80)]),
-                         obs=pd.DataFrame({"cell_state": states, "lineage": [x[0] for x in states],
-                                           "batch": np.resize(["b1", "b2"], n)}, index=[f"{prefix}{i}" for i in range(n)]))
-        prot = ad.AnnData(sp.csr_matrix(rng.poisson(pl).astype(np.float32)),
-                          var=pd.DataFrame(index=[f"P{i}" for i in range(6)]))
-        return rna, prot
-
-    return (*side(240, 1.0, "r"), *side(120, 1.2, "q"))
-
-
 def test_a_saved_reference_model_maps_as_the_model_just_trained(tmp_path):
     """Rule reference_model trains and saves the model, rule annotate loads it: the calls and the
     latent are those of training and mapping in one go (weights and random states are saved), and a
     model is refused for other reference cells or a cohort without its features."""
     from sscsig.mapping import load_reference_model, map_query, save_reference_model, train_reference
 
-    r, rp, q, qp = _mapping_sides(np.random.default_rng(0))
+    r, rp, q, qp = mapping_sides(np.random.default_rng(0))
     kw = dict(reference_prot=rp, query_prot=qp, n_genes=60, min_shared_genes=10, reference_epochs=4, seed=3)
     mapping = dict(query_epochs=3, classifier="logistic", classifier_genes=5, query_batch_key="batch",
                    reference_latent=False)

@@ -186,7 +186,7 @@ def test_trajectory_entry_is_the_blood_state_next_to_the_macrophages(via_near_en
 
 
 @pytest.mark.slow
-def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
+def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run, tmp_path):
     """The tiny demo's kidney (BD Rhapsody, targeted panel) and lung (10x) samples, mapped onto the
     pipeline's own blood annotation (not the truth), with the test's short training (tiny.yaml)."""
     from scipy.stats import spearmanr
@@ -249,6 +249,22 @@ def test_tissue_stages_of_the_tiny_demo_against_truth(demo_run):
     assert {"SSc01_kidney", "SSc05_lung"} <= set(qc.index) and qc.loc["SSc01_kidney", "protein_norm"] == "clr"
     # the kidney's QC settings (config tissue.tissues.kidney.qc over config qc)
     assert "genes in [20, 5000], mito <= 40.0%, scrublet off" in (demo_run / "logs/qc/SSc01_kidney.log").read_text()
+    # the blood model is trained once per tissue (rule tissue_reference_model): a mapping key re-runs
+    # tissue_map on the saved model, a training key trains it again (dry runs on the demo's outputs)
+    import subprocess
+    import sys
+
+    for key, rules in (("min_probability: 0.6", {"tissue_map"}),
+                       ("reference_epochs: 90", {"tissue_reference_model", "tissue_map"})):
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(f"tissue:\n  map:\n    {key}\n")
+        dry = subprocess.run([sys.executable, "-m", "snakemake", str(demo_run / "tissue/kidney_mapped.h5mu"), "-n",
+                              "--configfile", "config/config.yaml", str(demo_run.parent / "tiny.yaml"), str(changed),
+                              "--config", f"outdir={demo_run}"], cwd=ROOT, capture_output=True, text=True)
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        ran = {line[5:].rstrip(":") for line in dry.stdout.splitlines() if line.startswith("rule ")}
+        assert ran == rules, (key, ran)
+    assert (demo_run / "tissue/kidney_reference_model/model/model.pt").exists()
 
 
 def test_validate_checks_tissue_files_before_any_job(tissue_cohort, tmp_path):
@@ -344,3 +360,47 @@ def test_clonotypes_shared_by_blood_and_lung_where_planted_and_absent_in_a_null_
     assert t2.loc[[d for d in t2.index if not ild[d]], "tcr_shared"].sum() == 0
     assert (n_ild == 0) if null else (n_ild >= 3 and len(both) >= 2), (n_ild, both)
     assert by.drop(index="CD8.TEM_T2ISG", level="state")["tcr_shared"].sum() == 0  # other T cells: own clones
+
+
+def test_a_saved_tissue_reference_model_maps_as_the_model_just_trained(tmp_path, monkeypatch):
+    """Rule tissue_reference_model trains and saves the blood model for a tissue's panel, rule
+    tissue_map loads it: the tissue's calls and both latents are those of training and mapping in one
+    go, and the model's settings are the training keys of ``tissue.map`` only."""
+    from conftest import mapping_sides
+
+    from sscsig.mapping import save_reference_model
+    from sscsig.tissue import MODEL_SETTINGS, map_tissue, train_tissue_reference
+
+    r, rp, q, qp = mapping_sides(np.random.default_rng(1))
+    r.obs["donor"], r.obs["sample"] = np.resize(["d1", "d2"], r.n_obs), np.resize(["s1", "s2"], r.n_obs)
+    r.obs.loc[r.obs_names[:5], "cell_state"] = "Unassigned"  # left out of the reference, as in map_tissue
+    blood = md.MuData({"rna": r, "prot": ad.AnnData(rp.X, obs=pd.DataFrame(index=r.obs_names), var=rp.var)})
+    blood.obs = r.obs.copy()
+    qo = pd.DataFrame({"sample": np.resize(["k1", "k2"], q.n_obs), "donor": np.resize(["d1", "d2"], q.n_obs)},
+                      index=q.obs_names)
+    markers = {"Tubular": {"genes": ["UMOD", "LRP2"], "versus": {}}}  # not on the panel: every cell is immune
+
+    def tissue():
+        t = md.MuData({"rna": ad.AnnData(q.X.copy(), obs=qo.copy(), var=q.var.copy()),
+                       "prot": ad.AnnData(qp.X.copy(), obs=pd.DataFrame(index=q.obs_names), var=qp.var.copy())})
+        t.obs = qo.copy()
+        return t
+
+    params = dict(n_genes=60, min_shared_genes=10, reference_epochs=4, query_epochs=3, min_probability=0.3)
+    at_once, lat_once, _ = map_tissue(blood, tissue(), markers, tissue_name="kidney", map_params=params, seed=2)
+    model = train_tissue_reference(blood, tissue(), tissue_name="kidney", map_params=params, seed=2)
+    assert model.facts["epochs"] == 4 and len(model.proteins) == 6 and len(model.train) == r.n_obs - 5
+    save_reference_model(model, tmp_path / "kidney_model")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved model was not used: map_tissue trained another")
+
+    monkeypatch.setattr("sscsig.mapping.train_reference", no_training)
+    loaded, lat_loaded, _ = map_tissue(blood, tissue(), markers, tissue_name="kidney", map_params=params, seed=2,
+                                       model=tmp_path / "kidney_model")
+    pd.testing.assert_frame_equal(at_once.obs, loaded.obs)
+    np.testing.assert_array_equal(at_once.obsm["X_mapped"], loaded.obsm["X_mapped"])
+    np.testing.assert_array_equal(lat_once.obsm["X_mapped"], lat_loaded.obsm["X_mapped"])
+    assert (at_once.obs["blood_state"] != "unmapped").mean() > 0.5  # a mapping, not all cells refused
+    assert set(MODEL_SETTINGS) < set(validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+                                     ["tissue"]["map"])

@@ -1,9 +1,38 @@
 # Tissue samples (sscsig.tissue): tissue-only types and the mapping of each tissue's immune cells
-# onto the blood states, the blood monocyte -> tissue macrophage trajectory, T-cell clonotypes shared
+# onto the blood states (the blood reference model for each tissue's panel trained once, rule
+# tissue_reference_model), the blood monocyte -> tissue macrophage trajectory, T-cell clonotypes shared
 # with the donors' blood (sheet column vdj_path), the per-state tissue table and figure. Included only
 # when the sheet has tissue samples (column tissue); each tissue sample's QC is rule qc with the
 # tissue's settings (config tissue.tissues.<tissue>.qc). Helpers (tissue_qc_files, tissue_vdj) are in
 # common.smk.
+from sscsig.tissue import MODEL_SETTINGS as TISSUE_MODEL_SETTINGS
+
+
+rule tissue_reference_model:
+    input:
+        qc=tissue_qc_files,
+        blood=f"{OUT}/cohort/annotated.h5mu",
+        samples=TISSUE_DESIGN,
+    output:
+        directory(f"{OUT}/tissue/{{tissue}}_reference_model"),
+    params:
+        # the blood model's training keys only: the mapping's keys re-run tissue_map, not this
+        map={k: v for k, v in config["tissue"]["map"].items() if k in TISSUE_MODEL_SETTINGS},
+        batch_key=config["integration"]["batch_key"],
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/tissue_reference_model/{{tissue}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tissue_reference_model/{{tissue}}.tsv"
+    # one torch / BLAS thread, as tissue_map (its model's training and the query's must run alike)
+    threads: 1
+    resources:
+        mem_mb=mem_mb_from_input(2000, 3),
+        runtime=runtime_from_input(30, 60),
+    conda:
+        "../../envs/sscsig.yaml"
+    script:
+        "../scripts/tissue_reference_model.py"
 
 
 rule tissue_map:
@@ -12,6 +41,7 @@ rule tissue_map:
         blood=f"{OUT}/cohort/annotated.h5mu",
         samples=TISSUE_DESIGN,
         markers=config["tissue"]["markers"],
+        model=f"{OUT}/tissue/{{tissue}}_reference_model",
     output:
         h5mu=f"{OUT}/tissue/{{tissue}}_mapped.h5mu",
         blood_latent=f"{OUT}/tissue/{{tissue}}_blood_latent.h5ad",
@@ -25,6 +55,8 @@ rule tissue_map:
         f"{OUT}/logs/tissue_map/{{tissue}}.log",
     benchmark:
         f"{OUT}/benchmarks/tissue_map/{{tissue}}.tsv"
+    # one torch / BLAS thread, fixed: the thread count changes totalVI's last bits (and so a few calls)
+    threads: 1
     resources:
         mem_mb=mem_mb_from_input(2000, 3),
         runtime=runtime_from_input(30, 60),

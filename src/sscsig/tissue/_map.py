@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import anndata as ad
 import mudata as md
 import numpy as np
 import pandas as pd
 
-from ..mapping import MappingResult, counts_matrix, map_query
+from ..mapping import MappingResult, ReferenceModel, counts_matrix, load_reference_model, map_query, train_reference
 from ..protein import complete_panel
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def map_to_blood(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad
                  n_genes: int = 2000, min_shared_genes: int = 50, min_shared_proteins: int = 5,
                  max_cells_per_state: int = 500, reference_epochs: int = 200, query_epochs: int = 100,
                  batch_size: int = 256, n_neighbors: int = 15, min_probability: float = 0.5,
-                 novelty_quantile: float = 0.99, seed: int = 0, what: str = "tissue") -> MappingResult:
+                 novelty_quantile: float = 0.99, seed: int = 0, what: str = "tissue",
+                 model: ReferenceModel | None = None) -> MappingResult:
     """Map tissue immune cells onto the blood states (:func:`sscsig.mapping.map_query` with the
     tissue's column names).
 
@@ -65,6 +67,9 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         scvi-tools' seed (training, subsampling).
     what
         Names the tissue in errors and logs.
+    model
+        The blood reference model for this tissue's panel (:func:`train_tissue_reference`); ``None``
+        trains it here (the training settings above then apply). The calls are the same either way.
 
     Returns
     -------
@@ -79,15 +84,68 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                     max_cells_per_state=max_cells_per_state, reference_epochs=reference_epochs,
                     query_epochs=query_epochs, batch_size=batch_size, n_neighbors=n_neighbors,
                     min_probability=min_probability, novelty_quantile=novelty_quantile, seed=seed,
-                    unmapped_label=UNMAPPED, what=what, setting="tissue.map.min_shared_genes")
+                    unmapped_label=UNMAPPED, what=what, setting="tissue.map.min_shared_genes", model=model)
     res.query = res.query.drop(columns=["lineage_probability"]).rename(columns=_RENAME)
     return res
 
 
+#: the keys of config ``tissue.map`` that the blood reference model is trained with (rule
+#: tissue_reference_model); the others (query_epochs, n_neighbors, min_probability,
+#: novelty_quantile) are the mapping's, and changing them re-runs only rule tissue_map
+MODEL_SETTINGS = ("n_latent", "n_genes", "min_shared_genes", "min_shared_proteins", "max_cells_per_state",
+                  "reference_epochs", "batch_size")
+
+
+def _blood_reference(blood: md.MuData, label_key: str, lineage_key: str,
+                     batch_key: str) -> tuple[np.ndarray, ad.AnnData, ad.AnnData]:
+    """The blood cells the tissue is mapped onto (every cell with a state, not ``Unassigned``): their
+    positions, RNA counts with ``obs`` label / lineage / batch, and the complete panel's counts."""
+    ok = ~blood.obs[label_key].astype(str).isin(["Unassigned", "nan"]).to_numpy()
+    ref_rna, ref_prot = blood["rna"][ok], blood["prot"][ok][:, complete_panel(blood["prot"])]
+    ref_rna = ad.AnnData(counts_matrix(ref_rna), var=pd.DataFrame(index=ref_rna.var_names),
+                         obs=blood.obs.loc[ok, [label_key, lineage_key, batch_key]].astype(str))
+    return ok, ref_rna, ref_prot
+
+
+def read_tissue(files, donors: dict[str, str], *, tissue_name: str) -> md.MuData:
+    """One tissue's QC'd samples (rule qc's ``.h5mu`` files) as one MuData: the genes and antibodies
+    every sample measures, ``obs`` ``sample``, ``donor`` (from ``donors``, sample -> donor) and
+    ``tissue``."""
+    parts = [md.read_h5mu(f) for f in files]
+    mdata = md.MuData({m: ad.concat([x[m] for x in parts], merge="same") for m in ("rna", "prot")})
+    mdata.obs = pd.concat([x.obs for x in parts]).loc[mdata.obs_names]
+    mdata.obs["donor"] = pd.Series(donors).loc[mdata.obs["sample"].astype(str)].to_numpy()
+    mdata.obs["tissue"] = tissue_name
+    return mdata
+
+
+def train_tissue_reference(blood: md.MuData, tissue: md.MuData, *, tissue_name: str, map_params: dict | None = None,
+                           label_key: str = "cell_state", lineage_key: str = "lineage", batch_key: str = "batch",
+                           seed: int = 0, threads: int | None = None) -> ReferenceModel:
+    """The blood reference model for one tissue's panel (the genes and antibodies blood and the tissue
+    share), trained once (:func:`sscsig.mapping.train_reference`) and given to :func:`map_tissue` as
+    ``model``: changing the mapping's settings then does not train it again. Only the tissue's
+    feature names are read, not its cells. ``map_params``: config ``tissue.map`` (its
+    :data:`MODEL_SETTINGS`; the mapping's keys are ignored here). ``threads``: torch's CPU threads
+    (the rule's)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    _, ref_rna, ref_prot = _blood_reference(blood, label_key, lineage_key, batch_key)
+    query = ad.AnnData(var=pd.DataFrame(index=tissue["rna"].var_names))
+    query_prot = ad.AnnData(var=pd.DataFrame(index=tissue["prot"].var_names))
+    settings = {k: v for k, v in (map_params or {}).items() if k in MODEL_SETTINGS}
+    return train_reference(ref_rna, query, reference_prot=ref_prot, query_prot=query_prot, label_key=label_key,
+                           batch_key=batch_key, seed=seed, what=tissue_name, setting="tissue.map.min_shared_genes",
+                           **settings)
+
+
 def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *, tissue_name: str,
                min_type_score: float = 1.0, map_params: dict | None = None, label_key: str = "cell_state",
-               lineage_key: str = "lineage", batch_key: str = "batch",
-               seed: int = 0) -> tuple[md.MuData, ad.AnnData, pd.DataFrame]:
+               lineage_key: str = "lineage", batch_key: str = "batch", seed: int = 0,
+               model: ReferenceModel | str | Path | None = None,
+               threads: int | None = None) -> tuple[md.MuData, ad.AnnData, pd.DataFrame]:
     """Tissue-only types, then the mapping of the tissue's immune cells onto the blood states.
 
     Parameters
@@ -102,6 +160,12 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
         mapped too, so that they share the latent space (the trajectory's end), but keep their type.
     min_type_score, map_params
         Config ``tissue.min_type_score`` and ``tissue.map``.
+    model
+        The blood reference model for this tissue (:func:`train_tissue_reference`) or the folder it
+        was saved to (:func:`sscsig.mapping.save_reference_model`); ``None`` trains it here. The
+        calls are the same either way.
+    threads
+        torch's CPU threads (the rule's); ``None`` leaves torch's setting.
 
     Returns
     -------
@@ -116,16 +180,19 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
     types, report = call_tissue_types(tissue["rna"], markers, min_type_score=min_type_score)
     immune_types = {IMMUNE} | {t for t, spec in markers.items() if spec.get("immune")}
     into_model = types["tissue_type"].isin(immune_types).to_numpy()
-    ok = ~blood.obs[label_key].astype(str).isin(["Unassigned", "nan"]).to_numpy()
-    ref_rna, ref_prot = blood["rna"][ok], blood["prot"][ok][:, complete_panel(blood["prot"])]
-    ref_rna = ad.AnnData(counts_matrix(ref_rna), var=pd.DataFrame(index=ref_rna.var_names),
-                         obs=blood.obs.loc[ok, [label_key, lineage_key, batch_key]].astype(str))
+    ok, ref_rna, ref_prot = _blood_reference(blood, label_key, lineage_key, batch_key)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if isinstance(model, (str, Path)):
+        model = load_reference_model(model, ref_rna, ref_prot, batch_key=batch_key)
     q = tissue["rna"][into_model]
     q = ad.AnnData(counts_matrix(q), obs=tissue.obs.loc[into_model, ["sample"]].astype(str),
                    var=pd.DataFrame(index=q.var_names))
     res = map_to_blood(ref_rna, q, reference_prot=ref_prot, query_prot=tissue["prot"][into_model],
                        label_key=label_key, lineage_key=lineage_key, batch_key=batch_key, seed=seed, what=tissue_name,
-                       **(map_params or {}))
+                       model=model, **(map_params or {}))
     obs = types.join(res.query[["blood_state", "blood_state_probability", "blood_state_uncertainty",
                                 "blood_lineage", "novelty", "blood_state_nearest"]])
     tissue_only = obs["tissue_type"] != IMMUNE
