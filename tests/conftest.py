@@ -139,6 +139,7 @@ def slurm_run(request, tmp_path_factory):
     results = out / "results"
     # targets first: --quiet and --config take several values and would swallow them
     targets = [str(results / f"tables/complication_{c}.{ext}") for c in ("SRC", "ILD") for ext in ("tsv", "md")]
+    targets.append(str(results / "qc/summary.tsv"))  # the per-sample QC run twice (test_workflow's rerun copies it)
     cmd = [sys.executable, "-m", "snakemake", *targets, "--profile", "profiles/slurm", "--jobs", "8",
            "--configfile", "config/config.yaml", str(out / "tiny.yaml"),
            "--config", f"outdir={results}", "--default-resources", f"slurm_partition={partition.rstrip('*')}",

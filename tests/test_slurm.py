@@ -20,8 +20,9 @@ def test_tiny_demo_on_slurm_equals_local_run(slurm_run, request):
     demo_run = request.getfixturevalue("demo_run")  # the local run, only once Slurm is known to be there
     proc, out = slurm_run["proc"], slurm_run["results"]
     assert proc.wait() == 0, slurm_run["log"].read_text()[-8000:]
-    for name in ("complication_SRC.tsv", "complication_ILD.tsv", "complication_SRC.md"):
-        assert (out / "tables" / name).read_bytes() == (demo_run / "tables" / name).read_bytes(), name
+    for name in ("tables/complication_SRC.tsv", "tables/complication_ILD.tsv", "tables/complication_SRC.md",
+                 "qc/summary.tsv"):
+        assert (out / name).read_bytes() == (demo_run / name).read_bytes(), name
     # the jobs went through Slurm: its accounting lists the pipeline's rules for this run
     acct = subprocess.run(["sacct", "-n", "-X", "-P", "--format=JobID,JobName,State,Comment", "-S",
                            slurm_run["start"]], capture_output=True, text=True).stdout

@@ -169,7 +169,9 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
     # biomarker stage off: this run checks sheet mode and the drop warning (and that the stage can be off)
     (tmp_path / "drop.yaml").write_text("qc:\n  on_too_few_cells: drop\nbiomarker:\n  enabled: false\n" + TINY_TOTALVI)
     out = tmp_path / "sheet_run"
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml",
+    # the complication tables and what they need (the demo run builds `all`: integration metrics and figures)
+    targets = [str(out / f"tables/complication_{c}.html") for c in ("SRC", "ILD")]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "config/config.yaml",
            str(tmp_path / "drop.yaml"), "--config", f"samples={tmp_path}/samples.tsv", f"outdir={out}", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -177,7 +179,11 @@ def test_user_sample_sheet_runs(small_cohort, tmp_path):
         t = pd.read_csv(out / f"tables/complication_{comp}.tsv", sep="\t")
         assert list(t.columns[: len(REQUIRED)]) == REQUIRED and len(t) > 20
     assert not (out / "demo").exists()  # nothing simulated in sheet mode
-    assert not (out / "biomarker").exists()  # the stage is off
+    # the stage is off: the whole workflow (`all`, dry run) has no biomarker job left to run
+    rest = subprocess.run(cmd[:3] + cmd[3 + len(targets):-1] + ["-n"], cwd=ROOT, capture_output=True, text=True)
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    jobs = {line.split()[0] for line in rest.stdout.split("Job stats:")[1].splitlines()[3:] if line.strip()}
+    assert {"all", "integration_metrics", "figures_cohort"} <= jobs and not [j for j in jobs if "biomarker" in j], jobs
     dropped = sheet.loc[0, "sample"]
     assert dropped not in set(md.read_h5mu(out / "cohort/merged.h5mu").obs["sample"])
     assert f"'{dropped}'" in (out / "tables/complication_SRC.md").read_text()
@@ -214,13 +220,19 @@ def _tables(results: Path) -> dict[str, bytes]:
 def test_sigkill_during_integration_then_rerun_incomplete_gives_identical_tables(demo_run, tmp_path):
     """Kill the whole run (SIGKILL, no cleanup) while `integrate` is computing; restart with
     `--rerun-incomplete`; the tables equal those of the uninterrupted run (`demo_run`) byte for byte,
-    which is also the two-run identity check of docs/reproducibility.md."""
+    which is also the two-run identity check of docs/reproducibility.md. The second run starts from
+    the first's simulated data and per-sample QC (copied with their times; both have byte-level tests
+    of their own, and the Slurm test repeats them): it re-runs `design`, `merge`, `qc_summary` and
+    everything from `integrate` on."""
     import os
+    import shutil
     import signal
     import time
 
     cfg = demo_run.parent / "tiny.yaml"
     out = tmp_path / "results"
+    shutil.copytree(demo_run / "demo", out / "demo")  # copy2: the files keep their times, so neither step re-runs
+    shutil.copytree(demo_run / "qc", out / "qc", ignore=shutil.ignore_patterns("summary.*", "stress.*"))  # re-run
     targets = [*(str(out / f"tables/complication_{c}.md") for c in ("SRC", "ILD")), str(out / "qc/summary.tsv"),
                str(out / "tables/tissue_kidney.tsv")]  # the kidney's mapping and trajectory (seeded) too
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "config/config.yaml",
