@@ -388,7 +388,8 @@ def test_a_saved_tissue_reference_model_maps_as_the_model_just_trained(tmp_path,
 
     params = dict(n_genes=60, min_shared_genes=10, reference_epochs=4, query_epochs=3, min_probability=0.3)
     at_once, lat_once, _ = map_tissue(blood, tissue(), markers, tissue_name="kidney", map_params=params, seed=2)
-    model = train_tissue_reference(blood, tissue(), tissue_name="kidney", map_params=params, seed=2)
+    model = train_tissue_reference(blood, q.var_names[::-1], qp.var_names, tissue_name="kidney", map_params=params,
+                                   seed=2)  # the names in any order
     assert model.facts["epochs"] == 4 and len(model.proteins) == 6 and len(model.train) == r.n_obs - 5
     save_reference_model(model, tmp_path / "kidney_model")
 

@@ -10,9 +10,8 @@ from sscsig.tissue import MODEL_SETTINGS as TISSUE_MODEL_SETTINGS
 
 rule tissue_reference_model:
     input:
-        qc=tissue_qc_files,
+        qc=tissue_qc_files,  # their genes' and antibodies' names only
         blood=f"{OUT}/cohort/annotated.h5mu",
-        samples=TISSUE_DESIGN,
     output:
         directory(f"{OUT}/tissue/{{tissue}}_reference_model"),
     params:
@@ -27,7 +26,7 @@ rule tissue_reference_model:
     # one torch / BLAS thread, as tissue_map (its model's training and the query's must run alike)
     threads: 1
     resources:
-        mem_mb=mem_mb_from_input(2000, 3),
+        mem_mb=mem_mb_from_input(2000, 3),  # the blood cohort in memory (the tissue files count, a little more)
         runtime=runtime_from_input(30, 60),
     conda:
         "../../envs/sscsig.yaml"

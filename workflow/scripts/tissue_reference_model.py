@@ -3,14 +3,15 @@ from sscsig.io import rule_logging
 
 with rule_logging(snakemake):
     import mudata as md
-    import pandas as pd
 
+    from sscsig.io import read_modality
     from sscsig.mapping import save_reference_model
-    from sscsig.tissue import read_tissue, train_tissue_reference
+    from sscsig.tissue import train_tissue_reference
 
     i, p, tissue = snakemake.input, snakemake.params, snakemake.wildcards.tissue
-    donors = pd.read_csv(i.samples, sep="\t", dtype=str).set_index("sample")["donor"].to_dict()
-    model = train_tissue_reference(md.read_h5mu(i.blood), read_tissue(i.qc, donors, tissue_name=tissue),
+    # the features every sample of the tissue measures (read_tissue keeps these), not its cells
+    genes, antibodies = ([set(read_modality(f, m, x=None).var_names) for f in i.qc] for m in ("rna", "prot"))
+    model = train_tissue_reference(md.read_h5mu(i.blood), set.intersection(*genes), set.intersection(*antibodies),
                                    tissue_name=tissue, map_params=dict(p.map), batch_key=p.batch_key, seed=p.seed,
                                    threads=snakemake.threads)
     save_reference_model(model, snakemake.output[0])  # a failed or killed job's folder is removed by Snakemake

@@ -119,22 +119,22 @@ def read_tissue(files, donors: dict[str, str], *, tissue_name: str) -> md.MuData
     return mdata
 
 
-def train_tissue_reference(blood: md.MuData, tissue: md.MuData, *, tissue_name: str, map_params: dict | None = None,
+def train_tissue_reference(blood: md.MuData, genes, antibodies, *, tissue_name: str, map_params: dict | None = None,
                            label_key: str = "cell_state", lineage_key: str = "lineage", batch_key: str = "batch",
                            seed: int = 0, threads: int | None = None) -> ReferenceModel:
-    """The blood reference model for one tissue's panel (the genes and antibodies blood and the tissue
-    share), trained once (:func:`sscsig.mapping.train_reference`) and given to :func:`map_tissue` as
-    ``model``: changing the mapping's settings then does not train it again. Only the tissue's
-    feature names are read, not its cells. ``map_params``: config ``tissue.map`` (its
-    :data:`MODEL_SETTINGS`; the mapping's keys are ignored here). ``threads``: torch's CPU threads
-    (the rule's)."""
+    """The blood reference model for a tissue that measures ``genes`` and ``antibodies`` (those every
+    sample of the tissue has, as :func:`read_tissue` keeps them), on the ones blood shares, trained once
+    (:func:`sscsig.mapping.train_reference`) and given to :func:`map_tissue` as ``model``: changing
+    the mapping's settings then does not train it again. Only the tissue's feature names are needed,
+    not its cells. ``map_params``: config ``tissue.map`` (its :data:`MODEL_SETTINGS`; the mapping's
+    keys are ignored here). ``threads``: torch's CPU threads (the rule's)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     _, ref_rna, ref_prot = _blood_reference(blood, label_key, lineage_key, batch_key)
-    query = ad.AnnData(var=pd.DataFrame(index=tissue["rna"].var_names))
-    query_prot = ad.AnnData(var=pd.DataFrame(index=tissue["prot"].var_names))
+    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
+    query_prot = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, antibodies)))))
     settings = {k: v for k, v in (map_params or {}).items() if k in MODEL_SETTINGS}
     return train_reference(ref_rna, query, reference_prot=ref_prot, query_prot=query_prot, label_key=label_key,
                            batch_key=batch_key, seed=seed, what=tissue_name, setting="tissue.map.min_shared_genes",
