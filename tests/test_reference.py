@@ -413,7 +413,8 @@ def test_a_saved_reference_model_maps_as_the_model_just_trained(tmp_path):
     mapping = dict(query_epochs=3, classifier="logistic", classifier_genes=5, query_batch_key="batch",
                    reference_latent=False)
     at_once = map_query(r, q, **kw, **mapping)
-    save_reference_model(train_reference(r, q, **kw), tmp_path / "model")
+    training = {k: v for k, v in kw.items() if k != "query_prot"}  # the query's feature names, not its cells
+    save_reference_model(train_reference(r, q.var_names, antibodies=qp.var_names, **training), tmp_path / "model")
     loaded = load_reference_model(tmp_path / "model", r, rp)
     assert loaded.facts["model"] == "totalVI" and len(loaded.proteins) == 6
     again = map_query(r, q, **kw, **mapping, model=loaded)

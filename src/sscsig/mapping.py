@@ -345,24 +345,26 @@ def _set_random_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
-def train_reference(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.AnnData | None = None,
-                    query_prot: ad.AnnData | None = None, label_key: str = "cell_state", batch_key: str = "batch",
+def train_reference(reference: ad.AnnData, genes, *, reference_prot: ad.AnnData | None = None,
+                    antibodies=None, label_key: str = "cell_state", batch_key: str = "batch",
                     n_latent: int = 10, n_genes: int = 2000, min_shared_genes: int = 50,
                     min_shared_proteins: int = 5, max_cells_per_state: int = 500, reference_epochs: int = 200,
                     batch_size: int = 256, seed: int = 0, what: str = "query",
                     setting: str = "min_shared_genes") -> ReferenceModel:
-    """Train the reference model of :func:`map_query` for this query's panel: totalVI on the genes and
-    antibodies both measure (at least ``min_shared_proteins`` antibodies), scVI on the genes otherwise,
-    on a subsample of the reference (:func:`reference_subsample`). Only the query's ``var_names``
-    are read, so the model can be trained once and mapped with (:func:`save_reference_model`) while the
-    mapping's own settings change. Parameters as :func:`map_query`'s."""
+    """Train the reference model of :func:`map_query` for a query that measures ``genes`` and
+    ``antibodies`` (names, in any order; ``None``: no antibodies): totalVI on the genes and antibodies
+    both measure (at least ``min_shared_proteins`` antibodies), scVI on the genes otherwise, on a
+    subsample of the reference (:func:`reference_subsample`). Only the query's feature names are
+    needed, so the model can be trained once and mapped with (:func:`save_reference_model`) while the
+    mapping's own settings change. Other parameters as :func:`map_query`'s."""
     import scvi
 
+    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
     genes = shared_genes(reference, query, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
                          setting=setting)
     proteins = []
-    if reference_prot is not None and query_prot is not None:
-        qp = set(query_prot.var_names)
+    if reference_prot is not None and antibodies is not None:
+        qp = set(map(str, antibodies))
         proteins = [p for p in reference_prot.var_names if p in qp]
     use_totalvi = len(proteins) >= min_shared_proteins
     if not use_totalvi:
@@ -499,7 +501,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     if query.n_obs == 0:
         raise InputError(f"{what}: no cells to map")
     if model is None:
-        model = train_reference(reference, query, reference_prot=reference_prot, query_prot=query_prot,
+        model = train_reference(reference, query.var_names, reference_prot=reference_prot,
+                                antibodies=None if query_prot is None else query_prot.var_names,
                                 label_key=label_key, batch_key=batch_key, n_latent=n_latent, n_genes=n_genes,
                                 min_shared_genes=min_shared_genes, min_shared_proteins=min_shared_proteins,
                                 max_cells_per_state=max_cells_per_state, reference_epochs=reference_epochs,

@@ -42,6 +42,15 @@ def gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def torch_threads(threads: int | None) -> None:
+    """torch's CPU threads set to ``threads`` (a rule's: one count, the same results wherever the job
+    runs); ``None`` or 0 leaves torch's setting."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @contextmanager
 def torch_deterministic():
     """torch's deterministic kernels for the block, then the caller's setting back."""

@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..io import read_h5mu_modalities, read_obs
 from ..mapping import ReferenceModel, counts_matrix, load_reference_model, map_query, train_reference
 from ..protein import complete_panel, match_antibodies
+from ..training import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +171,11 @@ def train_reference_model(genes, panel, reference: ad.AnnData, reference_prot: a
     (:func:`sscsig.mapping.train_reference`) and given to :func:`annotate_by_reference` as ``model``:
     changing the mapping's settings or the marker file then does not train it again. Parameters as
     :func:`annotate_by_reference`'s; only the cohort's feature names are needed, not its cells."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
-    query_prot = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, panel))))) if len(panel) else None
-    if reference_prot is not None and query_prot is not None:
-        reference_prot = _antibodies_named_as(reference_prot, query_prot.var_names)
-    return train_reference(reference, query, reference_prot=reference_prot, query_prot=query_prot, n_latent=n_latent,
+    torch_threads(threads)
+    antibodies = list(map(str, panel)) if len(panel) else None
+    if reference_prot is not None and antibodies is not None:
+        reference_prot = _antibodies_named_as(reference_prot, antibodies)
+    return train_reference(reference, genes, reference_prot=reference_prot, antibodies=antibodies, n_latent=n_latent,
                            n_genes=n_genes, min_shared_genes=min_shared_genes, min_shared_proteins=min_shared_proteins,
                            max_cells_per_state=max_cells_per_state, reference_epochs=reference_epochs,
                            batch_size=batch_size, seed=seed, what="cohort",
@@ -228,10 +225,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
     ``lineage_knn``, ``cell_state_knn`` (with the logistic classifier: the kNN vote's calls, for comparison);
     ``obsm['X_reference_mapped']`` is the shared latent space.
     """
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     rna = mdata["rna"]
     prot = mdata["prot"][:, complete_panel(mdata["prot"])] if "prot" in mdata.mod else None
     batch = mdata.obs[query_batch_key] if query_batch_key in mdata.obs else pd.Series("cohort", index=mdata.obs_names)

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..mapping import MappingResult, ReferenceModel, counts_matrix, load_reference_model, map_query, train_reference
 from ..protein import complete_panel
+from ..training import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +129,10 @@ def train_tissue_reference(blood: md.MuData, genes, antibodies, *, tissue_name: 
     the mapping's settings then does not train it again. Only the tissue's feature names are needed,
     not its cells. ``map_params``: config ``tissue.map`` (its :data:`MODEL_SETTINGS`; the mapping's
     keys are ignored here). ``threads``: torch's CPU threads (the rule's)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     _, ref_rna, ref_prot = _blood_reference(blood, label_key, lineage_key, batch_key)
-    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
-    query_prot = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, antibodies)))))
     settings = {k: v for k, v in (map_params or {}).items() if k in MODEL_SETTINGS}
-    return train_reference(ref_rna, query, reference_prot=ref_prot, query_prot=query_prot, label_key=label_key,
+    return train_reference(ref_rna, genes, reference_prot=ref_prot, antibodies=antibodies, label_key=label_key,
                            batch_key=batch_key, seed=seed, what=tissue_name, setting="tissue.map.min_shared_genes",
                            **settings)
 
@@ -181,10 +177,7 @@ def map_tissue(blood: md.MuData, tissue: md.MuData, markers: dict[str, dict], *,
     immune_types = {IMMUNE} | {t for t, spec in markers.items() if spec.get("immune")}
     into_model = types["tissue_type"].isin(immune_types).to_numpy()
     ok, ref_rna, ref_prot = _blood_reference(blood, label_key, lineage_key, batch_key)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     if isinstance(model, (str, Path)):
         model = load_reference_model(model, ref_rna, ref_prot, batch_key=batch_key)
     q = tissue["rna"][into_model]
