@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,12 @@ TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\
 # the biomarker permutation tests with one outer split instead of three (the 1,000 permutations, the
 # schema's minimum, stay): 4 x 1000 nested CVs per complication were 5 of the tiny demo's 17 minutes
 TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
+# The tiny-demo fixture and the Slurm run (below) run at once on CI's 2 cores, 2 threads each. torch's
+# OpenMP threads spin while they wait at a barrier, so two spinning trainings starve each other: totalVI's
+# 60 epochs took 52 s alone and 300-400 s beside the Slurm run. Sleeping waits change no number (same
+# latent, byte for byte) and, for two 2-thread trainings at once, took 39 s instead of 120 s each (20
+# epochs; 24-29 s for one alone, where passive waits cost ~30%, so only these two runs get them).
+SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def mapping_sides(rng):
@@ -114,7 +121,7 @@ def demo_run(tmp_path_factory):
     cfg.write_text(TINY_DEMO)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=SHARED_CPU_ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "results"
 
@@ -126,7 +133,6 @@ def slurm_run(request, tmp_path_factory):
     executor's waits between status checks (they grow by 10 s while no job ends), which the other tests
     fill, instead of the suite waiting on them. ``None`` when not started (the test skips with the reason)."""
     import datetime
-    import os
     import signal
 
     if SLURM_TEST not in {item.originalname for item in request.session.items} or slurm_reason():
@@ -146,7 +152,8 @@ def slurm_run(request, tmp_path_factory):
            "mem_mb=1500", "runtime=30", "--slurm-init-seconds-before-status-checks", "5",
            "--seconds-between-status-checks", "5", "-q"]
     with open(out / "snakemake.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=SHARED_CPU_ENV)  # sbatch --export=ALL passes it to the jobs
     yield {"proc": proc, "results": results, "log": out / "snakemake.log", "start": start}
     if proc.poll() is None:  # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM
         os.killpg(proc.pid, signal.SIGTERM)
