@@ -20,11 +20,11 @@ TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\
 # the biomarker permutation tests with one outer split instead of three (the 1,000 permutations, the
 # schema's minimum, stay): 4 x 1000 nested CVs per complication were 5 of the tiny demo's 17 minutes
 TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
-# The tiny-demo fixture and the Slurm run (below) run at once on CI's 2 cores, 2 threads each. torch's
-# OpenMP threads spin while they wait at a barrier, so two spinning trainings starve each other: totalVI's
-# 60 epochs took 52 s alone and 300-400 s beside the Slurm run. Sleeping waits change no number (same
-# latent, byte for byte) and, for two 2-thread trainings at once, took 39 s instead of 120 s each (20
-# epochs; 24-29 s for one alone, where passive waits cost ~30%, so only these two runs get them).
+# The Slurm run (below) runs beside the other tests on CI's 2 cores. torch's OpenMP threads spin while they
+# wait at a barrier, so a training that shares its cores starves and is starved: with the tiny-demo fixture
+# and the Slurm run at once, totalVI's 60 epochs took 52 s alone and 300-400 s in CI. Sleeping waits change
+# no number (same latent, byte for byte): two 2-thread trainings at once took 39 s instead of 120 s each
+# (20 epochs). Alone they cost ~30% (24-29 s -> 38 s), so only the run in the background gets them.
 SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -115,23 +115,27 @@ def slurm_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
+def demo_run(tmp_path_factory, slurm_run):
+    """The tiny demo, run locally on 2 cores with nothing beside it; then the Slurm run starts."""
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
     cfg.write_text(TINY_DEMO)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
            "--config", f"outdir={out}/results", "-q"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=SHARED_CPU_ENV)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if slurm_run is not None:
+        slurm_run["begin"]()
     return out / "results"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def slurm_run(request, tmp_path_factory):
-    """The tiny demo's complication tables through Slurm (tests/test_slurm.py), started with the
-    session's first test when that test is selected and a Slurm answers: most of its wall time is the
-    executor's waits between status checks (they grow by 10 s while no job ends), which the other tests
-    fill, instead of the suite waiting on them. ``None`` when not started (the test skips with the reason)."""
+    """The tiny demo's complication tables through Slurm (tests/test_slurm.py), when that test is
+    selected and a Slurm answers. ``demo_run`` starts it once the local run is done, so the two do
+    not share the CPU; it then runs beside the other tests, which mostly leave one core idle, and most
+    of its wall time is the executor's waits between status checks. ``None`` when not wanted (the test
+    skips with the reason); ``proc`` is ``None`` until started."""
     import datetime
     import signal
 
@@ -141,7 +145,6 @@ def slurm_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("slurm_run")
     (out / "tiny.yaml").write_text(TINY_DEMO)
     partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()[0]
-    start = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
     results = out / "results"
     # targets first: --quiet and --config take several values and would swallow them
     targets = [str(results / f"tables/complication_{c}.{ext}") for c in ("SRC", "ILD") for ext in ("tsv", "md")]
@@ -151,11 +154,19 @@ def slurm_run(request, tmp_path_factory):
            "--config", f"outdir={results}", "--default-resources", f"slurm_partition={partition.rstrip('*')}",
            "mem_mb=1500", "runtime=30", "--slurm-init-seconds-before-status-checks", "5",
            "--seconds-between-status-checks", "5", "-q"]
-    with open(out / "snakemake.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=SHARED_CPU_ENV)  # sbatch --export=ALL passes it to the jobs
-    yield {"proc": proc, "results": results, "log": out / "snakemake.log", "start": start}
-    if proc.poll() is None:  # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM
+    run = {"proc": None, "results": results, "log": out / "snakemake.log"}
+
+    def begin():
+        run["start"] = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
+        with open(run["log"], "w") as log:  # sbatch --export=ALL passes the environment to the jobs
+            run["proc"] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True, env=SHARED_CPU_ENV)
+
+    run["begin"] = begin
+    yield run
+    proc = run["proc"]
+    # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM
+    if proc is not None and proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
