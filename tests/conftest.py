@@ -20,13 +20,12 @@ TINY_TISSUE = "tissue:\n  map:\n    reference_epochs: 100\n    query_epochs: 50\
 # the biomarker permutation tests with one outer split instead of three (the 1,000 permutations, the
 # schema's minimum, stay): 4 x 1000 nested CVs per complication were 5 of the tiny demo's 17 minutes
 TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
-# OpenMP's waiting threads sleep instead of spinning, in this process and in every run it starts (set before
-# torch is imported). The Slurm run (below) runs beside the other tests on CI's 2 cores, and a torch training
-# whose threads spin while another process holds a core starves: totalVI's 60 epochs took 52 s alone and
-# 300-400 s in CI with the tiny demo beside the Slurm run; a seeded-totalVI test 13 s alone, 20 s beside
-# one busy core, 13.5 s passive. Sleeping waits change no number (same latent, byte for byte); alone they
-# cost up to ~30% of a 2-thread training (20 epochs: 24-29 s -> 38 s).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The Slurm run (below) runs beside the other tests on CI's 2 cores. torch's OpenMP threads spin while they
+# wait at a barrier, so a training that shares its cores starves and is starved: with the tiny-demo fixture
+# and the Slurm run at once, totalVI's 60 epochs took 52 s alone and 300-400 s in CI. Sleeping waits change
+# no number (same latent, byte for byte): two 2-thread trainings at once took 39 s instead of 120 s each
+# (20 epochs). Alone they cost ~30% (24-29 s -> 38 s), so only the run in the background gets them.
+SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def mapping_sides(rng):
@@ -161,7 +160,7 @@ def slurm_run(request, tmp_path_factory):
         run["start"] = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
         with open(run["log"], "w") as log:  # sbatch --export=ALL passes the environment to the jobs
             run["proc"] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                                           start_new_session=True, env=SHARED_CPU_ENV)
 
     run["begin"] = begin
     yield run
