@@ -84,20 +84,20 @@ def counts_matrix(a: ad.AnnData) -> sp.csr_matrix:
     return sp.csr_matrix(a.layers["counts"] if "counts" in a.layers else a.X, dtype=np.float32)
 
 
-def genes_in_both(reference: ad.AnnData, query: ad.AnnData) -> list[str]:
-    """The genes both measure, in the reference's order."""
-    qset = set(query.var_names)
+def genes_in_both(reference: ad.AnnData, genes) -> list[str]:
+    """The reference's genes among ``genes`` (the query's gene names), in the reference's order."""
+    qset = set(map(str, genes))
     return [g for g in reference.var_names if g in qset]
 
 
-def shared_genes(reference: ad.AnnData, query: ad.AnnData, *, n_genes: int = 2000, min_shared_genes: int = 50,
+def shared_genes(reference: ad.AnnData, genes, *, n_genes: int = 2000, min_shared_genes: int = 50,
                  what: str = "query", setting: str = "min_shared_genes") -> list[str]:
-    """Genes measured in both, at most ``n_genes`` (the most variable in the reference, Seurat v3
-    dispersion on counts); fewer than ``min_shared_genes`` is an error naming ``what`` and the
-    config ``setting`` that sets the minimum."""
+    """The reference's genes among ``genes`` (the query's gene names), at most ``n_genes`` (the most
+    variable in the reference, Seurat v3 dispersion on counts); fewer than ``min_shared_genes`` is an
+    error naming ``what`` and the config ``setting`` that sets the minimum."""
     import scanpy as sc
 
-    genes = genes_in_both(reference, query)
+    genes = genes_in_both(reference, genes)
     if len(genes) < min_shared_genes:
         raise InputError(f"{what}: only {len(genes)} genes are shared with the reference (need at least "
                          f"{min_shared_genes}, config {setting}): the panel is too small to map")
@@ -359,8 +359,7 @@ def train_reference(reference: ad.AnnData, genes, *, reference_prot: ad.AnnData 
     mapping's own settings change. Other parameters as :func:`map_query`'s."""
     import scvi
 
-    query = ad.AnnData(var=pd.DataFrame(index=pd.Index(list(map(str, genes)))))
-    genes = shared_genes(reference, query, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
+    genes = shared_genes(reference, genes, n_genes=n_genes, min_shared_genes=min_shared_genes, what=what,
                          setting=setting)
     proteins = []
     if reference_prot is not None and antibodies is not None:
@@ -538,7 +537,7 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                  what, len(proteins))
         from .rna import log_normalised
 
-        shared = genes_in_both(reference, query)  # label genes from all of them, not only the model's
+        shared = genes_in_both(reference, query.var_names)  # label genes from all of them, not only the model's
         ref_train = reference[train]
         y, lin = labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train]
         ref_expr = log_normalised(counts_matrix(ref_train[:, shared]))
