@@ -24,7 +24,8 @@ TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
 # wait at a barrier, so a training that shares its cores starves and is starved: with the tiny-demo fixture
 # and the Slurm run at once, totalVI's 60 epochs took 52 s alone and 300-400 s in CI. Sleeping waits change
 # no number (same latent, byte for byte): two 2-thread trainings at once took 39 s instead of 120 s each
-# (20 epochs). Alone they cost ~30% (24-29 s -> 38 s), so only the run in the background gets them.
+# (20 epochs). Alone they are slower (20 epochs 24-29 s -> 38 s; the tiny demo's 60 epochs 46 s -> 85 s, and
+# the suite 39.9 min instead of 36.5 when the whole session had them), so only the background run gets them.
 SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
