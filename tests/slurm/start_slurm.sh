@@ -52,6 +52,9 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 MpiDefault=none
+# jobs keep the nice value of the process that submitted them: the test session's Slurm run submits at
+# nice 19, so that it takes the cores the other tests leave idle instead of sharing theirs (tests/conftest.py)
+PropagatePrioProcess=1
 NodeName=${HOST} CPUs=${CPUS} RealMemory=${MEM} State=UNKNOWN
 PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
 CONF
