@@ -29,10 +29,10 @@ TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
 # It also runs at nice 19 (its Slurm jobs too: tests/slurm/start_slurm.sh sets PropagatePrioProcess=1), so
 # that it takes the cores the other tests leave idle rather than half of theirs: with equal shares, a
 # 2-thread training in a test stalls at every barrier whose other thread waits for a core (the seeded
-# totalVI test 7.6 s alone, 95 s beside the Slurm run). Where the kernel groups processes by session
-# (autogroup), nice acts only within a session and each Slurm job is one: .ci/run turns autogroups off.
-# The Slurm test runs last (pytest_collection_modifyitems),
-# so the run has every idle moment of the session before the test waits for it.
+# totalVI test 7 s alone, 91 s in CI beside the Slurm run, 8 s niced). Where the kernel groups processes
+# by session (autogroup), nice acts only within a session and each Slurm job is one: .ci/run turns
+# autogroups off. The Slurm test runs last (pytest_collection_modifyitems), so the run has every idle
+# moment of the session before the test waits for it.
 SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 BACKGROUND_NICE = 19
 
