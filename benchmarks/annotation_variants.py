@@ -3,7 +3,7 @@ the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
         [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
-        [--score-only]
+        [--reference-cells-per-donor M] [--score-only]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
@@ -34,10 +34,12 @@ re-scores the variants already run in OUTDIR.
 whatever ``--config`` says, e.g. ``method: both``): the reference is another twin cohort, simulated with
 the default parameters and seed ``N`` (other donors, other cells; the default panel and proportions),
 its true singlets with their true labels written as a user would give one
-(``OUTDIR/reference_seed<N>/reference.h5mu``: RNA and antibody counts, ``cell_state``, ``lineage``,
+(``OUTDIR/reference_seed<N>_cells<M>/reference.h5mu``: RNA and antibody counts, ``cell_state``, ``lineage``,
 ``batch``). So each variant is a cohort that differs from its reference the way a user's cohort
 differs from a published atlas: other proportions, weaker antibodies, stronger batches, a smaller panel,
-a lineage the reference has and the cohort lacks.
+a lineage the reference has and the cohort lacks. ``--reference-cells-per-donor M`` simulates the
+reference at another size than the cohorts (default: the same; a published reference is usually far
+larger than one cohort).
 
 ``--ceiling`` adds what the variant's data allow at best, whatever the annotator: the state macro-F1
 of a logistic regression trained on the simulator's *true* labels (5-fold cross-validated within
@@ -82,7 +84,7 @@ def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
     from sscsig.demo import DemoParams, simulate_cohort
     from sscsig.io import read_cell_table, read_sample
 
-    path = out / f"reference_seed{seed}" / "reference.h5mu"
+    path = out / f"reference_seed{seed}_cells{cells_per_donor}" / "reference.h5mu"
     if path.exists():
         return path
     data = path.parent / "data"
@@ -208,6 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ceiling", action="store_true", help="also the state F1 a classifier trained on the truth reaches")
     ap.add_argument("--ceiling-only", action="store_true", help="only that, for variants already run in OUTDIR")
     ap.add_argument("--reference-seed", type=int, help="annotate from a reference: a default twin of this seed")
+    ap.add_argument("--reference-cells-per-donor", type=int, help="the reference's size (default: --cells-per-donor)")
     ap.add_argument("--score-only", action="store_true",
                     help="re-score the variants already run in OUTDIR (summary.tsv rewritten, their minutes kept)")
     a = ap.parse_args(argv)
@@ -222,7 +225,8 @@ def main(argv=None) -> int:
     if a.reference_seed is not None and "study" in a.variants:  # the reference is a core (23-state) twin
         print("--reference-seed: the study variant (41 states) is left out", flush=True)
         a.variants = [v for v in a.variants if v != "study"]
-    reference = (twin_reference(a.out.resolve(), seed=a.reference_seed, cells_per_donor=a.cells_per_donor)
+    reference = (twin_reference(a.out.resolve(), seed=a.reference_seed,
+                                cells_per_donor=a.reference_cells_per_donor or a.cells_per_donor)
                  if a.reference_seed is not None else None)
     if a.ceiling or a.ceiling_only:
         def ceiling(name):
