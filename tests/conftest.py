@@ -31,8 +31,9 @@ TINY_BIOMARKER = "biomarker:\n  repeats: 1\n"
 # 2-thread training in a test stalls at every barrier whose other thread waits for a core (the seeded
 # totalVI test 7 s alone, 91 s in CI beside the Slurm run, 8 s niced). Where the kernel groups processes
 # by session (autogroup), nice acts only within a session and each Slurm job is one: .ci/run turns
-# autogroups off. The Slurm test runs last (pytest_collection_modifyitems), so the run has every idle
-# moment of the session before the test waits for it.
+# autogroups off. The run starts with the session, beside the local tiny demo, and the Slurm test runs
+# last (pytest_collection_modifyitems), so the run has every idle moment of the session before the test
+# waits for it.
 SHARED_CPU_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
 BACKGROUND_NICE = 19
 
@@ -105,7 +106,7 @@ SLURM_TEST = "test_tiny_demo_on_slurm_equals_local_run"
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The Slurm test last: its run goes on in the background from the end of the local tiny demo."""
+    """The Slurm test last: its run goes on in the background from the start of the session."""
     items.sort(key=lambda item: getattr(item, "originalname", item.name) == SLURM_TEST)  # stable: the others keep their order
 
 
@@ -129,8 +130,8 @@ def slurm_reason() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, slurm_run):
-    """The tiny demo, run locally on 2 cores with nothing beside it; then the Slurm run starts."""
+def demo_run(tmp_path_factory):
+    """The tiny demo, run locally on 2 cores (the niced Slurm run beside it takes only what it leaves idle)."""
     out = tmp_path_factory.mktemp("demo_run")
     cfg = out / "tiny.yaml"
     cfg.write_text(TINY_DEMO)
@@ -138,18 +139,16 @@ def demo_run(tmp_path_factory, slurm_run):
            "--config", f"outdir={out}/results", "-q"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    if slurm_run is not None:
-        slurm_run["begin"]()
     return out / "results"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def slurm_run(request, tmp_path_factory):
     """The tiny demo's complication tables through Slurm (tests/test_slurm.py), when that test is
-    selected and a Slurm answers. ``demo_run`` starts it once the local run is done, so the two do
-    not share the CPU; it then runs beside the other tests, which mostly leave one core idle, and most
-    of its wall time is the executor's waits between status checks. ``None`` when not wanted (the test
-    skips with the reason); ``proc`` is ``None`` until started."""
+    selected and a Slurm answers. It starts with the session and runs at nice 19 beside every other
+    test, the local tiny demo (``demo_run``) included, on the cores they leave idle; most of its wall
+    time is the executor's waits between status checks. ``None`` when not wanted (the test skips with
+    the reason)."""
     import datetime
     import signal
 
@@ -169,15 +168,11 @@ def slurm_run(request, tmp_path_factory):
            "--config", f"outdir={results}", "--default-resources", f"slurm_partition={partition.rstrip('*')}",
            "mem_mb=1500", "runtime=30", "--slurm-init-seconds-before-status-checks", "5",
            "--seconds-between-status-checks", "5", "-q"]
-    run = {"proc": None, "results": results, "log": out / "snakemake.log"}
-
-    def begin():
-        run["start"] = (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
-        with open(run["log"], "w") as log:  # sbatch --export=ALL passes the environment to the jobs
-            run["proc"] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True, env=SHARED_CPU_ENV)
-
-    run["begin"] = begin
+    run = {"results": results, "log": out / "snakemake.log",
+           "start": (datetime.datetime.now() - datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")}
+    with open(run["log"], "w") as log:  # sbatch --export=ALL passes the environment to the jobs
+        run["proc"] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, env=SHARED_CPU_ENV)
     yield run
     proc = run["proc"]
     # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM

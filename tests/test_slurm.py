@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_tiny_demo_on_slurm_equals_local_run(slurm_run, request):
-    """The run itself starts when the local tiny demo (conftest ``demo_run``) is done, beside the other tests."""
+    """The run itself starts with the session (conftest ``slurm_run``), beside the other tests."""
     if slurm_run is None:
         pytest.skip(slurm_reason() or "the Slurm run was not started")
-    demo_run = request.getfixturevalue("demo_run")  # the local run, which then starts the Slurm run
+    demo_run = request.getfixturevalue("demo_run")  # the local run, to compare with
     proc, out = slurm_run["proc"], slurm_run["results"]
     assert proc.wait() == 0, slurm_run["log"].read_text()[-8000:]
     for name in ("tables/complication_SRC.tsv", "tables/complication_ILD.tsv", "tables/complication_SRC.md",
