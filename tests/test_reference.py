@@ -317,6 +317,46 @@ def test_classifier_tells_apart_states_the_latent_does_not():
     pd.testing.assert_frame_equal(out, again)
 
 
+def test_classifier_learns_the_reference_proportions_not_the_capped_subsample():
+    """A reference of 1,200 A1, 80 A2 and 80 B cells, trained on at most 80 per label (map_query's
+    subsample): unweighted, the regressions see A1 and A2 as equally likely, and where the features
+    tell them apart only partly (one antibody, 3 SD; no gene) a query with the reference's
+    proportions gets several times more A2 calls than A2 cells. Weighted by the inverse sampling
+    fractions (subsample_weights) they learn the reference's 15:1: fewer A2 calls than A2 cells
+    (the Bayes rule under that prior) and far more cells right."""
+    from sscsig.mapping import classify, reference_subsample, subsample_weights
+
+    rng = np.random.default_rng(3)
+    genes = [f"G{i}" for i in range(20)]
+
+    def side(counts):
+        states = np.repeat(list(counts), list(counts.values()))
+        lineage = np.where(states == "B", "B", "A")
+        latent = rng.normal(0, 1, (len(states), 4)) + (lineage == "B")[:, None] * 4.0
+        protein = rng.normal(0, 1, (len(states), 2))
+        protein[:, 0] += (states == "A2") * 3.0
+        expr = sp.csr_matrix(np.log1p(rng.poisson(1.0, (len(states), 20)).astype(np.float32)))  # no gene tells
+        return states, lineage, {"latent": latent.astype(np.float32), "protein": protein.astype(np.float32),
+                                 "expr": expr}
+
+    states, lineage, ref = side({"A1": 1200, "A2": 80, "B": 80})
+    train = reference_subsample(pd.Series(states), max_cells_per_state=80, seed=0)
+    w = subsample_weights(states, train)
+    assert len(train) == 240 and set(np.round(w, 6)) == {15.0, 1.0}
+    assert np.allclose(w[states[train] == "A1"], 15.0)
+    ref_train = {k: v[train] for k, v in ref.items()}
+    q_states, _, q = side({"A1": 600, "A2": 40, "B": 40})
+    kw = {"genes": genes, "novelty": np.zeros(len(q_states)), "n_genes": 3}
+    plain = classify(ref_train, states[train], lineage[train], q, **kw)["label"].to_numpy()
+    weighted = classify(ref_train, states[train], lineage[train], q, weights=w, **kw)["label"].to_numpy()
+    assert (plain == "A2").sum() > 4 * 40  # flattened prior: 305 A2 calls for 40 A2 cells
+    assert (weighted == "A2").sum() <= 40  # 16
+    assert (weighted == q_states).mean() > (plain == q_states).mean() + 0.2  # 0.96 vs 0.61
+    assert (weighted[q_states == "B"] == "B").all()
+    again = classify(ref_train, states[train], lineage[train], q, weights=w * 7, **kw)["label"].to_numpy()
+    assert (again == weighted).all()  # scaled to mean 1 within each fit: only the ratios count
+
+
 def test_state_classifiers_read_each_antibody_against_its_own_background():
     """The query's ambient level of the antibody that tells A1 from A2 is higher than the
     reference's (another lab's titration), in every cell. Read raw, every A2 cell looks A1; read

@@ -26,7 +26,12 @@ its nearest reference cells in the shared latent space.
   regulatory T cells), first for the lineage, then within each lineage for
   its states (Azimuth's and CellTypist's idea of a classifier on top of the mapping). A label's
   probability is P(lineage) x P(state | lineage); the ``min_probability`` and novelty rules apply to
-  the lineage, a cell with an assigned lineage takes its most probable state.
+  the lineage, a cell with an assigned lineage takes its most probable state. The regressions are
+  trained on the model's training subsample (at most ``max_cells_per_state`` per label), each cell
+  weighted by the inverse of its label's sampling fraction: they learn the reference's proportions,
+  which a subsample capped per label would flatten (with a large reference, regulatory T cells
+  were then as likely a priori as naive CD4 T cells, and where the panel lacks CD25 and CD127 they
+  were called twice as often as they occur).
   Within a lineage each antibody is read relative to its own background on each side (the lower
   mean of a 2-component mixture of the lineage's cells, :func:`sscsig.protein.background_means`):
   an antibody's ambient level differs between a reference and a cohort stained in another lab with
@@ -119,6 +124,16 @@ def reference_subsample(labels: pd.Series, *, max_cells_per_state: int = 500, se
             pos = np.sort(rng.choice(pos, max_cells_per_state, replace=False))
         keep.append(pos)
     return np.sort(np.concatenate(keep))
+
+
+def subsample_weights(labels: pd.Series, train: np.ndarray) -> np.ndarray:
+    """Per training cell (positions ``train`` of :func:`reference_subsample`): its label's count in the
+    whole reference over its count in the subsample, so that a classifier weighted by them learns the
+    reference's label proportions (a label capped at ``max_cells_per_state`` counts as many cells
+    as the reference has)."""
+    labels = pd.Series(np.asarray(labels, dtype=str))
+    whole, sub = labels.value_counts(), labels.iloc[train].value_counts()
+    return (whole / sub).loc[labels.iloc[train]].to_numpy(dtype=float)
 
 
 def _model_input(rna: ad.AnnData, prot: ad.AnnData | None, genes, proteins, batch) -> ad.AnnData:
@@ -246,7 +261,8 @@ def candidate_genes(expr, labels: np.ndarray, lineages: np.ndarray, genes: list[
 
 def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: dict, *, genes: list[str],
              novelty: np.ndarray, n_genes: int = 20, c: float = 0.1, min_probability: float = 0.5,
-             unmapped_label: str = "unmapped", seed: int = 0, centre_min_cells: int = 20) -> pd.DataFrame:
+             unmapped_label: str = "unmapped", seed: int = 0, centre_min_cells: int = 20,
+             weights: np.ndarray | None = None) -> pd.DataFrame:
     """Lineage, then state, by logistic regressions trained on the reference cells (module docstring).
 
     Parameters
@@ -272,6 +288,11 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
         A lineage probability under this -> ``unmapped_label`` (lineage and label).
     seed
         ``random_state`` of the classifiers (lbfgs is deterministic).
+    weights
+        Per reference cell, its weight in the regressions (scaled to mean 1 within each fit, so that
+        the penalty means the same); :func:`map_query` gives a training subsample's cells the inverse
+        of their label's sampling fraction (:func:`subsample_weights`), so that the classifiers learn
+        the reference's proportions, not the subsample's flattened ones. ``None``: equal weights.
 
     Returns
     -------
@@ -300,7 +321,8 @@ def classify(reference: dict, labels: np.ndarray, lineages: np.ndarray, query: d
         xr, xq = np.hstack(xr), np.hstack(xq)
         mu, sd = xr.mean(0), xr.std(0)
         sd = np.where(sd > 1e-9, sd, 1.0)
-        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit((xr - mu) / sd, y)
+        w = None if weights is None else weights[rows] / weights[rows].mean()
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit((xr - mu) / sd, y, sample_weight=w)
         return clf.classes_, clf.predict_proba((xq - mu) / sd)
 
     names = np.array(sorted(set(labels)))
@@ -547,8 +569,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                        _classifier_features(query, query_prot if proteins else None, latent_q, cand, proteins,
                                             shared),
                        genes=cand, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
-                       min_probability=min_probability, unmapped_label=unmapped_label,
-                       seed=seed).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
+                       min_probability=min_probability, unmapped_label=unmapped_label, seed=seed,
+                       weights=subsample_weights(labels, train)).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
     out.index = query.obs_names
     unmapped = out["label"] == unmapped_label
     novel = out["novelty"] > 1
@@ -563,4 +585,4 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
 
 __all__ = ["MappingResult", "ReferenceModel", "candidate_genes", "classify", "counts_matrix", "label_genes",
            "load_reference_model", "map_query", "reference_subsample", "save_reference_model", "shared_genes",
-           "train_reference", "vote"]
+           "subsample_weights", "train_reference", "vote"]
