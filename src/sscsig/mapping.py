@@ -31,7 +31,7 @@ its nearest reference cells in the shared latent space.
   weighted by the inverse of its label's sampling fraction: they learn the reference's proportions,
   which a subsample capped per label would flatten (with a large reference, regulatory T cells
   were then as likely a priori as naive CD4 T cells, and where the panel lacks CD25 and CD127 they
-  were called twice as often as they occur).
+  were called 1.8 times as often as they occur).
   Within a lineage each antibody is read relative to its own background on each side (the lower
   mean of a 2-component mixture of the lineage's cells, :func:`sscsig.protein.background_means`):
   an antibody's ambient level differs between a reference and a cohort stained in another lab with
@@ -570,7 +570,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
                                             shared),
                        genes=cand, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
                        min_probability=min_probability, unmapped_label=unmapped_label, seed=seed,
-                       weights=subsample_weights(labels, train)).assign(label_knn=out["label"], label_lineage_knn=out["label_lineage"])
+                       weights=subsample_weights(labels, train)).assign(label_knn=out["label"],
+                                                                         label_lineage_knn=out["label_lineage"])
     out.index = query.obs_names
     unmapped = out["label"] == unmapped_label
     novel = out["novelty"] > 1
