@@ -176,7 +176,7 @@ def slurm_run(request, tmp_path_factory):
     yield run
     proc = run["proc"]
     # the session ended first (-x, interrupted): snakemake cancels its Slurm jobs on SIGTERM
-    if proc is not None and proc.poll() is None:
+    if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
