@@ -476,3 +476,25 @@ def test_a_saved_reference_model_maps_as_the_model_just_trained(tmp_path):
         load_reference_model(tmp_path / "model", r[::-1].copy(), rp[::-1].copy())
     with pytest.raises(InputError, match="features this cohort lacks"):
         map_query(r, q[:, 5:].copy(), **kw, **mapping, model=loaded)
+
+
+def test_classifier_may_train_on_more_reference_cells_than_the_model():
+    """classifier_cells_per_state widens the classifier's training cells beyond the model's subsample
+    (their latent from the same query model); the model, the query latent and the kNN vote are
+    unchanged, and setting it to the model's own cap is the default."""
+    from sscsig.mapping import map_query
+
+    r, rp, q, qp = mapping_sides(np.random.default_rng(0))
+    kw = dict(reference_prot=rp, query_prot=qp, n_genes=60, min_shared_genes=10, reference_epochs=3, query_epochs=2,
+              classifier="logistic", classifier_genes=5, query_batch_key="batch", reference_latent=False,
+              max_cells_per_state=30, seed=3)
+    default = map_query(r, q, **kw)
+    same = map_query(r, q, **kw, classifier_cells_per_state=30)
+    wide = map_query(r, q, **kw, classifier_cells_per_state=80)
+    pd.testing.assert_frame_equal(default.query, same.query)
+    assert default.facts["reference_cells"] == wide.facts["reference_cells"] == 90
+    assert default.facts["classifier_cells"] == 90 and wide.facts["classifier_cells"] == 240
+    np.testing.assert_array_equal(default.latent_query, wide.latent_query)
+    pd.testing.assert_series_equal(default.query["label_knn"], wide.query["label_knn"])
+    # the classifier did see other cells: its probabilities move
+    assert not np.allclose(default.query["label_probability"], wide.query["label_probability"])

@@ -27,11 +27,13 @@ its nearest reference cells in the shared latent space.
   its states (Azimuth's and CellTypist's idea of a classifier on top of the mapping). A label's
   probability is P(lineage) x P(state | lineage); the ``min_probability`` and novelty rules apply to
   the lineage, a cell with an assigned lineage takes its most probable state. The regressions are
-  trained on the model's training subsample (at most ``max_cells_per_state`` per label), each cell
-  weighted by the inverse of its label's sampling fraction: they learn the reference's proportions,
-  which a subsample capped per label would flatten (with a large reference, regulatory T cells
-  were then as likely a priori as naive CD4 T cells, and where the panel lacks CD25 and CD127 they
-  were called 1.8 times as often as they occur).
+  trained on at most ``classifier_cells_per_state`` reference cells per label (their latent from
+  the query model; ``None``: the model's own training subsample, ``max_cells_per_state``, kept
+  small because the model's training time grows with it while a regression's hardly does), each
+  cell weighted by the inverse of its label's sampling fraction: they learn the reference's
+  proportions, which a subsample capped per label would flatten (with a large reference,
+  regulatory T cells were then as likely a priori as naive CD4 T cells, and where the panel lacks
+  CD25 and CD127 they were called 1.8 times as often as they occur).
   Within a lineage each antibody is read relative to its own background on each side (the lower
   mean of a 2-component mixture of the lineage's cells, :func:`sscsig.protein.background_means`):
   an antibody's ambient level differs between a reference and a cohort stained in another lab with
@@ -39,7 +41,7 @@ its nearest reference cells in the shared latent space.
   CD4 T cell. The lineage classifier reads the antibodies raw: a lineage may be absent from, or the
   whole of, a cohort (sorted cells), where a background taken from the cells themselves would be
   the positive population.
-* Seeded: ``scvi.settings.seed``, torch in deterministic mode, the training subsample from ``seed``.
+* Seeded: ``scvi.settings.seed``, torch in deterministic mode, the training subsamples from ``seed``.
 """
 
 from __future__ import annotations
@@ -476,6 +478,7 @@ def map_query(reference: ad.AnnData, query: ad.AnnData, *, reference_prot: ad.An
               unmapped_label: str = "unmapped", what: str = "query",
               setting: str = "min_shared_genes", reference_latent: bool = True, classifier: str = "knn",
               classifier_genes: int = 20, classifier_c: float = 0.1,
+              classifier_cells_per_state: int | None = None,
               model: ReferenceModel | None = None) -> MappingResult:
     """Map query cells onto a labelled reference (see the module docstring).
 
@@ -506,6 +509,11 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         subsample; novelty from the kNN distances all the same), with ``classifier_genes`` genes per
         label and inverse penalty ``classifier_c``; the vote's calls are kept as ``label_knn`` and
         ``label_lineage_knn`` for comparison.
+    classifier_cells_per_state
+        The logistic classifier's reference cells: at most this many per label
+        (:func:`reference_subsample`, weighted back to the reference's proportions); ``None``: the
+        model's training subsample (``max_cells_per_state``). The model is trained on its subsample
+        either way; more cells only cost their latent and the regressions' time.
     model
         A reference model already trained on ``reference`` (:func:`train_reference`, or
         :func:`load_reference_model` from a previous run); ``None`` trains one here (then the
@@ -531,8 +539,12 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
     genes, proteins, train, name = model.genes, model.proteins, model.train, model.facts["model"]
     _check_panel(model, query, query_prot, what)
     labels = reference.obs[label_key].astype(str)
-    # the reference cells whose latent is wanted: all of them, or only the training cells (the vote's)
-    ref = _reference_input(reference, reference_prot, genes, proteins, batch_key, None if reference_latent else train)
+    fit_rows = train
+    if classifier == "logistic" and classifier_cells_per_state is not None:
+        fit_rows = reference_subsample(labels, max_cells_per_state=classifier_cells_per_state, seed=seed)
+    # the reference cells whose latent is wanted: all of them, or only those the vote and the classifier use
+    need = None if reference_latent else np.union1d(train, fit_rows)
+    ref = _reference_input(reference, reference_prot, genes, proteins, batch_key, need)
     q = _model_input(query, query_prot, genes, proteins, "query:" + query.obs[query_batch_key].astype(str))
     cls = type(model.model)
     kw = dict(accelerator="cpu", devices=1, enable_progress_bar=False, batch_size=batch_size)
@@ -546,11 +558,13 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         qm.train(max_epochs=query_epochs, plan_kwargs={"weight_decay": 0.0},
                  callbacks=[epoch_progress(query_epochs, model=f"{name} query", logger=log)], **kw)
         latent_q = qm.get_latent_representation(q)
-        if reference_latent:
-            latent_r = qm.get_latent_representation(ref)
-            latent_train = latent_r[train]
-        else:
-            latent_r, latent_train = None, qm.get_latent_representation(ref)
+        latent_need = qm.get_latent_representation(ref)
+    latent_r = latent_need if reference_latent else None
+
+    def at(rows):  # the latent of the reference cells at positions rows
+        return latent_need[rows] if need is None else latent_need[np.searchsorted(need, rows)]
+
+    latent_train = at(train)
     out = vote(latent_train, labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train],
                latent_q, n_neighbors=n_neighbors, min_probability=min_probability,
                novelty_quantile=novelty_quantile, unmapped_label=unmapped_label)
@@ -560,22 +574,23 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         from .rna import log_normalised
 
         shared = genes_in_both(reference, query.var_names)  # label genes from all of them, not only the model's
-        ref_train = reference[train]
-        y, lin = labels.to_numpy()[train], reference.obs[lineage_key].astype(str).to_numpy()[train]
+        ref_train = reference[fit_rows]
+        y, lin = labels.to_numpy()[fit_rows], reference.obs[lineage_key].astype(str).to_numpy()[fit_rows]
         ref_expr = log_normalised(counts_matrix(ref_train[:, shared]))
         cand = candidate_genes(ref_expr, y, lin, shared, n_genes=classifier_genes)
-        out = classify(_classifier_features(ref_train, reference_prot[train] if proteins else None,
-                                            latent_train, cand, proteins, shared, expr=ref_expr), y, lin,
+        out = classify(_classifier_features(ref_train, reference_prot[fit_rows] if proteins else None,
+                                            at(fit_rows), cand, proteins, shared, expr=ref_expr), y, lin,
                        _classifier_features(query, query_prot if proteins else None, latent_q, cand, proteins,
                                             shared),
                        genes=cand, novelty=out["novelty"].to_numpy(), n_genes=classifier_genes, c=classifier_c,
                        min_probability=min_probability, unmapped_label=unmapped_label, seed=seed,
-                       weights=subsample_weights(labels, train)).assign(label_knn=out["label"],
+                       weights=subsample_weights(labels, fit_rows)).assign(label_knn=out["label"],
                                                                          label_lineage_knn=out["label_lineage"])
     out.index = query.obs_names
     unmapped = out["label"] == unmapped_label
     novel = out["novelty"] > 1
     facts = {"model": name, "genes": len(genes), "proteins": len(proteins), "reference_cells": int(len(train)),
+             "classifier_cells": int(len(fit_rows)) if classifier == "logistic" else 0,
              "query_cells": int(query.n_obs), "unmapped": int(unmapped.sum()), "novel": int(novel.sum()),
              "min_probability": min_probability, "novelty_quantile": novelty_quantile,
              "epochs": {"reference": model.facts["epochs"], "query": query_epochs}, "classifier": classifier}

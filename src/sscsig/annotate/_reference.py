@@ -188,7 +188,7 @@ def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_pro
                           reference_epochs: int = 200, query_epochs: int = 100, batch_size: int = 256,
                           n_neighbors: int = 15, min_probability: float = 0.5, novelty_quantile: float = 0.99,
                           classifier: str = "logistic", classifier_genes: int = 20, classifier_c: float = 0.1,
-                          seed: int = 0, threads: int | None = None,
+                          classifier_cells_per_state: int | None = 2000, seed: int = 0, threads: int | None = None,
                           model: ReferenceModel | str | Path | None = None) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place,
     from a labelled reference (:func:`load_reference`).
@@ -204,7 +204,8 @@ def annotate_by_reference(mdata: md.MuData, reference: ad.AnnData, reference_pro
         The cohort's batch column (config ``integration.batch_key``); each batch is a batch of the
         model.
     n_latent, n_genes, min_shared_genes, min_shared_proteins, max_cells_per_state, reference_epochs, \
-query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classifier, classifier_genes, classifier_c
+query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classifier, classifier_genes, classifier_c, \
+classifier_cells_per_state
         Config ``annotation.reference`` (see :func:`sscsig.mapping.map_query`; ``classifier``
         ``"logistic"``: lineage and state regressions on top of the mapping, ``"knn"``: the votes).
     seed
@@ -242,7 +243,8 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile, classi
                     n_neighbors=n_neighbors, min_probability=min_probability, novelty_quantile=novelty_quantile,
                     seed=seed, unmapped_label=UNASSIGNED, what="cohort",
                     setting="annotation.reference.min_shared_genes", reference_latent=False, classifier=classifier,
-                    classifier_genes=classifier_genes, classifier_c=classifier_c, model=model)
+                    classifier_genes=classifier_genes, classifier_c=classifier_c,
+                    classifier_cells_per_state=classifier_cells_per_state, model=model)
     q = res.query.loc[mdata.obs_names]
     state = q["label"].to_numpy(dtype=object)
     lineage = q["label_lineage"].to_numpy(dtype=object)
