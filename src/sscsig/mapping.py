@@ -503,12 +503,12 @@ query_epochs, batch_size, n_neighbors, min_probability, novelty_quantile
         Name the query and the config key of ``min_shared_genes`` in errors and logs.
     reference_latent
         Also return every reference cell's latent (the tissue trajectory needs the blood cells in the
-        shared space); ``False``: only the training subsample's is computed, for the vote.
+        shared space); ``False``: only that of the cells the vote and the classifier train on.
     classifier, classifier_genes, classifier_c
-        ``"knn"``: the labels are :func:`vote`'s; ``"logistic"``: :func:`classify`'s (on the training
-        subsample; novelty from the kNN distances all the same), with ``classifier_genes`` genes per
-        label and inverse penalty ``classifier_c``; the vote's calls are kept as ``label_knn`` and
-        ``label_lineage_knn`` for comparison.
+        ``"knn"``: the labels are :func:`vote`'s; ``"logistic"``: :func:`classify`'s (on the cells of
+        ``classifier_cells_per_state``; novelty from the kNN distances all the same), with
+        ``classifier_genes`` genes per label and inverse penalty ``classifier_c``; the vote's calls
+        are kept as ``label_knn`` and ``label_lineage_knn`` for comparison.
     classifier_cells_per_state
         The logistic classifier's reference cells: at most this many per label
         (:func:`reference_subsample`, weighted back to the reference's proportions); ``None``: the
