@@ -1,0 +1,190 @@
+"""The marker method's protein calls against experts' manual gates on 13 real CITE-seq studies (run by hand).
+
+    python benchmarks/annotation_gates.py DIR [--cells-per-study 3000] [--out benchmarks/annotation_gates]
+
+Data: ADTnorm's public benchmark set (Zheng et al., bioRxiv 2022; github.com/yezhengSTAT/ADTnorm,
+``data/cell_x_adt.rda`` and ``data/cell_x_feature.rda``, GPL-3): 422,682 cells of 13 public CITE-seq
+studies (10x PBMC/MALT runs, Stuart 2019 bone marrow, Granja 2019, Hao 2020, Kotliarov 2020,
+Witkowski 2020, Triana 2021, Buus 2021 sorted T cells), the raw counts of the 9 antibodies they share
+(CD3, CD4, CD8, CD14, CD19, CD25, CD45RA, CD56, CD127) and, per cell, the study and a broad
+(``cell_type_l1``) and fine (``cell_type_l2``) label from manual gating. Not stored in this repository
+(3.4 + 3.0 MB, GPL-3): put the two ``.rda`` files in ``DIR`` and ``pip install pyreadr`` (not a
+dependency of sscsig), or export them from R as ``cell_x_adt.tsv.gz`` / ``cell_x_feature.tsv.gz``
+(``write.table(..., sep="\\t", row.names=FALSE)``).
+
+What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alone with the default
+``config/markers.yaml`` (RNA components neutral: there is no RNA), each study a sample, CLR per cell
+(``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; as the defaults call them, with
+``annotation.refine`` and with the lineage gate on CLR (``gate_layer: clr``, ``--clr-gates``: there
+are no empty droplets for DSB). The panel has no DC antibody (CD11c, CD123, CD1c), so
+``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
+these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
+how well the marker scores reproduce expert gating on real staining of 13 labs, not an independent
+truth. ``undefined`` cells (not gated) are left out of the scores and their calls are listed.
+
+Cohorts: ``all studies`` (every study's sample, z-scores over the whole cohort, as the pipeline does)
+and ``each study alone`` (the cohort is one study: what a single-batch user gets; the sorted-T study
+``buus_2021_T`` and the near monocyte-free MALT tumour then show what relative scores do to a lineage
+a cohort lacks). Writes ``summary.tsv`` (per cohort and study: lineage macro-F1 over the gated
+lineages with >= 20 cells, fine-label macro-F1, the share of cells called each absent lineage),
+``per_class.tsv`` and ``confusion_*.tsv`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+ANTIBODIES = ["CD3", "CD4", "CD8", "CD14", "CD19", "CD25", "CD45RA", "CD56", "CD127"]
+L1_TO_LINEAGE = {"CD4 T": "CD4_T", "CD8 T": "CD8_T", "B": "B", "monocytes": "Mono", "NK": "NK", "DCs": "DC"}
+#: the pipeline's states -> the gated fine label they correspond to (states not listed: no gated label)
+STATE_TO_L2 = {"CD4.Naive": "naive CD4", "CD4.TCM": "memory CD4", "CD4.TEM": "memory CD4", "Treg": "Treg",
+               "CD8.Naive": "naive CD8", "CD8.TCM": "memory CD8", "CD8.TEM": "memory CD8",
+               "CD8.TEM_T2ISG": "memory CD8", "CD8.CTL": "memory CD8", "B.Naive": "naive B",
+               "B.Memory": "memory B", "CD14.Mono": "classical monocyte", "CD14.EGR1": "classical monocyte",
+               "CD14.ISG": "classical monocyte", "Int.Mono": "intermediate monocyte",
+               "CD16.Mono": "non-classical CD16+ monocyte", "NK.dim": "CD16+ NK", "NK.bright": "CD16- NK",
+               "cDC2": "myeloid DC", "pDC": "plasmacytoid DC"}
+MIN_CELLS = 20
+
+
+def load(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The counts (cells x 9 antibodies) and the cells' study and gated labels."""
+    tsv = directory / "cell_x_adt.tsv.gz", directory / "cell_x_feature.tsv.gz"
+    if all(p.exists() for p in tsv):
+        return tuple(pd.read_csv(p, sep="\t") for p in tsv)
+    try:
+        import pyreadr
+    except ImportError as err:
+        raise SystemExit(f"annotation_gates: no cell_x_*.tsv.gz in {directory}; reading the .rda files needs "
+                         "pyreadr (pip install pyreadr)") from err
+    return tuple(next(iter(pyreadr.read_r(directory / f"{n}.rda").values())).reset_index(drop=True)
+                 for n in ("cell_x_adt", "cell_x_feature"))
+
+
+def subsample(meta: pd.DataFrame, *, per_study: int, seed: int) -> np.ndarray:
+    """Row positions: up to ``per_study`` cells of each study, drawn without replacement (seeded)."""
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(idx, size=min(per_study, len(idx)), replace=False)
+            for _, idx in sorted(meta.groupby("study_name").indices.items())]
+    return np.sort(np.concatenate(rows))
+
+
+def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, gate_min: float | None = None
+         ) -> pd.DataFrame:
+    """Lineage and state calls of the default marker file from protein alone (one cohort)."""
+    import anndata as ad
+    import mudata as md
+    import scanpy as sc
+    import scipy.sparse as sp
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+    from sscsig.config import validate_config
+    from sscsig.protein import clr_per_cell
+
+    names = [f"c{i}" for i in range(len(counts))]
+    obs = pd.DataFrame({"sample": samples}, index=names)
+    prot = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs.copy(),
+                      var=pd.DataFrame({"antibody": ANTIBODIES}, index=[f"ADT_{a}" for a in ANTIBODIES]))
+    clr = np.zeros(counts.shape, dtype=np.float32)
+    for s in np.unique(samples):  # as the pipeline: per sample (CLR is per cell, so this is the same)
+        clr[samples == s] = clr_per_cell(counts[samples == s])
+    prot.layers["clr"] = clr
+    rna = ad.AnnData(sp.csr_matrix((len(names), 1), dtype=np.float32), obs=obs.copy(),
+                     var=pd.DataFrame(index=["none"]))  # no RNA: every RNA component is neutral
+    m = md.MuData({"rna": rna, "prot": prot})
+    graph = ad.AnnData(clr)
+    sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
+    m.obsp["connectivities"] = graph.obsp["connectivities"]
+    cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))["annotation"]
+    opts = {k: cfg[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
+                                "refine_quantile", "refine_c")}
+    gate = {} if gate_min is None else {"gate_layer": "clr", "gate_min": gate_min}
+    annotate(m, load_markers(ROOT / "config/markers.yaml"), **opts, protein_layer="clr", refine=refine, seed=seed,
+             **gate)
+    return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
+                         "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
+
+
+def score(calls: pd.DataFrame, meta: pd.DataFrame, *, cohort: str, study: str) -> tuple[dict, pd.DataFrame]:
+    """Lineage and fine-label F1 against the gates (``undefined`` cells left out)."""
+    from sscsig.annotate import annotation_f1
+
+    l1 = meta["cell_type_l1"].astype(str).to_numpy()
+    gated = l1 != "undefined"
+    truth = np.array([L1_TO_LINEAGE.get(x, x) for x in l1[gated]])
+    pred = calls["lineage"].to_numpy()[gated]
+    lin, overall = annotation_f1(pred, truth)
+    big = lin[lin.n_true >= MIN_CELLS]
+    l2 = meta["cell_type_l2"].astype(str).to_numpy()
+    fine_ok = np.isin(l2, list(set(STATE_TO_L2.values())))
+    fine_pred = np.array([STATE_TO_L2.get(s, s) for s in calls["cell_state"].to_numpy()[fine_ok]])
+    fine, _ = annotation_f1(fine_pred, l2[fine_ok])
+    fine_big = fine[fine.n_true >= MIN_CELLS]
+    present = set(big.label)
+    row = {"cohort": cohort, "study": study, "n_cells": len(meta), "n_gated": int(gated.sum()),
+           "lineage_macro_f1": round(float(big.f1.mean()), 3) if len(big) else np.nan,
+           "lineage_macro_f1_without_DC": round(float(big[big.label != "DC"].f1.mean()), 3) if len(big) else np.nan,
+           "lineage_accuracy": round(overall["accuracy"], 3), "lineages_averaged": ",".join(big.label),
+           "fine_macro_f1": round(float(fine_big.f1.mean()), 3) if len(fine_big) else np.nan,
+           "fine_labels_averaged": len(fine_big),
+           "unassigned_share": round(float((calls["lineage"] == "Unassigned").mean()), 4)}
+    for lineage in ("B", "Mono", "CD8_T"):  # what a cohort without the lineage gets called it
+        if lineage not in present:
+            row[f"called_{lineage}_where_gates_have_none"] = round(float((calls["lineage"] == lineage).mean()), 4)
+    per_class = pd.concat([lin.assign(level="lineage"), fine.assign(level="fine")])
+    return row, per_class.assign(cohort=cohort, study=study)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="folder with ADTnorm's cell_x_adt / cell_x_feature (.rda or .tsv.gz)")
+    ap.add_argument("--cells-per-study", type=int, default=3000)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "annotation_gates")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clr-gates", type=float, nargs="*", default=[1.0],
+                    help="also score annotation.gate_layer clr with these gate_min values")
+    a = ap.parse_args(argv)
+    adt, meta = load(a.data)
+    rows = subsample(meta, per_study=a.cells_per_study, seed=a.seed)
+    counts, meta = adt[ANTIBODIES].to_numpy(np.float64)[rows], meta.iloc[rows].reset_index(drop=True)
+    study = meta["study_name"].astype(str).to_numpy()
+    out, classes, confusions = [], [], {}
+    variants = [(False, None, ""), (True, None, " +refine")] + [(False, g, f" gate clr>={g:g}") for g in a.clr_gates]
+    for refine, gate, tag in variants:
+        calls = call(counts, study, refine=refine, seed=a.seed, gate_min=gate)
+        row, per_class = score(calls, meta, cohort="all studies" + tag, study="all")
+        out.append(row), classes.append(per_class)
+        confusions["all_studies" + tag.replace(" ", "_").replace(">=", "")] = pd.crosstab(
+            pd.Series(calls["lineage"].to_numpy(), name="sscsig lineage"),
+            pd.Series(meta["cell_type_l1"].astype(str).to_numpy(), name="gated"))
+        for s in sorted(set(study)):  # the same calls, scored per study
+            row, per_class = score(calls[study == s].reset_index(drop=True), meta[study == s],
+                                   cohort="all studies" + tag, study=s)
+            out.append(row), classes.append(per_class)
+        for s in sorted(set(study)):  # each study as a cohort of its own
+            sel = study == s
+            alone = call(counts[sel], study[sel], refine=refine, seed=a.seed, gate_min=gate)
+            row, per_class = score(alone, meta[sel].reset_index(drop=True), cohort="each study alone" + tag, study=s)
+            out.append(row), classes.append(per_class)
+        print(f"done: {tag or 'default'}", flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    summary = pd.DataFrame(out)
+    summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
+    pd.concat(classes).to_csv(a.out / "per_class.tsv", sep="\t", index=False, float_format="%.3f")
+    for name, c in confusions.items():
+        c.to_csv(a.out / f"confusion_{name}.tsv", sep="\t")
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(summary.drop(columns=["lineages_averaged"]).to_string(index=False))
+        for name, c in confusions.items():
+            print(name), print(c)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
