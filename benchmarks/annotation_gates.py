@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from annotation_real import write_tables  # benchmarks/, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 ANTIBODIES = ["CD3", "CD4", "CD8", "CD14", "CD19", "CD25", "CD45RA", "CD56", "CD127"]
 L1_TO_LINEAGE = {"CD4 T": "CD4_T", "CD8 T": "CD8_T", "B": "B", "monocytes": "Mono", "NK": "NK", "DCs": "DC"}
@@ -173,12 +175,7 @@ def main(argv=None) -> int:
             row, per_class = score(alone, meta[sel].reset_index(drop=True), cohort="each study alone" + tag, study=s)
             out.append(row), classes.append(per_class)
         print(f"done: {tag or 'default'}", flush=True)
-    a.out.mkdir(parents=True, exist_ok=True)
-    summary = pd.DataFrame(out)
-    summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
-    pd.concat(classes).to_csv(a.out / "per_class.tsv", sep="\t", index=False, float_format="%.3f")
-    for name, c in confusions.items():
-        c.to_csv(a.out / f"confusion_{name}.tsv", sep="\t")
+    summary = write_tables(a.out, pd.DataFrame(out), classes, confusions)
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(summary.drop(columns=["lineages_averaged"]).to_string(index=False))
         for name, c in confusions.items():

@@ -282,6 +282,16 @@ def gate_on_real_dsb(shared: Path, *, gates=(None, 3.0, 4.0, 6.0), seed: int = 0
     return pd.DataFrame(out).fillna(0).astype(int)
 
 
+def write_tables(out: Path, summary: pd.DataFrame, classes: list[pd.DataFrame], confusions: dict) -> pd.DataFrame:
+    """Write ``summary.tsv``, ``per_class.tsv`` and one ``confusion_<name>.tsv`` per matrix to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "summary.tsv", sep="\t", index=False)
+    pd.concat(classes).to_csv(out / "per_class.tsv", sep="\t", index=False, float_format="%.3f")
+    for name, c in confusions.items():
+        c.to_csv(out / f"confusion_{name}.tsv", sep="\t")
+    return summary
+
+
 def main(argv=None) -> int:
     import yaml
 
@@ -315,11 +325,7 @@ def main(argv=None) -> int:
     gate = gate_on_real_dsb(a.shared, seed=a.seed)
     gate.to_csv(a.out / "gate_kotliarov2020_lineages.tsv", sep="\t")
     print("lineage gate on Kotliarov 2020 (cells per lineage)"), print(gate)
-    summary = pd.DataFrame(rows)
-    summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
-    pd.concat(classes).to_csv(a.out / "per_class.tsv", sep="\t", index=False, float_format="%.3f")
-    for name, c in confusions.items():
-        c.to_csv(a.out / f"confusion_{name}.tsv", sep="\t")
+    summary = write_tables(a.out, pd.DataFrame(rows), classes, confusions)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary.drop(columns=["classes_averaged"]))
         for name, c in confusions.items():
