@@ -33,12 +33,13 @@ lineages with >= 20 cells, fine-label macro-F1, the share of cells called each a
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from annotation_real import write_tables  # benchmarks/, beside this script
+from annotation_real import _annotation_options, write_tables  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 ANTIBODIES = ["CD3", "CD4", "CD8", "CD14", "CD19", "CD25", "CD45RA", "CD56", "CD127"]
@@ -76,6 +77,16 @@ def subsample(meta: pd.DataFrame, *, per_study: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(rows))
 
 
+@functools.cache
+def _config() -> dict:
+    """The validated default config (read once)."""
+    import yaml
+
+    from sscsig.config import validate_config
+
+    return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+
+
 def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, gate_min: float | None = None
          ) -> pd.DataFrame:
     """Lineage and state calls of the default marker file from protein alone (one cohort)."""
@@ -83,31 +94,23 @@ def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, ga
     import mudata as md
     import scanpy as sc
     import scipy.sparse as sp
-    import yaml
 
     from sscsig.annotate import annotate, load_markers
-    from sscsig.config import validate_config
     from sscsig.protein import clr_per_cell
 
     names = [f"c{i}" for i in range(len(counts))]
     obs = pd.DataFrame({"sample": samples}, index=names)
     prot = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs.copy(),
                       var=pd.DataFrame({"antibody": ANTIBODIES}, index=[f"ADT_{a}" for a in ANTIBODIES]))
-    clr = np.zeros(counts.shape, dtype=np.float32)
-    for s in np.unique(samples):  # as the pipeline: per sample (CLR is per cell, so this is the same)
-        clr[samples == s] = clr_per_cell(counts[samples == s])
-    prot.layers["clr"] = clr
+    prot.layers["clr"] = clr = clr_per_cell(counts)  # per cell, so the same as the pipeline's per sample
     rna = ad.AnnData(sp.csr_matrix((len(names), 1), dtype=np.float32), obs=obs.copy(),
                      var=pd.DataFrame(index=["none"]))  # no RNA: every RNA component is neutral
     m = md.MuData({"rna": rna, "prot": prot})
     graph = ad.AnnData(clr)
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
-    cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))["annotation"]
-    opts = {k: cfg[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
-                                "refine_quantile", "refine_c")}
     gate = {} if gate_min is None else {"gate_layer": "clr", "gate_min": gate_min}
-    annotate(m, load_markers(ROOT / "config/markers.yaml"), **opts, protein_layer="clr", refine=refine, seed=seed,
+    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), refine), seed=seed,
              **gate)
     return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
                          "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
