@@ -40,6 +40,7 @@ def test_subsample_caps_each_study_and_is_seeded():
     meta = pd.DataFrame({"study_name": ["a"] * 50 + ["b"] * 10})
     rows = G.subsample(meta, per_study=20, seed=1)
     assert (meta.iloc[rows].study_name.value_counts().to_dict()) == {"a": 20, "b": 10}
+    assert len(np.unique(rows)) == len(rows)  # without replacement: the whole of a small study, once each
     assert np.array_equal(rows, G.subsample(meta, per_study=20, seed=1))
     assert not np.array_equal(rows, G.subsample(meta, per_study=20, seed=2))
 
