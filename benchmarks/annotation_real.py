@@ -64,7 +64,7 @@ ANNOTATION_VARIANTS = ((False, False, ""), (True, False, "+refine"), (False, Tru
 def _annotation_options(cfg: dict, refine: bool, standins: bool = False) -> dict:
     opts = {k: v for k, v in cfg["annotation"].items() if k in
             ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
-             "refine_quantile", "refine_c", "standin_table")}
+             "refine_quantile", "refine_c", "refine_min_cells", "standin_table")}
     opts["protein_layer"] = "clr"  # no empty droplets in these fixtures: DSB is not available
     return opts | {"refine": refine, "rna_standins": standins}
 

@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     ann, refcfg = cfg["annotation"], cfg["annotation"]["reference"]
     opts = {k: ann[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
-                                "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c")}
+                                "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c",
+                                "refine_min_cells")}
     mdata = md.read_h5mu(a.results / "cohort/integrated.h5mu")
     truth = read_cell_table(a.truth)
     t = truth.loc[mdata.obs_names]
