@@ -3,7 +3,7 @@ the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
         [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
-        [--reference-cells-per-donor M] [--score-only]
+        [--reference-cells-per-donor M] [--score-only | --reannotate]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
@@ -28,7 +28,9 @@ empty droplets too (DSB), e.g. to score ``annotation.gate_layer: dsb`` given wit
 Writes ``OUTDIR/summary.tsv`` (one row per variant) and ``OUTDIR/<variant>/per_label.tsv``; with a
 reference annotation also the calibration of its probabilities (``ece_lineage``, ``ece_cell_state``: expected
 calibration error of the called cells, :func:`sscsig.annotate.confidence_calibration`). ``--score-only``
-re-scores the variants already run in OUTDIR.
+re-scores the variants already run in OUTDIR; ``--reannotate`` annotates their integrated cohorts again
+with the current config (and ``--config``), in memory, and scores that (``summary_reannotated.tsv``): for
+comparing annotation settings without re-running QC and integration.
 
 ``--reference-seed N`` annotates every variant with ``annotation.method: reference`` instead (plus
 whatever ``--config`` says, e.g. ``method: both``): the reference is another twin cohort, simulated with
@@ -131,18 +133,43 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
     return {**score_variant(name, out), "minutes": round((time.time() - t0) / 60, 1)}
 
 
-def score_variant(name: str, out: Path) -> dict:
-    """A variant's annotated cohort against its truth (``OUTDIR/<variant>/per_label.tsv`` written); with a
-    reference annotation also the calibration of its probabilities (ECE of the called cells' lineage and
-    state probabilities, :func:`sscsig.annotate.confidence_calibration`)."""
+def reannotate_variant(name: str, out: Path, *, extra_config: Path | None = None) -> dict:
+    """A variant already run: its integrated cohort annotated in memory by the marker file, with the
+    annotation settings the annotate rule would pass (``config/config.yaml``, the variant's own config,
+    then ``extra_config``; ``method: markers``), and scored like :func:`score_variant` (its
+    ``per_label.tsv`` is ``per_label_reannotated.tsv``). For comparing annotation settings without
+    re-running QC and integration; the pipeline's own ``annotated.h5mu`` is left as it is."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+    from sscsig.config import validate_config
+    from sscsig.io import read_h5mu
+
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for extra in (VARIANT_CONFIG.get(name), extra_config.read_text() if extra_config else None):
+        for key, val in (yaml.safe_load(extra or "") or {}).get("annotation", {}).items():
+            cfg["annotation"][key] = val
+    ann = validate_config(cfg)["annotation"]
+    mdata = read_h5mu(out / name / "results/cohort/integrated.h5mu")
+    annotate(mdata, load_markers(ROOT / ann["markers"]), seed=cfg.get("seed", 0),
+             **{k: v for k, v in ann.items() if k not in ("markers", "method", "reference")})
+    return score_variant(name, out, obs=mdata.obs, suffix="_reannotated")
+
+
+def score_variant(name: str, out: Path, *, obs: pd.DataFrame | None = None, suffix: str = "") -> dict:
+    """A variant's annotated cohort against its truth (``OUTDIR/<variant>/per_label<suffix>.tsv``
+    written); with a reference annotation also the calibration of its probabilities (ECE of the called
+    cells' lineage and state probabilities, :func:`sscsig.annotate.confidence_calibration`). ``obs``:
+    the calls to score instead of those of ``results/cohort/annotated.h5mu``."""
     import mudata as md
 
     from sscsig.annotate import annotation_vs_truth
 
-    obs = md.read_h5mu(out / name / "results/cohort/annotated.h5mu", backed="r").obs
+    if obs is None:
+        obs = md.read_h5mu(out / name / "results/cohort/annotated.h5mu", backed="r").obs
     summary, table = annotation_vs_truth(obs, out / name / "data/truth/cells.tsv",
                                          calibration="mapping_novelty" in obs)  # reference: probabilities
-    table.to_csv(out / name / "per_label.tsv", sep="\t", index=False, float_format="%.3f")
+    table.to_csv(out / name / f"per_label{suffix}.tsv", sep="\t", index=False, float_format="%.3f")
     lineage = obs["lineage"].astype(str)
     return {"variant": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
             "share_called_B": round(float((lineage == "B").mean()), 4),
@@ -213,8 +240,16 @@ def main(argv=None) -> int:
     ap.add_argument("--reference-cells-per-donor", type=int, help="the reference's size (default: --cells-per-donor)")
     ap.add_argument("--score-only", action="store_true",
                     help="re-score the variants already run in OUTDIR (summary.tsv rewritten, their minutes kept)")
+    ap.add_argument("--reannotate", action="store_true",
+                    help="annotate the integrated cohorts already in OUTDIR again with the current config (+ --config) "
+                         "and score them (summary_reannotated.tsv)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.reannotate:
+        rows = [reannotate_variant(name, a.out, extra_config=a.config) for name in a.variants
+                if (a.out / name / "results/cohort/integrated.h5mu").exists()]
+        _write_summary(rows, a.out, "summary_reannotated.tsv")
+        return 0
     if a.score_only:
         old = (pd.read_csv(a.out / "summary.tsv", sep="\t").set_index("variant")
                if (a.out / "summary.tsv").exists() else pd.DataFrame())
@@ -252,12 +287,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _write_summary(rows: list[dict], out: Path) -> None:
+def _write_summary(rows: list[dict], out: Path, name: str = "summary.tsv") -> None:
     base = next((r for r in rows if r["variant"] == "default"), None)
     if base:
         for r in rows:
             r["state_f1_minus_default"] = round(r["state_macro_f1"] - base["state_macro_f1"], 3)
-    pd.DataFrame(rows).to_csv(out / "summary.tsv", sep="\t", index=False)
+    pd.DataFrame(rows).to_csv(out / name, sep="\t", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(pd.DataFrame(rows))
 

@@ -354,14 +354,15 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
     assert (same == lab).all() and (conf == 0.3).all()
 
 
-def test_refinement_weighs_antibodies_as_a_block_learns_only_labels_with_enough_calls_and_skips_unmeasured():
+def test_refinement_guards_block_weights_min_cells_unmeasured_antibodies_and_mixed_labels():
     """Three guards of ``refine_states`` (each would have let a real-data error through):
     - genes and antibodies as two equal blocks: one decisive antibody beside 300 noise genes, 100
       cells. Unweighted, the L2 fit spreads over the noise and hardly mends the marker calls (on
       real pbmc10k it moved CD8-protein-high cells into CD4 T); weighted, the antibody decides.
     - ``min_cells``: a label with fewer confident calls keeps its cells and gains none.
     - an antibody a cell's sample did not measure (NaN): that cell is classified by a model fitted
-      without it, here from the genes, instead of by the antibody's imputed mean."""
+      without it, here from the genes, instead of by the antibody's imputed mean.
+    - ``subclasses``: a label of distinct populations is learned per population."""
     from sscsig.annotate import refine_states
 
     rng = np.random.default_rng(0)
@@ -405,6 +406,16 @@ def test_refinement_weighs_antibodies_as_a_block_learns_only_labels_with_enough_
     out3, _ = refine_states(imputed, calls, conf2, states=["A", "B_"], blocks=np.r_[np.zeros(6, int), 1])
     acc_b = [float((v[sample_b] == truth[sample_b]).mean()) for v in (calls, out2, out3)]
     assert acc_b[1] > acc_b[0] + 0.05 and acc_b[2] < acc_b[0], acc_b  # calls 0.865, per panel 0.94, imputed 0.785
+    # a label of two distinct populations (other_T: MAIT and gd T) on either side of another: one
+    # linear class per label cannot hold it; learned per finer label (its marker state), it is kept
+    side = np.repeat([-3.0, 0.0, 3.0], 100)
+    lab3 = np.where(side == 0, "Y", "X").astype(object)
+    sub3 = np.where(side < 0, "X1", np.where(side > 0, "X2", "Y1")).astype(object)
+    f3 = np.column_stack([side + rng.normal(0, 0.6, 300), rng.normal(0, 1, 300)])
+    one, _ = refine_states(f3, lab3, np.ones(300), states=["X", "Y"], quantile=0.0)
+    two, conf3 = refine_states(f3, lab3, np.ones(300), states=["X", "Y"], quantile=0.0, subclasses=sub3)
+    assert (one == lab3).mean() < 0.8 and (two == lab3).mean() > 0.95, ((one == lab3).mean(), (two == lab3).mean())
+    assert set(two) == {"X", "Y"} and ((conf3 >= 0) & (conf3 <= 1)).all()
 
 
 def test_an_antibody_the_panel_lacks_is_scored_by_its_transcript(tmp_path):
