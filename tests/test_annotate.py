@@ -276,8 +276,8 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
     each state's four genes is expressed; the equal-weight module dilutes it, the marker calls are
     about 2/3 right): ``refine`` trains on the confident calls and weighs the genes that separate
     them, and more cells are right; the marker calls are kept in ``cell_state_markers``; cells of
-    another lineage, and Unassigned cells, are not touched. The lineage step is refined too: it mends
-    the T cells that z-scores within the cohort put into B. Then the mechanism on its own: labels
+    another lineage, and Unassigned cells, are not touched. With ``refine_lineages`` the lineage step
+    is refined too: it mends the T cells that z-scores within the cohort put into B. Then the mechanism on its own: labels
     whose unconfident half is a coin flip are mended from the confident half, within a gate."""
     import yaml
 
@@ -306,14 +306,18 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
                                                "B": {"B.any": {"protein_pos": ["CD19"]}}}}))
     truth = np.where(is_a, "A", "B_")[:n_t]
 
-    def run(refine):
+    def run(refine, lineages=True):
         m = mdata.copy()
-        report = annotate(m, load_markers(path), smoothing=0.0, refine=refine, seed=0)
+        report = annotate(m, load_markers(path), smoothing=0.0, refine=refine, refine_lineages=lineages, seed=0)
         return m, report
 
     plain, _ = run(False)
     refined, report = run(True)
     again, _ = run(True)
+    states_only, states_report = run(True, lineages=False)  # the default: the lineages stay the markers'
+    assert (states_only.obs["lineage"].astype(str) == plain.obs["lineage"].astype(str)).all()
+    assert "lineage" not in states_report["refined_cells"] and "lineage_markers" not in states_only.obs
+    assert states_report["refined_cells"]["T"] > 0
     before = plain.obs["cell_state"].astype(str).to_numpy()
     after = refined.obs["cell_state"].astype(str).to_numpy()
     lin_truth = np.where(np.arange(n) < n_t, "T", "B")

@@ -557,7 +557,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
-             rna_standins: bool = False, standin_table: str | None = None, seed: int = 0) -> dict:
+             refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -593,15 +593,16 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         cell, with their confidence; the marker file's lineage step is then skipped and its states
         are called within these lineages. A lineage the marker file has no states for (e.g. a
         reference's progenitors) becomes the cell's state as it is.
-    refine, refine_quantile, refine_c, refine_min_cells
-        Refine the marker calls with :func:`refine_states` (on by default): the lineages (when this
-        function calls them; within what the gate admits) with a logistic regression on every gene
-        of the marker file and the measured antibodies, then each lineage's states (before the
-        module-high substates are looked for) on that lineage's marker genes and the antibodies;
-        genes and antibodies weighted as two equal blocks; each trained on the calls at or above the
-        ``refine_quantile`` of their label's confidence, with inverse penalty ``refine_c``; a label
-        with fewer than ``refine_min_cells`` such calls keeps its marker calls. The marker calls are
-        kept in ``obs['lineage_markers']`` and ``obs['cell_state_markers']``.
+    refine, refine_quantile, refine_c, refine_min_cells, refine_lineages
+        Refine the marker calls with :func:`refine_states` (on by default): each lineage's states
+        (before the module-high substates are looked for) by a logistic regression on that lineage's
+        marker genes and the antibodies, genes and antibodies weighted as two equal blocks, trained
+        on the state calls at or above the ``refine_quantile`` of their state's confidence, with
+        inverse penalty ``refine_c``; a state with fewer than ``refine_min_cells`` such calls keeps
+        its marker calls. With ``refine_lineages`` (off by default) the lineages are refined first
+        (when this function calls them; within what the gate admits), on every gene of the marker
+        file and the antibodies, learned per marker state. The marker calls are kept in
+        ``obs['cell_state_markers']`` (and ``obs['lineage_markers']``).
     rna_standins, standin_table
         Score a marker-file antibody that no sample's panel has (or that ``qc.panel_policy`` dropped)
         by the transcript of its gene instead (CD197 -> CCR7, CD25 -> IL2RA, ...; the table
@@ -648,7 +649,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lin_conf[none] = 0.0
             log.info("lineage gate (%s >= %g): %d cells admitted by no lineage -> Unassigned; per lineage %s",
                      gate_layer, gate_min, int(none.sum()), gate_report)
-        if refine:  # learned per marker state, so that a lineage of distinct populations is not one class
+        if refine and refine_lineages:  # learned per marker state: a lineage of distinct populations is not one class
             lineage_markers = lineage.copy()
             sub = np.full(n, "", dtype=object)
             for lin, states in markers["states"].items():
