@@ -10,9 +10,10 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
 - ``kang2018_ifnb_muscat_example_sce.h5ad``: the marker method on RNA alone (1,556 PBMCs, 1,267
   genes, 5 labelled types; :func:`score_kang_markers`).
 
-Each marker run is scored as the defaults call it, with ``annotation.refine`` (rows ``+refine``) and
-with transcript stand-ins for the antibodies the data lacks (``annotation.rna_standins: true``, rows
-``+standins``).
+Each marker run is scored as the defaults call it (the state calls refined), without the refinement
+(rows `` no refine``: the marker calls alone), with the lineages refined too (``refine_lineages:
+true``, rows ``+refine_lineages``) and with transcript stand-ins for the antibodies the data lacks
+(``annotation.rna_standins: true``, rows ``+standins``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -57,16 +58,18 @@ SINGLER_FINE_TO_STATES = {
 }
 
 
-#: (refine, rna_standins, row suffix): the annotation settings each data set is scored with
-ANNOTATION_VARIANTS = ((False, False, ""), (True, False, "+refine"), (False, True, "+standins"))
+#: (settings that differ from the config's annotation defaults, row suffix): how each data set is scored
+ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": True}, "+refine_lineages"),
+                       ({"rna_standins": True}, "+standins"))
 
 
-def _annotation_options(cfg: dict, refine: bool, standins: bool = False) -> dict:
+def _annotation_options(cfg: dict, **changes) -> dict:
     opts = {k: v for k, v in cfg["annotation"].items() if k in
             ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
-             "refine_quantile", "refine_c", "refine_min_cells", "standin_table")}
+             "refine", "refine_quantile", "refine_c", "refine_min_cells", "refine_lineages", "rna_standins",
+             "standin_table")}
     opts["protein_layer"] = "clr"  # no empty droplets in these fixtures: DSB is not available
-    return opts | {"refine": refine, "rna_standins": standins}
+    return opts | changes
 
 
 def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
@@ -85,13 +88,13 @@ def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
     from sscsig.integrate import cluster, integrate
 
     rows, classes, confusions = [], [], {}
-    for integration, (refine, standins, suffix) in ((mt, v) for mt in methods for v in ANNOTATION_VARIANTS):
+    for integration, (changes, suffix) in ((mt, v) for mt in methods for v in ANNOTATION_VARIANTS):
         if suffix == "":  # integrate once per method; each annotation variant starts from a copy
             base = read_sample(path, sample="pbmc10k")
             integrate(base, method=integration, totalvi={"max_epochs": 100}, seed=seed)
             cluster(base, resolutions=[1.0], seed=seed)
         m = base.copy()
-        report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, refine, standins),
+        report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, **changes),
                           seed=seed)
         method = integration + suffix
         lin = m.obs["lineage"].astype(str).to_numpy()[labelled]
@@ -152,16 +155,16 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     truth = k.obs["cluster_id"].astype(str).to_numpy()
     lineage_truth = k.obs["cluster_id"].map(KANG_TO_LINEAGE).astype(str).to_numpy()
     rows, classes, confusions = [], [], {}
-    for refine, standins, suffix in ANNOTATION_VARIANTS:
+    for changes, suffix in ANNOTATION_VARIANTS:
         m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
         m.obsp["connectivities"] = rna.obsp["connectivities"]
-        opts = _annotation_options(cfg, refine, standins) | {"min_genes_per_module": 1}
+        opts = _annotation_options(cfg, **changes) | {"min_genes_per_module": 1}
         annotate(m, markers, **opts, seed=seed)
         lin, state = m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy()
         table, overall = annotation_f1(lin, lineage_truth)
         big = table[table.label.isin(set(KANG_TO_LINEAGE.values()))]
         mono = (lineage_truth == "Mono") & (lin == "Mono")
-        name = "markers (RNA only)" + (f" {suffix}" if suffix else "")
+        name = "markers (RNA only)" + suffix
         cd16_right = (state[mono] == "CD16.Mono") == (truth[mono] == "FCGR3A+ Monocytes")
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
@@ -170,7 +173,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
                      "state_agreement_on_specific_fine_labels": round(float(cd16_right.mean()), 3),
                      "n_specific_fine": int(mono.sum())})
         classes.append(table.assign(data="kang2018", method=name))
-        confusions["kang2018_markers" + suffix.replace("+", "_")] = pd.crosstab(
+        confusions["kang2018_markers" + suffix.replace("+", "_").replace(" ", "_")] = pd.crosstab(
             pd.Series(lin, name="sscsig lineage"), pd.Series(truth, name="Kang cell type"))
     return rows, classes, confusions
 

@@ -15,8 +15,9 @@ gives ``annotation.reference.path``); the query is the second half, annotated by
   mapping's kNN votes (``classifier: knn``, scored from ``obs['cell_state_knn']``);
 - ``both``: the reference's lineages, the marker file's states within them.
 
-``markers+refine`` and ``both+refine`` add ``annotation.refine`` (README "Refining the calls"; with
-``both`` only the states are refined: the lineages are the reference's).
+``markers`` and ``both`` refine the states as the defaults do (``annotation.refine``, README "Refining
+the calls"; the lineages are the marker file's, resp. the reference's); ``markers, no refine`` and
+``both, no refine`` leave the marker calls as they are.
 
 Scored on the query's true singlets of good quality with :func:`sscsig.annotate.annotation_vs_truth`
 (for ``reference`` also the calibration of its probabilities: ``ece_lineage``, ``ece_cell_state``).
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     ann, refcfg = cfg["annotation"], cfg["annotation"]["reference"]
     opts = {k: ann[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
                                 "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c",
-                                "refine_min_cells")}
+                                "refine_min_cells", "refine_lineages")}
     mdata = md.read_h5mu(a.results / "cohort/integrated.h5mu")
     truth = read_cell_table(a.truth)
     t = truth.loc[mdata.obs_names]
@@ -82,10 +83,10 @@ def main(argv=None) -> int:
           f"query: {len(query_donors)} donors, {query.n_obs} cells", flush=True)
     markers = load_markers(a.markers)
     rows, tables, mapped = [], [], None
-    for method in ("markers", "markers+refine", "reference", "reference (knn)", "both", "both+refine"):
+    for method in ("markers", "markers, no refine", "reference", "reference (knn)", "both", "both, no refine"):
         q = query.copy()
         t0 = time.time()
-        base, refine = method.split("+")[0], method.endswith("+refine")
+        base, refine = method.split(",")[0], not method.endswith("no refine")
         if base == "reference":
             annotate_by_reference(q, ref, ref_prot, query_batch_key="batch", seed=cfg["seed"],
                                   **{k: refcfg[k] for k in ("min_probability", "novelty_quantile", "classifier",
