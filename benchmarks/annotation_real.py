@@ -286,12 +286,13 @@ def gate_on_real_dsb(shared: Path, *, gates=(None, 3.0, 4.0, 6.0), seed: int = 0
 
 
 def write_tables(out: Path, summary: pd.DataFrame, classes: list[pd.DataFrame], confusions: dict) -> pd.DataFrame:
-    """Write ``summary.tsv``, ``per_class.tsv`` and one ``confusion_<name>.tsv`` per matrix to ``out``."""
+    """Write ``summary.tsv``, ``per_class.tsv`` and one ``confusion_<name>.tsv`` per matrix to ``out`` (spaces in
+    ``name`` become underscores)."""
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "summary.tsv", sep="\t", index=False)
     pd.concat(classes).to_csv(out / "per_class.tsv", sep="\t", index=False, float_format="%.3f")
     for name, c in confusions.items():
-        c.to_csv(out / f"confusion_{name}.tsv", sep="\t")
+        c.to_csv(out / f"confusion_{name.replace(' ', '_')}.tsv", sep="\t")
     return summary
 
 
