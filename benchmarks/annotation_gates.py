@@ -17,7 +17,8 @@ What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alon
 (``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; as the defaults call them (the
 state calls refined, ``annotation.refine``), without the refinement (`` no refine``: the marker calls
 alone; the lineages are the same, the refinement leaves them) and with the lineage gate on CLR
-(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB). The panel has no DC antibody (CD11c, CD123, CD1c), so
+(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB). The panel has no DC
+antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
 how well the marker scores reproduce expert gating on real staining of 13 labs, not an independent

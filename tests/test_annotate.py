@@ -277,7 +277,8 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
     about 2/3 right): ``refine`` trains on the confident calls and weighs the genes that separate
     them, and more cells are right; the marker calls are kept in ``cell_state_markers``; cells of
     another lineage, and Unassigned cells, are not touched. With ``refine_lineages`` the lineage step
-    is refined too: it mends the T cells that z-scores within the cohort put into B. Then the mechanism on its own: labels
+    is refined too: it mends the T cells that z-scores within the cohort put into B. Then the
+    mechanism on its own: labels
     whose unconfident half is a coin flip are mended from the confident half, within a gate."""
     import yaml
 

@@ -504,9 +504,9 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     # model trained without them (on the training cells that have the rest), not with imputed values
     patterns, which = np.unique(missing[cand], axis=0, return_inverse=True)
     cand_idx = np.flatnonzero(cand)
-    for k, pattern in enumerate(patterns):
+    for i, pattern in enumerate(patterns):
         cols = ~pattern
-        rows = cand_idx[np.ravel(which) == k]
+        rows = cand_idx[np.ravel(which) == i]
         fit = train & ~missing[:, cols].any(1)
         if not cols.any() or len({to_label[f] for f in fine[fit]}) < 2:
             continue  # nothing to learn from for these cells: they keep their calls
@@ -517,9 +517,9 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
         # classes wherever the shrunk model is unsure); columns in the labels' order
         names = list(dict.fromkeys(to_label[f] for f in clf.classes_))
         fine_prob = clf.predict_proba(xs[rows])
-        prob = np.column_stack([fine_prob[:, [to_label[f] == k for f in clf.classes_]].max(1) for k in names])
+        prob = np.column_stack([fine_prob[:, [to_label[f] == name for f in clf.classes_]].max(1) for name in names])
         if allowed is not None:  # a label no training cell had stays out
-            prob = np.where(np.asarray(allowed)[rows][:, [list(states).index(k) for k in names]], prob, 0.0)
+            prob = np.where(np.asarray(allowed)[rows][:, [list(states).index(name) for name in names]], prob, 0.0)
         top = np.sort(prob, axis=1)
         ok = top[:, -1] > 0  # a cell no class of the classifier is allowed for keeps its call
         labels[rows[ok]] = np.array(names, dtype=object)[prob[ok].argmax(1)]
@@ -557,7 +557,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
-             refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None, seed: int = 0) -> dict:
+             refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
+             seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -649,7 +650,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lin_conf[none] = 0.0
             log.info("lineage gate (%s >= %g): %d cells admitted by no lineage -> Unassigned; per lineage %s",
                      gate_layer, gate_min, int(none.sum()), gate_report)
-        if refine and refine_lineages:  # learned per marker state: a lineage of distinct populations is not one class
+        if refine and refine_lineages:  # learned per marker state: a lineage of several populations is not one class
             lineage_markers = lineage.copy()
             sub = np.full(n, "", dtype=object)
             for lin, states in markers["states"].items():
