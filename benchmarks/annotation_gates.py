@@ -112,8 +112,8 @@ def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, ga
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
     gate = {} if gate_min is None else {"gate_layer": "clr", "gate_min": gate_min}
-    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), refine=refine), seed=seed,
-             **gate)
+    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), refine=refine, **gate),
+             seed=seed)
     return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
                          "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
 

@@ -64,12 +64,10 @@ ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_li
 
 
 def _annotation_options(cfg: dict, **changes) -> dict:
-    opts = {k: v for k, v in cfg["annotation"].items() if k in
-            ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z", "protein_layer",
-             "refine", "refine_quantile", "refine_c", "refine_min_cells", "refine_lineages", "rna_standins",
-             "standin_table")}
-    opts["protein_layer"] = "clr"  # no empty droplets in these fixtures: DSB is not available
-    return opts | changes
+    from sscsig.annotate import marker_options
+
+    # no empty droplets in these fixtures: DSB (and its gate) is not available
+    return marker_options(cfg["annotation"], protein_layer="clr", gate_layer=None) | changes
 
 
 def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):

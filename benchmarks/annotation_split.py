@@ -48,7 +48,7 @@ def split_donors(donors) -> tuple[list[str], list[str]]:
 def main(argv=None) -> int:
     import yaml
 
-    from sscsig.annotate import annotate, annotate_by_reference, annotation_vs_truth, load_markers
+    from sscsig.annotate import annotate, annotate_by_reference, annotation_vs_truth, load_markers, marker_options
     from sscsig.config import validate_config
     from sscsig.io import read_cell_table
 
@@ -62,9 +62,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     ann, refcfg = cfg["annotation"], cfg["annotation"]["reference"]
-    opts = {k: ann[k] for k in ("smoothing", "min_confidence", "min_genes_per_module", "substate_robust_z",
-                                "protein_layer", "gate_layer", "gate_min", "refine_quantile", "refine_c",
-                                "refine_min_cells", "refine_lineages")}
+    opts = marker_options(ann)  # refine: set by each row below
+    opts.pop("refine")
     mdata = md.read_h5mu(a.results / "cohort/integrated.h5mu")
     truth = read_cell_table(a.truth)
     t = truth.loc[mdata.obs_names]

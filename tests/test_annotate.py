@@ -487,3 +487,25 @@ def test_an_antibody_the_panel_lacks_is_scored_by_its_transcript(tmp_path):
     bad.write_text("antibody\tgenes\nCD8\t\n")
     with pytest.raises(Exception, match="bad.tsv.*CD8"):
         antibody_genes(bad)
+
+
+def test_every_annotation_setting_of_the_schema_is_an_option_of_annotate():
+    """marker_options passes the whole config section (but the files and the method) to annotate, as the
+    rule and the benchmarks do: a schema key annotate does not take, or an option the schema lacks a
+    default for, fails here rather than in a run."""
+    import inspect
+
+    import yaml
+
+    from sscsig.annotate import annotate, marker_options
+    from sscsig.config import validate_config
+
+    cfg = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    opts = marker_options(cfg["annotation"])
+    params = inspect.signature(annotate).parameters
+    assert set(opts) <= set(params), set(opts) - set(params)
+    keyword_only = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    # every option of annotate but those the caller computes (the reference's lineages, the seed)
+    assert keyword_only - set(opts) == {"lineage", "lineage_confidence", "seed"}
+    assert marker_options(cfg["annotation"], refine=False)["refine"] is False
+    assert not {"markers", "method", "reference"} & set(opts)

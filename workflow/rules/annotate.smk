@@ -1,5 +1,5 @@
 # Cell states from marker scores, or from a labelled reference the user supplies (sscsig.annotate).
-from sscsig.annotate import MODEL_SETTINGS
+from sscsig.annotate import MODEL_SETTINGS, marker_options
 
 # annotation.method reference / both: the reference model, trained once for the reference and the cohort's
 # panel (the merged cohort's genes and antibodies, so it trains beside integrate); annotate maps onto it, and
@@ -47,7 +47,7 @@ rule annotate:
         panel_evidence=report(f"{OUT}/cohort/panel_evidence.tsv", category="Annotation",
                               caption="../report/panel_evidence.rst"),
     params:
-        annotation=section("annotation", drop=("markers", "method", "reference")),
+        annotation=marker_options(config["annotation"]),
         method=config["annotation"]["method"],
         reference=config["annotation"]["reference"],
         batch_key=config["integration"]["batch_key"],

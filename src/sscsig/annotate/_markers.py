@@ -41,6 +41,32 @@ PROTEIN_LAYERS = ("clr", "dsb", "totalvi_denoised")
 SUBSTATE_SCOPES = ("state", "lineage")
 
 
+#: keys of config ``annotation`` that are not :func:`annotate`'s options (its files and the method)
+NOT_MARKER_OPTIONS = ("markers", "method", "reference")
+
+
+def marker_options(annotation: dict, **changes) -> dict:
+    """The keyword options of :func:`annotate` in a validated config's ``annotation`` section.
+
+    Every key but ``markers``, ``method`` and ``reference`` (the files and the method), so that a key
+    the schema gains reaches :func:`annotate` from every caller (the annotate rule and the benchmarks)
+    without a hand-written list to extend.
+
+    Parameters
+    ----------
+    annotation
+        ``validate_config(config)["annotation"]``.
+    **changes
+        Options that replace the section's values.
+
+    Returns
+    -------
+    dict
+        ``annotate(mdata, markers, **marker_options(...), seed=...)``.
+    """
+    return {k: v for k, v in annotation.items() if k not in NOT_MARKER_OPTIONS} | changes
+
+
 def load_markers(path: str | Path) -> dict:
     """Read and check a marker file (``lineages`` and ``states`` per lineage)."""
     path = Path(path)
