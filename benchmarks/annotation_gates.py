@@ -15,8 +15,10 @@ dependency of sscsig), or export them from R as ``cell_x_adt.tsv.gz`` / ``cell_x
 What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alone with the default
 ``config/markers.yaml`` (RNA components neutral: there is no RNA), each study a sample, CLR per cell
 (``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; as the defaults call them (the
-state calls refined, ``annotation.refine``), without the refinement (`` no refine``: the marker calls
-alone; the lineages are the same, the refinement leaves them) and with the lineage gate on CLR
+state calls refined, ``annotation.refine``; each component centred at its Otsu boundary,
+``annotation.score_centre``), without the refinement (`` no refine``: the marker calls alone; the
+lineages are the same, the refinement leaves them), with z-scored components (`` mean-centred``:
+``score_centre: mean``, the default before 2026-12) and with the lineage gate on CLR
 (``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
@@ -89,9 +91,10 @@ def _config() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
 
 
-def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, gate_min: float | None = None
+def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float | None = None, **changes
          ) -> pd.DataFrame:
-    """Lineage and state calls of the default marker file from protein alone (one cohort)."""
+    """Lineage and state calls of the default marker file from protein alone (one cohort); ``changes``:
+    annotation settings that differ from the config's (``refine=False``)."""
     import anndata as ad
     import mudata as md
     import scanpy as sc
@@ -112,7 +115,7 @@ def call(counts: np.ndarray, samples: np.ndarray, *, refine: bool, seed: int, ga
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
     gate = {} if gate_min is None else {"gate_layer": "clr", "gate_min": gate_min}
-    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), refine=refine, **gate),
+    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), **changes, **gate),
              seed=seed)
     return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
                          "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
@@ -162,9 +165,10 @@ def main(argv=None) -> int:
     counts, meta = adt[ANTIBODIES].to_numpy(np.float64)[rows], meta.iloc[rows].reset_index(drop=True)
     study = meta["study_name"].astype(str).to_numpy()
     out, classes, confusions = [], [], {}
-    variants = [(True, None, ""), (False, None, " no refine")] + [(True, g, f" gate clr>={g:g}") for g in a.clr_gates]
-    for refine, gate, tag in variants:
-        calls = call(counts, study, refine=refine, seed=a.seed, gate_min=gate)
+    variants = ([({}, None, ""), ({"refine": False}, None, " no refine"),
+                 ({"score_centre": "mean"}, None, " mean-centred")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates])
+    for changes, gate, tag in variants:
+        calls = call(counts, study, seed=a.seed, gate_min=gate, **changes)
         row, per_class = score(calls, meta, cohort="all studies" + tag, study="all")
         out.append(row), classes.append(per_class)
         confusions["all_studies" + tag.replace(" ", "_").replace(">=", "")] = pd.crosstab(
@@ -176,7 +180,7 @@ def main(argv=None) -> int:
             out.append(row), classes.append(per_class)
         for s in sorted(set(study)):  # each study as a cohort of its own
             sel = study == s
-            alone = call(counts[sel], study[sel], refine=refine, seed=a.seed, gate_min=gate)
+            alone = call(counts[sel], study[sel], seed=a.seed, gate_min=gate, **changes)
             row, per_class = score(alone, meta[sel].reset_index(drop=True), cohort="each study alone" + tag, study=s)
             out.append(row), classes.append(per_class)
         print(f"done: {tag or 'default'}", flush=True)
