@@ -15,10 +15,9 @@ dependency of sscsig), or export them from R as ``cell_x_adt.tsv.gz`` / ``cell_x
 What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alone with the default
 ``config/markers.yaml`` (RNA components neutral: there is no RNA), each study a sample, CLR per cell
 (``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; as the defaults call them (the
-state calls refined, ``annotation.refine``; each component centred at its Otsu boundary,
-``annotation.score_centre``), without the refinement (`` no refine``: the marker calls alone; the
-lineages are the same, the refinement leaves them), with z-scored components (`` mean-centred``:
-``score_centre: mean``, the default before 2026-12) and with the lineage gate on CLR
+state calls refined, ``annotation.refine``), without the refinement (`` no refine``: the marker calls
+alone; the lineages are the same, the refinement leaves them), with each component centred at its
+Otsu boundary (`` otsu``: ``annotation.score_centre: otsu``) and with the lineage gate on CLR
 (``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
     study = meta["study_name"].astype(str).to_numpy()
     out, classes, confusions = [], [], {}
     variants = ([({}, None, ""), ({"refine": False}, None, " no refine"),
-                 ({"score_centre": "mean"}, None, " mean-centred")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates])
+                 ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates])
     for changes, gate, tag in variants:
         calls = call(counts, study, seed=a.seed, gate_min=gate, **changes)
         row, per_class = score(calls, meta, cohort="all studies" + tag, study="all")

@@ -164,7 +164,7 @@ class _Scorer:
     """Caches protein CLR columns and RNA module scores over all cells."""
 
     def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr",
-                 standins: dict[str, list[str]] | None = None, centre: str = "otsu"):
+                 standins: dict[str, list[str]] | None = None, centre: str = "mean"):
         self.rna = mdata["rna"]
         self.prot = mdata["prot"]
         if protein_layer not in PROTEIN_LAYERS:
@@ -612,7 +612,7 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
 
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
-             score_centre: str = "otsu", gate_layer: str | None = None, gate_min: float = 6.0,
+             score_centre: str = "mean", gate_layer: str | None = None, gate_min: float = 6.0,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
@@ -643,13 +643,15 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     score_centre
         How each marker component (an antibody, a gene module) is put on a common scale over the
         cells scored (all cells for the lineages, a lineage's cells for its states) before a label's
-        components are averaged: ``"otsu"`` (default), centred at Otsu's threshold between the low
-        and the high cells and scaled by the SD within the two, so that 0 means "at the boundary"
-        whatever share of the cells is positive; ``"mean"``, z-scores (centred at the mean, which
-        sits among the negative cells of a rare marker and among the positive cells of a common
-        one). On the 13 gated real studies (``benchmarks/annotation_gates.py``) ``otsu`` raised the
-        lineage F1 in 11 and cut the B cells and monocytes invented among sorted T cells from 17% /
-        18% to 3% / 6% (README "Marker scores").
+        components are averaged: ``"mean"`` (default), z-scores (centred at the mean, which sits
+        among the negative cells of a rare marker and among the positive cells of a common one);
+        ``"otsu"``, centred at Otsu's threshold between the low and the high cells and scaled by the
+        SD within the two, so that 0 means "at the boundary" whatever share of the cells is
+        positive. On the 13 gated real studies (``benchmarks/annotation_gates.py``) ``otsu`` raised
+        the lineage F1 of 11 analysed alone and cut the B cells and monocytes invented among sorted
+        T cells from 17% / 18% to 3% / 6%; it is not the default because it failed two real-cell
+        checks (CD3+ CD8+ cells with a 3-antibody panel, pbmc10k's other_T calls) and was worse on
+        RNA-only data (README "Marker scores").
     gate_layer, gate_min
         Absolute protein evidence for the lineages (``None``: off). With ``"dsb"`` (values in units
         of the empty droplets' background SD), a cell can only take a lineage it is positive for
