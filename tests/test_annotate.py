@@ -280,8 +280,8 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
     is refined too: it mends the T cells that z-scores within the cohort put into B. Then the
     mechanism on its own: labels
     whose unconfident half is a coin flip are mended from the confident half, within a gate. (The
-    components are z-scored here, ``score_centre: mean``: the default's Otsu centring makes no
-    lineage error in these data.)"""
+    components are z-scored, ``score_centre: mean``, the default; centred at their Otsu boundary,
+    ``score_centre: otsu``, they make no lineage error in these data.)"""
     import yaml
 
     from sscsig.annotate import annotate, load_markers, refine_states
@@ -315,8 +315,8 @@ def test_refinement_learns_from_the_confident_calls_what_the_marker_score_misses
                           score_centre=centre, seed=0)
         return m, report
 
-    # z-scored components (score_centre: mean) make the lineage errors the refinement is shown to mend;
-    # centred at their Otsu boundary (the default) the marker calls alone make none
+    # z-scored components (score_centre: mean, the default) make the lineage errors the refinement is shown
+    # to mend; centred at their Otsu boundary (score_centre: otsu) the marker calls alone make none
     otsu, _ = run(False, centre="otsu")
     assert (otsu.obs["lineage"].astype(str).to_numpy() == np.where(np.arange(n) < n_t, "T", "B")).all()
     plain, _ = run(False)
@@ -520,9 +520,10 @@ def test_every_annotation_setting_of_the_schema_is_an_option_of_annotate():
 
 def test_boundary_scores_put_zero_between_the_populations_whatever_their_shares():
     """score_centre: otsu. A marker's low cells score well below 0 and its high cells well above (by
-    more than 2 within-population SDs here) whether 5% or 60% of the cells are high; z-scores put the low cells of a rare marker
-    near 0 (-0.2 here) and the high cells of a common one at +0.8, which is how a cell weak in its
-    own (common) state's markers went to a rare state it was not. NaN (not measured) stays NaN."""
+    more than 2 within-population SDs here) whether 5% or 60% of the cells are high; z-scores put
+    the low cells of a rare marker near 0 (-0.2 here) and the high cells of a common one at +0.8,
+    which is how a cell weak in its own (common) state's markers went to a rare state it was not.
+    NaN (not measured) stays NaN."""
     from sscsig.annotate._markers import _boundary_z, _z
 
     rng = np.random.default_rng(0)

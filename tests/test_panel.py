@@ -101,7 +101,7 @@ def test_majority_merge_marks_unmeasured_antibodies_missing_not_zero():
     assert layer == "dsb" and names.tolist() == ["ADT_CD3", "ADT_CD8", "ADT_CD14"] and np.isfinite(values).all()
 
 
-def _scorer(layer_values: np.ndarray, antibodies: list[str], centre: str = "otsu"):
+def _scorer(layer_values: np.ndarray, antibodies: list[str], centre: str = "mean"):
     from sscsig.annotate._markers import _Scorer
 
     n = layer_values.shape[0]
@@ -127,15 +127,15 @@ def test_scores_and_gate_use_an_antibody_only_where_it_was_measured():
     cd4, _ = lineage_gate(scorer, {"protein_pos": ["CD4"], "protein_neg": ["CD8"]}, layer="dsb", min_value=6)
     assert cd4.tolist() == [False, True, False, False, True, False]
     rows = np.arange(6)
-    # the default scale (each antibody centred at its Otsu boundary) over the cells that measured it
+    # score_centre: otsu (each antibody centred at its Otsu boundary) over the cells that measured it
     from sscsig.annotate._markers import _boundary_z
 
-    s = scorer.score({"protein_pos": ["CD3", "CD8"]}, rows)
+    s = _scorer(x, ["CD3", "CD8", "CD4"], centre="otsu").score({"protein_pos": ["CD3", "CD8"]}, rows)
     b3, b8 = _boundary_z(x[:, [0]])[:, 0], _boundary_z(x[:3, [1]])[:, 0]
     np.testing.assert_allclose(s[:3], (b3[:3] + b8) / 2)
     np.testing.assert_allclose(s[3:], b3[3:])
     assert s[0] > 0 > s[2] and np.isnan(_boundary_z(x[:, [1]])[3:]).all()
-    scorer = _scorer(x, ["CD3", "CD8", "CD4"], centre="mean")  # z-scores: the same rule, exact numbers
+    # z-scores (the default): the same rule, exact numbers
     s = scorer.score({"protein_pos": ["CD3", "CD8"]}, rows)
     # without CD8 the component is the mean of the measured markers (CD3), z-scored over the cells that have it
     z3 = (x[:, 0] - x[:, 0].mean()) / x[:, 0].std()
