@@ -452,6 +452,20 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float)
     return allowed, ",".join(used)
 
 
+def _warn_vetoed(gate_report: dict, *, layer: str, min_value: float, share: float = 0.2, min_cells: int = 10) -> None:
+    """A warning per lineage whose gate vetoed ``share`` or more (and ``min_cells`` or more) of the cells
+    its marker scores call it. Either the cohort lacks the lineage (what the gate is for: sorted cells,
+    B-depleted patients) or its antibodies stain below ``min_value`` (a weak CD56 on real NK cells, or
+    NK cells left with CD56 alone when a panel lacks CD7); the calls cannot tell the two apart, the user can."""
+    for name, rep in gate_report.items():
+        calls, vetoed = rep["score_calls"], rep["score_calls_vetoed"]
+        if vetoed >= min_cells and vetoed >= share * calls:
+            log.warning("lineage gate (%s >= %g): %d of the %d cells the marker scores call %s fail its gate (%s "
+                        "antibodies) and lose the label: either the cohort lacks %s, or their antibodies stain below "
+                        "gate_min (then lower it, or turn the gate off)", layer, min_value, vetoed, calls, name,
+                        rep["gated_by"], name)
+
+
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
                  min_confidence: float) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """The marker calls of one lineage's states among ``rows`` (scores z-scored over these cells and
@@ -659,6 +673,10 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``protein_any``) antibodies and negative for its ``protein_neg`` ones; a cell that no
         lineage admits is ``Unassigned``. A lineage absent from the cohort (B cells after
         rituximab) is then not invented from ranks, and CD4 / CD8 follow the co-receptor protein.
+        The report's ``lineage_gate`` gives, per lineage, the cells its scores call it
+        (``score_calls``) and how many of them the gate vetoed (``score_calls_vetoed``); a warning
+        names each lineage that lost >= 20% of them (>= 10 cells): a lineage the cohort lacks, or
+        antibodies that stain below ``gate_min``.
     lineage, lineage_confidence
         Lineages already called (``annotation.method: both``: from a reference mapping), one per
         cell, with their confidence; the marker file's lineage step is then skipped and its states
@@ -709,10 +727,14 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if gate_layer not in scorer.prot.layers:
                 raise InputError(f"annotation.gate_layer {gate_layer!r}: the cohort has no prot.layers[{gate_layer!r}] "
                                  "(dsb needs raw_path in the sheet)")
+            ungated = np.asarray(lin_names, dtype=object)[lin_mat.argmax(1)]  # what the scores alone call
             for j, name in enumerate(lin_names):
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min)
                 lin_mat[~allowed, j] = -np.inf
-                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum())}
+                called = ungated == name
+                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()), "score_calls": int(called.sum()),
+                                     "score_calls_vetoed": int((called & ~allowed).sum())}
+            _warn_vetoed(gate_report, layer=gate_layer, min_value=gate_min)
         lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
         if gate_layer is not None:
             none = ~np.isfinite(lin_mat).any(1)
