@@ -732,7 +732,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min)
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
-                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()), "score_calls": int(called.sum()),
+                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
+                                     "score_calls": int(called.sum()),
                                      "score_calls_vetoed": int((called & ~allowed).sum())}
             _warn_vetoed(gate_report, layer=gate_layer, min_value=gate_min)
         lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
