@@ -18,7 +18,8 @@ What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alon
 state calls refined, ``annotation.refine``), without the refinement (`` no refine``: the marker calls
 alone; the lineages are the same, the refinement leaves them), with each component centred at its
 Otsu boundary (`` otsu``: ``annotation.score_centre: otsu``) and with the lineage gate on CLR
-(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB). The panel has no DC
+(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB), at that fixed level and
+with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the fallback). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -165,7 +166,8 @@ def main(argv=None) -> int:
     study = meta["study_name"].astype(str).to_numpy()
     out, classes, confusions = [], [], {}
     variants = ([({}, None, ""), ({"refine": False}, None, " no refine"),
-                 ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates])
+                 ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates]
+                + [({"gate_threshold": "auto"}, g, f" gate clr>={g:g} auto") for g in a.clr_gates])
     for changes, gate, tag in variants:
         calls = call(counts, study, seed=a.seed, gate_min=gate, **changes)
         row, per_class = score(calls, meta, cohort="all studies" + tag, study="all")

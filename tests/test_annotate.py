@@ -578,3 +578,69 @@ def test_the_gate_reports_and_warns_about_the_score_calls_it_vetoes(caplog):
     assert (m.obs["lineage"].to_numpy()[nk] == "Unassigned").all()
     warned = [r.getMessage() for r in caplog.records if "lineage gate" in r.getMessage()]
     assert len(warned) == 1 and "50 of the 50 cells the marker scores call NK" in warned[0], warned
+
+
+def _gate_cohort(cd4_background: float = -1.0, cd56_nk: float = 0.6, with_b: bool = True):
+    """CLR of a small cohort: CD4 T, CD8 T, NK (dim CD56) and, optionally, B cells; no RNA signal."""
+    rng = np.random.default_rng(3)
+    sizes = {"CD4_T": 120, "CD8_T": 80, "NK": 50, "B": 50 if with_b else 0}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    names = ["CD3", "CD4", "CD8", "CD56", "CD19"]
+    level = {"CD3": {"CD4_T": 3.0, "CD8_T": 3.0}, "CD4": {"CD4_T": 3.7}, "CD8": {"CD8_T": 3.5},
+             "CD56": {"NK": cd56_nk}, "CD19": {"B": 3.0}}
+    base = {"CD4": cd4_background}
+    clr = np.column_stack([[level[a].get(t, base.get(a, -1.0)) for t in truth] for a in names])
+    clr = clr + rng.normal(0, 0.25, clr.shape)
+    prot = ad.AnnData(np.zeros(clr.shape), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{a}" for a in names]))
+    prot.layers["clr"] = clr
+    rna = ad.AnnData(sp.csr_matrix((n, 2), dtype=np.float32), var=pd.DataFrame(index=["G1", "G2"]))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    markers = {"lineages": {"CD4_T": {"protein_pos": ["CD3", "CD4"], "protein_neg": ["CD8"]},
+                            "CD8_T": {"protein_pos": ["CD3", "CD8"], "protein_neg": ["CD4"]},
+                            "NK": {"protein_pos": ["CD56"], "protein_neg": ["CD3", "CD19"]},
+                            "B": {"protein_pos": ["CD19"], "protein_neg": ["CD3"]}},
+               "states": {lin: {f"{lin}.any": {"protein_pos": ["CD3"]}} for lin in sizes}}
+    return mdata, markers, truth
+
+
+def test_learned_gate_levels_follow_the_staining_and_fall_back_to_gate_min_without_a_positive_population():
+    """gate_threshold auto: a dim CD56 (NK at CLR 0.6) and a CD4 antibody with a high background
+    (CD4-negative cells at CLR 1.7) defeat a fixed CLR level of 1, as on real studies (Hao 2020:
+    lineage F1 0.98 -> 0.57 with the fixed gate); levels learned from the cells the scores call other
+    lineages follow them. A lineage the cohort lacks (no B cells) and a sorted cohort (only CD8 T
+    cells) have no positive population of their own, so gate_min decides and nothing is invented."""
+    from sscsig.annotate import annotate, gate_thresholds
+    from sscsig.annotate._markers import _Scorer
+
+    mdata, markers, truth = _gate_cohort(cd4_background=1.7)
+
+    def calls(m, **kw):
+        annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0, **kw)
+        return m.obs["lineage"].astype(str).to_numpy()
+
+    fixed = calls(mdata.copy())
+    assert (fixed[truth == "NK"] == "NK").mean() < 0.2  # dim CD56 below the fixed level
+    assert (fixed[truth == "CD8_T"] == "CD8_T").mean() < 0.2  # CD4 background above it vetoes CD8 T
+    learned = calls(mdata.copy(), gate_threshold="auto")
+    for lin in ("CD4_T", "CD8_T", "NK", "B"):
+        assert (learned[truth == lin] == lin).mean() >= 0.95, (lin, pd.Series(learned[truth == lin]).value_counts())
+    scorer = _Scorer(mdata, seed=0, min_genes=1)
+    levels = gate_thresholds(scorer, markers, truth, layer="clr", min_value=1.0)
+    assert levels["ADT_CD56"]["separated"] and levels["ADT_CD56"]["admit"] < 0.6 < 1.0
+    assert levels["ADT_CD4"]["veto"] > 1.7 + 0.5  # above the CD4-negative cells' background
+    # no population stands out: gate_min for every cell alike (so a sorted cohort needs its negative
+    # antibodies' background below gate_min: with CD4 at 1.7 every CD8 T cell would be vetoed)
+    plain, _, truth_plain = _gate_cohort()
+    sorted_cd8 = plain[truth_plain == "CD8_T"].copy()
+    sorted_cd8.obsp["connectivities"] = sp.csr_matrix((sorted_cd8.n_obs,) * 2)
+    sorted_calls = calls(sorted_cd8, gate_threshold="auto")
+    assert (sorted_calls == "CD8_T").mean() >= 0.95
+    no_b, markers_b, truth_b = _gate_cohort(with_b=False)
+    annotate(no_b, markers_b, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
+             gate_threshold="auto")
+    assert (no_b.obs["lineage"] == "B").sum() == 0
+    # without the gate, ranks within the sorted cells invent lineages (what the gate is for)
+    annotate(sorted_cd8, markers, smoothing=0.0, refine=False, seed=0)
+    assert (sorted_cd8.obs["lineage"] == "CD8_T").mean() < 0.8

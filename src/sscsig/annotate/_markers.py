@@ -221,18 +221,20 @@ class _Scorer:
             cols.append(self.clr[:, self.prot.var_names.get_loc(var)])
         return np.column_stack(cols) if cols else None
 
-    def positive(self, names: list[str], *, layer: str, min_value: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """Cells x markers: the antibody's ``layer`` value >= ``min_value``, and whether the cell's
-        sample measured it (NaN: not measured). ``None``: none of them is in the panel."""
-        cols = [self.prot.var_names.get_loc(v) for v in (find_protein(self.prot.var, n) for n in names)
-                if v is not None]
-        if not cols:
+    def positive(self, names: list[str], *, layer: str, min_value: float,
+                 thresholds: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cells x markers: the antibody's ``layer`` value >= its threshold (``thresholds[feature]``,
+        else ``min_value``), and whether the cell's sample measured it (NaN: not measured). ``None``:
+        none of them is in the panel."""
+        found = [v for v in (find_protein(self.prot.var, n) for n in names) if v is not None]
+        if not found:
             return None
-        x = self.prot.layers[layer][:, cols]
+        x = self.prot.layers[layer][:, [self.prot.var_names.get_loc(v) for v in found]]
         x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
         measured = ~np.isnan(x)
+        thr = np.array([(thresholds or {}).get(v, min_value) for v in found], dtype=float)
         with np.errstate(invalid="ignore"):
-            return measured & (x >= min_value), measured
+            return measured & (x >= thr[None, :]), measured
 
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
@@ -432,24 +434,87 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
     return lab
 
 
-def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float) -> tuple[np.ndarray, str]:
+def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
+                 thresholds: dict[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, str]:
     """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
     ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
     gate, nor do markers a cell's sample did not measure (a cell none of whose ``protein_pos``
-    markers was measured is not gated by them). Returns (allowed per cell, the markers that gated)."""
+    markers was measured is not gated by them). ``thresholds``: per antibody feature, the (admit,
+    veto) levels that replace ``min_value`` for the positive and the negative markers
+    (:func:`gate_thresholds`). Returns (allowed per cell, the markers that gated)."""
     n = scorer.prot.n_obs
     allowed = np.ones(n, bool)
     used = []
     for kind in ("protein_pos", "protein_any", "protein_neg"):
         names = comp.get(kind) or []
-        res = scorer.positive(names, layer=layer, min_value=min_value) if names else None
+        which = 1 if kind == "protein_neg" else 0
+        levels = {v: t[which] for v, t in (thresholds or {}).items()}
+        res = scorer.positive(names, layer=layer, min_value=min_value, thresholds=levels) if names else None
         if res is None:
             continue
         pos, measured = res
         used.append(kind)
         allowed &= ~pos.any(1) if kind == "protein_neg" else (pos.any(1) | ~measured.any(1))
     return allowed, ",".join(used)
+
+
+#: gate_threshold "auto": how far above its negatives (in robust SDs of their values) an antibody's
+#: positive cells must sit to count as a population of their own, and the admit / veto levels
+GATE_SEPARATED, GATE_ADMIT, GATE_VETO = 2.0, 2.0, 4.0
+GATE_THRESHOLDS = ("fixed", "auto")
+
+
+def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
+                    separated: float = GATE_SEPARATED, admit: float = GATE_ADMIT, veto: float = GATE_VETO
+                    ) -> dict[str, dict]:
+    """Per antibody, the levels from which the lineage gate counts it positive, learned from the cohort.
+
+    A fixed level (``min_value``) does not follow a lab's staining: on real CLR a dim CD56 left NK
+    cells below it, and a CD4 antibody with a high background put CD8 T cells above it (ADTnorm's
+    studies, README "Absent lineages"). Here the marker scores' own lineage calls without the gate
+    (``calls``) split the cells, for each antibody that a lineage lists as ``protein_pos`` /
+    ``protein_any``, into those called such a lineage (P) and the rest (N). If P's median lies more
+    than ``separated`` robust SDs (1.4826 x MAD) above N's median, the antibody has a positive
+    population in this cohort and its levels come from N: a cell is admitted from ``admit`` SDs above
+    N's median and vetoed (as a ``protein_neg`` marker) from ``veto`` SDs, neither above P's median.
+    Otherwise P is no population of its own (a lineage the cohort lacks, whose cells the scores picked
+    from noise; or the whole cohort, as in sorted cells) and the absolute ``min_value`` decides, for
+    all cells alike. Antibodies no lineage lists as positive keep ``min_value``. Cells whose sample did
+    not measure an antibody are left out of its estimate. Deterministic.
+
+    Returns
+    -------
+    ``{feature: {"admit", "veto", "separated", "z"}}``: ``z`` is P's median above N's in robust SDs.
+    """
+    x = scorer.prot.layers[layer]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
+    calls = np.asarray(calls, dtype=object)
+    positive_for: dict[str, set[str]] = {}
+    for lin, comp in markers["lineages"].items():
+        for kind in ("protein_pos", "protein_any"):
+            for name in comp.get(kind) or []:
+                var = find_protein(scorer.prot.var, name)
+                if var is not None:
+                    positive_for.setdefault(var, set()).add(lin)
+    out = {}
+    for var, lineages in positive_for.items():
+        col = x[:, scorer.prot.var_names.get_loc(var)]
+        ok = ~np.isnan(col)
+        in_p = np.isin(calls, list(lineages)) & ok
+        neg, pos = col[ok & ~in_p], col[in_p]
+        if len(neg) < 10 or len(pos) < 10:
+            continue
+        med = float(np.median(neg))
+        sd = 1.4826 * float(np.median(np.abs(neg - med)))
+        top = float(np.median(pos))
+        z = (top - med) / sd if sd > 0 else 0.0
+        if z > separated:
+            out[var] = {"admit": min(med + admit * sd, top), "veto": min(med + veto * sd, top), "separated": True,
+                        "z": round(z, 2)}
+        else:
+            out[var] = {"admit": min_value, "veto": min_value, "separated": False, "z": round(z, 2)}
+    return out
 
 
 def _warn_vetoed(gate_report: dict, *, layer: str, min_value: float, share: float = 0.2, min_cells: int = 10) -> None:
@@ -627,6 +692,7 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              score_centre: str = "mean", gate_layer: str | None = None, gate_min: float = 6.0,
+             gate_threshold: str = "fixed",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
@@ -673,6 +739,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``protein_any``) antibodies and negative for its ``protein_neg`` ones; a cell that no
         lineage admits is ``Unassigned``. A lineage absent from the cohort (B cells after
         rituximab) is then not invented from ranks, and CD4 / CD8 follow the co-receptor protein.
+        gate_threshold
+        ``"fixed"`` (default): ``gate_min`` for every antibody. ``"auto"``: each antibody's levels
+        learned from the cohort where a positive population stands out from the cells the scores
+        call other lineages, ``gate_min`` where none does (:func:`gate_thresholds`; the report's
+        ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (README "Absent
+        lineages").
         The report's ``lineage_gate`` gives, per lineage, the cells its scores call it
         (``score_calls``) and how many of them the gate vetoed (``score_calls_vetoed``); a warning
         names each lineage that lost >= 20% of them (>= 10 cells): a lineage the cohort lacks, or
@@ -714,6 +786,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     n = mdata.n_obs
     all_rows = np.arange(n)
     gate_report = {}
+    gate_levels: dict[str, dict] = {}
     if lineage is None:
         lin_names, lin_scores = [], []
         for name, comp in markers["lineages"].items():
@@ -727,9 +800,21 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if gate_layer not in scorer.prot.layers:
                 raise InputError(f"annotation.gate_layer {gate_layer!r}: the cohort has no prot.layers[{gate_layer!r}] "
                                  "(dsb needs raw_path in the sheet)")
+            if gate_threshold not in GATE_THRESHOLDS:
+                raise InputError(f"annotation.gate_threshold {gate_threshold!r} is not one of "
+                                 f"{', '.join(GATE_THRESHOLDS)}")
             ungated = np.asarray(lin_names, dtype=object)[lin_mat.argmax(1)]  # what the scores alone call
+            levels = None
+            if gate_threshold == "auto":
+                gate_levels = gate_thresholds(scorer, markers, ungated, layer=gate_layer, min_value=gate_min)
+                levels = {v: (t["admit"], t["veto"]) for v, t in gate_levels.items()}
+                log.info("lineage gate thresholds learned from the cohort (admit / veto; separated: a positive "
+                         "population stands out, else gate_min): %s",
+                         {v: (round(t["admit"], 2), round(t["veto"], 2), t["separated"])
+                          for v, t in gate_levels.items()})
             for j, name in enumerate(lin_names):
-                allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min)
+                allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
+                                             thresholds=levels)
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
@@ -811,6 +896,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "missing_markers": sorted(scorer.missing),
         "transcript_standins": dict(sorted(scorer.standins.items())),
         "lineage_gate": gate_report,
+        "gate_thresholds": gate_levels,
         "refined_cells": refined,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
