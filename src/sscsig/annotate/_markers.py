@@ -517,18 +517,19 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
     return out
 
 
-def _warn_vetoed(gate_report: dict, *, layer: str, min_value: float, share: float = 0.2, min_cells: int = 10) -> None:
+def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells: int = 10) -> None:
     """A warning per lineage whose gate vetoed ``share`` or more (and ``min_cells`` or more) of the cells
     its marker scores call it. Either the cohort lacks the lineage (what the gate is for: sorted cells,
     B-depleted patients) or its antibodies stain below ``min_value`` (a weak CD56 on real NK cells, or
-    NK cells left with CD56 alone when a panel lacks CD7); the calls cannot tell the two apart, the user can."""
+    NK cells left with CD56 alone when a panel lacks CD7); the calls cannot tell the two apart, the user
+    can. ``rule``: the gate's levels in words, for the message."""
     for name, rep in gate_report.items():
         calls, vetoed = rep["score_calls"], rep["score_calls_vetoed"]
         if vetoed >= min_cells and vetoed >= share * calls:
-            log.warning("lineage gate (%s >= %g): %d of the %d cells the marker scores call %s fail its gate (%s "
+            log.warning("lineage gate (%s): %d of the %d cells the marker scores call %s fail its gate (%s "
                         "antibodies) and lose the label: either the cohort lacks %s, or their antibodies stain below "
-                        "gate_min (then lower it, or turn the gate off)", layer, min_value, vetoed, calls, name,
-                        rep["gated_by"], name)
+                        "the gate's levels (then lower gate_min, try gate_threshold auto, or turn the gate off)",
+                        rule, vetoed, calls, name, rep["gated_by"], name)
 
 
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
@@ -820,7 +821,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
                                      "score_calls": int(called.sum()),
                                      "score_calls_vetoed": int((called & ~allowed).sum())}
-            _warn_vetoed(gate_report, layer=gate_layer, min_value=gate_min)
+            _warn_vetoed(gate_report, rule=(f"{gate_layer}, levels learned per antibody, else >= {gate_min:g}"
+                                            if gate_threshold == "auto" else f"{gate_layer} >= {gate_min:g}"))
         lineage, lin_conf = _assign(lin_names, lin_mat, min_confidence)
         if gate_layer is not None:
             none = ~np.isfinite(lin_mat).any(1)
