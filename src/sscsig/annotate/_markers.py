@@ -520,7 +520,7 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
 def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells: int = 10) -> None:
     """A warning per lineage whose gate vetoed ``share`` or more (and ``min_cells`` or more) of the cells
     its marker scores call it. Either the cohort lacks the lineage (what the gate is for: sorted cells,
-    B-depleted patients) or its antibodies stain below ``min_value`` (a weak CD56 on real NK cells, or
+    B-depleted patients) or its antibodies stain below the gate's levels (a weak CD56 on real NK cells, or
     NK cells left with CD56 alone when a panel lacks CD7); the calls cannot tell the two apart, the user
     can. ``rule``: the gate's levels in words, for the message."""
     for name, rep in gate_report.items():
@@ -740,16 +740,16 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``protein_any``) antibodies and negative for its ``protein_neg`` ones; a cell that no
         lineage admits is ``Unassigned``. A lineage absent from the cohort (B cells after
         rituximab) is then not invented from ranks, and CD4 / CD8 follow the co-receptor protein.
-        gate_threshold
+        The report's ``lineage_gate`` gives, per lineage, the cells its scores call it
+        (``score_calls``) and how many of them the gate vetoed (``score_calls_vetoed``); a warning
+        names each lineage that lost >= 20% of them (>= 10 cells): a lineage the cohort lacks, or
+        antibodies that stain below the gate's levels.
+    gate_threshold
         ``"fixed"`` (default): ``gate_min`` for every antibody. ``"auto"``: each antibody's levels
         learned from the cohort where a positive population stands out from the cells the scores
         call other lineages, ``gate_min`` where none does (:func:`gate_thresholds`; the report's
         ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (README "Absent
         lineages").
-        The report's ``lineage_gate`` gives, per lineage, the cells its scores call it
-        (``score_calls``) and how many of them the gate vetoed (``score_calls_vetoed``); a warning
-        names each lineage that lost >= 20% of them (>= 10 cells): a lineage the cohort lacks, or
-        antibodies that stain below ``gate_min``.
     lineage, lineage_confidence
         Lineages already called (``annotation.method: both``: from a reference mapping), one per
         cell, with their confidence; the marker file's lineage step is then skipped and its states
