@@ -379,9 +379,14 @@ def _smooth(scores: np.ndarray, graph: sp.spmatrix, weight: float) -> np.ndarray
     return np.where(has, (1 - weight) * scores + weight * neigh, scores)
 
 
+def _median_sd(x: np.ndarray) -> tuple[float, float]:
+    """Median and robust SD (1.4826 x the median absolute deviation)."""
+    med = float(np.median(x))
+    return med, float(np.median(np.abs(x - med))) * 1.4826
+
+
 def _robust_z(x: np.ndarray) -> np.ndarray:
-    med = np.median(x)
-    mad = np.median(np.abs(x - med)) * 1.4826
+    med, mad = _median_sd(x)
     return (x - med) / (mad if mad > 1e-9 else 1.0)
 
 
@@ -435,20 +440,20 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
 
 
 def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
-                 thresholds: dict[str, tuple[float, float]] | None = None) -> tuple[np.ndarray, str]:
+                 thresholds: dict[str, dict] | None = None) -> tuple[np.ndarray, str]:
     """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
     ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
     gate, nor do markers a cell's sample did not measure (a cell none of whose ``protein_pos``
-    markers was measured is not gated by them). ``thresholds``: per antibody feature, the (admit,
-    veto) levels that replace ``min_value`` for the positive and the negative markers
-    (:func:`gate_thresholds`). Returns (allowed per cell, the markers that gated)."""
+    markers was measured is not gated by them). ``thresholds``: per antibody feature, the ``admit``
+    and ``veto`` levels that replace ``min_value`` for the positive and the negative markers (as
+    :func:`gate_thresholds` returns them). Returns (allowed per cell, the markers that gated)."""
     n = scorer.prot.n_obs
     allowed = np.ones(n, bool)
     used = []
     for kind in ("protein_pos", "protein_any", "protein_neg"):
         names = comp.get(kind) or []
-        which = 1 if kind == "protein_neg" else 0
+        which = "veto" if kind == "protein_neg" else "admit"
         levels = {v: t[which] for v, t in (thresholds or {}).items()}
         res = scorer.positive(names, layer=layer, min_value=min_value, thresholds=levels) if names else None
         if res is None:
@@ -505,8 +510,7 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
         neg, pos = col[ok & ~in_p], col[in_p]
         if len(neg) < 10 or len(pos) < 10:
             continue
-        med = float(np.median(neg))
-        sd = 1.4826 * float(np.median(np.abs(neg - med)))
+        med, sd = _median_sd(neg)
         top = float(np.median(pos))
         z = (top - med) / sd if sd > 0 else 0.0
         if z > separated:
@@ -786,6 +790,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
+    if gate_threshold not in GATE_THRESHOLDS:
+        raise InputError(f"annotation.gate_threshold {gate_threshold!r} is not one of {', '.join(GATE_THRESHOLDS)}")
     gate_report = {}
     gate_levels: dict[str, dict] = {}
     if lineage is None:
@@ -801,21 +807,16 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if gate_layer not in scorer.prot.layers:
                 raise InputError(f"annotation.gate_layer {gate_layer!r}: the cohort has no prot.layers[{gate_layer!r}] "
                                  "(dsb needs raw_path in the sheet)")
-            if gate_threshold not in GATE_THRESHOLDS:
-                raise InputError(f"annotation.gate_threshold {gate_threshold!r} is not one of "
-                                 f"{', '.join(GATE_THRESHOLDS)}")
             ungated = np.asarray(lin_names, dtype=object)[lin_mat.argmax(1)]  # what the scores alone call
-            levels = None
             if gate_threshold == "auto":
                 gate_levels = gate_thresholds(scorer, markers, ungated, layer=gate_layer, min_value=gate_min)
-                levels = {v: (t["admit"], t["veto"]) for v, t in gate_levels.items()}
                 log.info("lineage gate thresholds learned from the cohort (admit / veto; separated: a positive "
                          "population stands out, else gate_min): %s",
                          {v: (round(t["admit"], 2), round(t["veto"], 2), t["separated"])
                           for v, t in gate_levels.items()})
             for j, name in enumerate(lin_names):
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
-                                             thresholds=levels)
+                                             thresholds=gate_levels)
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
