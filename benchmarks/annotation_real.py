@@ -13,8 +13,9 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
 Each marker run is scored as the defaults call it (the state calls refined), without the refinement
 (rows `` no refine``: the marker calls alone), with the lineages refined too (``refine_lineages:
 true``, rows ``+refine_lineages``), with transcript stand-ins for the antibodies the data lacks
-(``annotation.rna_standins: true``, rows ``+standins``) and with each marker component centred at its
-Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``).
+(``annotation.rna_standins: true``, rows ``+standins``), with each marker component centred at its
+Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``) and with each sparse RNA module centred
+at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -61,7 +62,8 @@ SINGLER_FINE_TO_STATES = {
 
 #: (settings that differ from the config's annotation defaults, row suffix): how each data set is scored
 ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": True}, "+refine_lineages"),
-                       ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"))
+                       ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
+                       ({"module_centre": "negative"}, " negative"))
 
 
 def _annotation_options(cfg: dict, **changes) -> dict:

@@ -644,3 +644,67 @@ def test_learned_gate_levels_follow_the_staining_and_fall_back_to_gate_min_witho
     # without the gate, ranks within the sorted cells invent lineages (what the gate is for)
     annotate(sorted_cd8, markers, smoothing=0.0, refine=False, seed=0)
     assert (sorted_cd8.obs["lineage"] == "CD8_T").mean() < 0.8
+
+
+def test_negative_module_centre_puts_cells_without_the_programme_at_zero_whatever_the_share():
+    """module_centre: negative. A sparse module (90% of the cells detect none of its genes) is
+    centred at those cells: they score ~0 and its positive cells well above; as
+    z-scores they would sit at -0.3. A module nearly every cell detects has no population without it
+    and stays z-scored. NaN stays NaN."""
+    from sscsig.annotate._markers import NEGATIVE_MIN_SHARE, _negative_z, _z
+
+    rng = np.random.default_rng(0)
+    pos = rng.random(2000) < 0.1
+    x = np.where(pos, 2.0, 0.0) + rng.normal(0, 0.05, 2000)
+    neg, z = _negative_z(x, ~pos), _z(x[:, None])[:, 0]
+    assert abs(neg[~pos].mean()) < 0.05 and neg[pos].mean() > 2.5
+    assert z[~pos].mean() < -0.25
+    broad = rng.normal(1.0, 0.3, 2000)
+    none = rng.random(2000) < NEGATIVE_MIN_SHARE / 2
+    assert np.allclose(_negative_z(broad, none), _z(broad[:, None])[:, 0])
+    out = _negative_z(np.array([0.0, np.nan, 0.0, 3.0, 0.0]), np.array([True, True, True, False, True]))
+    assert np.isnan(out[1]) and out[3] > 1 and np.allclose(out[[0, 2, 4]], 0)
+
+
+def test_cells_without_any_state_programme_do_not_go_to_the_rarest_state():
+    """Sparse RNA, no state antibodies (the half-panel twin: 101 of 171 CD4 T cells that detected none
+    of their states' genes were called Treg). With z-scored modules a cell with no evidence scores
+    highest for the rarest state (its z of 'nothing' is the least negative); centred at the cells
+    without the programme, such cells are near a tie between the states (the rare state, whose scores
+    vary most, still gets the largest part of them here)."""
+    from sscsig.annotate import annotate
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(1)
+    sizes = {"A": 240, "B": 120, "R": 20}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    blank = rng.random(n) < 0.2  # low-coverage cells: none of their markers detected
+    blank[truth == "R"] = False
+    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(1500)]
+    counts = rng.poisson(rng.uniform(0.02, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
+    for j, g in enumerate(genes[:9]):
+        counts[:, j] = np.where((truth == g[0]) & ~blank, rng.poisson(1.5, n), 0) * (rng.random(n) < 0.7)
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
+    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
+    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD3"]}, index=["ADT_CD3"]))
+    prot.layers["clr"] = 3.0 + rng.normal(0, 0.2, (n, 1))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    markers = {"lineages": {"T": {"protein_pos": ["CD3"]}},
+               "states": {"T": {s: {"rna_pos": [f"{s}{i}" for i in range(3)]} for s in sizes}}}
+
+    def calls(centre):
+        m = mdata.copy()
+        annotate(m, markers, smoothing=0.0, refine=False, seed=0, module_centre=centre, min_genes_per_module=1)
+        return m.obs["cell_state"].astype(str).to_numpy()
+
+    mean, negative = calls("mean"), calls("negative")
+    assert (mean[blank] == "R").mean() > 0.8  # z-scores: 'nothing' scores highest for the rarest state (87%)
+    assert (negative[blank] == "R").mean() < 0.6  # 46%: near a tie of three
+    assert (negative[blank] != "R").sum() >= 2 * (mean[blank] != "R").sum() + 10
+    for state in sizes:  # cells with evidence keep their state
+        own = (truth == state) & ~blank
+        assert (negative[own] == state).mean() >= 0.85, (state, (negative[own] == state).mean())
+    with pytest.raises(InputError, match="module_centre"):
+        annotate(mdata.copy(), markers, module_centre="median")
