@@ -708,3 +708,38 @@ def test_cells_without_any_state_programme_do_not_go_to_the_rarest_state():
         assert (negative[own] == state).mean() >= 0.85, (state, (negative[own] == state).mean())
     with pytest.raises(InputError, match="module_centre"):
         annotate(mdata.copy(), markers, module_centre="median")
+
+
+def test_gate_min_defaults_to_the_gate_layers_usual_level():
+    """gate_min left null: 1 for a CLR gate (6, the DSB level, would veto nearly every cell on CLR),
+    6 for DSB; a totalvi_denoised gate needs it given, said by the config check before any job runs."""
+    from sscsig.annotate import GATE_MIN_DEFAULTS, annotate
+    from sscsig.config import validate_config
+    from sscsig.errors import InputError
+
+    mdata, markers, _ = _gate_cohort(cd56_nk=3.0)
+    mdata["prot"].layers["dsb"] = mdata["prot"].layers["clr"] * 4.0  # positives at 12-15 SDs, negatives at -4
+    assert GATE_MIN_DEFAULTS == {"dsb": 6.0, "clr": 1.0}
+
+    def calls(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, **kw)
+        return m.obs["lineage"].astype(str).to_numpy(), report["lineage_gate"]
+
+    for layer, level in GATE_MIN_DEFAULTS.items():
+        default, gate = calls(gate_layer=layer)
+        explicit, _ = calls(gate_layer=layer, gate_min=level)
+        assert (default == explicit).all()
+        assert sum(g["cells_allowed"] for g in gate.values()) > mdata.n_obs * 0.9
+    at_six, _ = calls(gate_layer="clr", gate_min=6.0)
+    assert (at_six == "Unassigned").mean() > 0.9  # why 6 cannot be the CLR default
+    with pytest.raises(InputError, match="gate_min"):
+        annotate(mdata.copy(), markers, seed=0, gate_layer="totalvi_denoised")
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["annotation"].update(gate_layer="totalvi_denoised", gate_min=None)
+    with pytest.raises(InputError, match="annotation.gate_min is not set"):
+        validate_config(cfg)
+    cfg["annotation"]["gate_min"] = 2.0
+    validate_config(cfg)

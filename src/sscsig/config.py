@@ -84,6 +84,10 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> di
     if method != "markers" and not ref["path"]:
         raise InputError(f"config: annotation.method is {method!r} but annotation.reference.path is not set "
                          "(a labelled .h5ad or .h5mu)")
+    ann = config["annotation"]
+    if ann["gate_layer"] == "totalvi_denoised" and ann["gate_min"] is None:
+        raise InputError("config: annotation.gate_layer is 'totalvi_denoised' but annotation.gate_min is not set "
+                         "(defaults exist for dsb, 6, and clr, 1; the denoised scale depends on the model)")
     if table := config["annotation"]["standin_table"]:
         if not Path(table).exists():
             raise InputError(f"config: annotation.standin_table: file not found: {table}")

@@ -514,6 +514,10 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
 #: positive cells must sit to count as a population of their own, and the admit / veto levels
 GATE_SEPARATED, GATE_ADMIT, GATE_VETO = 2.0, 2.0, 4.0
 GATE_THRESHOLDS = ("fixed", "auto")
+#: gate_min where the config leaves it null, per gate_layer: DSB in units of the empty droplets' background
+#: SD (6: README "Absent lineages"); CLR 1 (the twin and ADTnorm's 13 real studies, README "Without raw
+#: droplets"). totalvi_denoised has none: its scale depends on the model, so the level must be given.
+GATE_MIN_DEFAULTS = {"dsb": 6.0, "clr": 1.0}
 
 
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
@@ -743,7 +747,7 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              score_centre: str = "mean", module_centre: str = "mean", gate_layer: str | None = None,
-             gate_min: float = 6.0, gate_threshold: str = "fixed",
+             gate_min: float | None = None, gate_threshold: str = "fixed",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
@@ -802,6 +806,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         (``score_calls``) and how many of them the gate vetoed (``score_calls_vetoed``); a warning
         names each lineage that lost >= 20% of them (>= 10 cells): a lineage the cohort lacks, or
         antibodies that stain below the gate's levels.
+        ``gate_min`` ``None`` (the default): the layer's usual level, 6 for ``"dsb"``, 1 for ``"clr"``
+        (:data:`GATE_MIN_DEFAULTS`); ``"totalvi_denoised"`` needs it given.
     gate_threshold
         ``"fixed"`` (default): ``gate_min`` for every antibody. ``"auto"``: each antibody's levels
         learned from the cohort where a positive population stands out from the cells the scores
@@ -847,6 +853,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     all_rows = np.arange(n)
     if gate_threshold not in GATE_THRESHOLDS:
         raise InputError(f"annotation.gate_threshold {gate_threshold!r} is not one of {', '.join(GATE_THRESHOLDS)}")
+    if gate_layer is not None and gate_min is None:
+        if gate_layer not in GATE_MIN_DEFAULTS:
+            raise InputError(f"annotation.gate_layer {gate_layer!r} has no default gate_min: set annotation.gate_min "
+                             f"(defaults exist for {', '.join(GATE_MIN_DEFAULTS)})")
+        gate_min = GATE_MIN_DEFAULTS[gate_layer]
     gate_report = {}
     gate_levels: dict[str, dict] = {}
     if lineage is None:
