@@ -219,6 +219,7 @@ class _Scorer:
         self.seed = seed
         self.min_genes = min_genes
         self._modules: dict[tuple, np.ndarray] = {}
+        self._none: dict[tuple, np.ndarray] = {}  # per module: the cells that detect none of its genes
         self._module_scorer: ModuleScorer | None = None
         self.missing: set[str] = set()
         self.coverage: dict[str, dict] = {}
@@ -287,12 +288,12 @@ class _Scorer:
 
     def detected_none(self, genes: list[str]) -> np.ndarray:
         """Per cell, whether it detects none of the module's genes (in the data)."""
-        key = ("none",) + tuple(sorted(genes))
-        if key not in self._modules:
+        key = tuple(sorted(genes))
+        if key not in self._none:
             present = [g for g in genes if g in self.rna.var_names]
             x = self.rna[:, present].X
-            self._modules[key] = np.asarray((x > 0).sum(1)).ravel() == 0
-        return self._modules[key]
+            self._none[key] = np.asarray((x > 0).sum(1)).ravel() == 0
+        return self._none[key]
 
     def score(self, comp: dict, rows: np.ndarray, *, label: str | None = None) -> np.ndarray | None:
         """Mean of the label's components over ``rows``; a component with no marker in the data is
