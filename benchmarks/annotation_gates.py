@@ -19,7 +19,8 @@ state calls refined, ``annotation.refine``), without the refinement (`` no refin
 alone; the lineages are the same, the refinement leaves them), with each component centred at its
 Otsu boundary (`` otsu``: ``annotation.score_centre: otsu``) and with the lineage gate on CLR
 (``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB), at that fixed level and
-with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the fallback). The panel has no DC
+with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the fallback), and in the
+pooled cohort learned per study (`` auto per study``: ``gate_group_key: sample``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -111,6 +112,7 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     rna = ad.AnnData(sp.csr_matrix((len(names), 1), dtype=np.float32), obs=obs.copy(),
                      var=pd.DataFrame(index=["none"]))  # no RNA: every RNA component is neutral
     m = md.MuData({"rna": rna, "prot": prot})
+    m.obs["sample"] = samples  # the study: annotation.gate_group_key "sample" learns the gate's levels per study
     graph = ad.AnnData(clr)
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
@@ -167,7 +169,10 @@ def main(argv=None) -> int:
     out, classes, confusions = [], [], {}
     variants = ([({}, None, ""), ({"refine": False}, None, " no refine"),
                  ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates]
-                + [({"gate_threshold": "auto"}, g, f" gate clr>={g:g} auto") for g in a.clr_gates])
+                + [({"gate_threshold": "auto"}, g, f" gate clr>={g:g} auto") for g in a.clr_gates]
+                # levels learned per study: pooled only (a study alone is one group, the row above)
+                + [({"gate_threshold": "auto", "gate_group_key": "sample"}, g, f" gate clr>={g:g} auto per study")
+                   for g in a.clr_gates])
     for changes, gate, tag in variants:
         calls = call(counts, study, seed=a.seed, gate_min=gate, **changes)
         row, per_class = score(calls, meta, cohort="all studies" + tag, study="all")
@@ -179,7 +184,7 @@ def main(argv=None) -> int:
             row, per_class = score(calls[study == s].reset_index(drop=True), meta[study == s],
                                    cohort="all studies" + tag, study=s)
             out.append(row), classes.append(per_class)
-        for s in sorted(set(study)):  # each study as a cohort of its own
+        for s in sorted(set(study)) if "gate_group_key" not in changes else ():  # each study as its own cohort
             sel = study == s
             alone = call(counts[sel], study[sel], seed=a.seed, gate_min=gate, **changes)
             row, per_class = score(alone, meta[sel].reset_index(drop=True), cohort="each study alone" + tag, study=s)

@@ -743,3 +743,42 @@ def test_gate_min_defaults_to_the_gate_layers_usual_level():
         validate_config(cfg)
     cfg["annotation"]["gate_min"] = 2.0
     validate_config(cfg)
+
+
+def test_gate_levels_learned_per_group_follow_each_batchs_staining():
+    """gate_group_key: two batches stained with different CD4 lots (the second's CD4-negative cells at
+    CLR 1.7, as Hao 2020's). The CD4 veto learned over the pooled cohort sits between the two
+    backgrounds and takes the second batch's CD8 T cells (51% of the CD8 T cells kept); learned per
+    batch, each follows its own staining (100%). On ADTnorm's 13 real studies pooled, levels per
+    study raised the lineage F1 (no DC) from 0.947 to 0.954 (README "Absent lineages")."""
+    from sscsig.annotate import annotate
+    from sscsig.errors import InputError
+
+    parts = [_gate_cohort(), _gate_cohort(cd4_background=1.7)]
+    prot = ad.concat([p[0]["prot"] for p in parts], index_unique="-")
+    rna = ad.concat([p[0]["rna"] for p in parts], index_unique="-")
+    prot.var = parts[0][0]["prot"].var
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obs["batch"] = np.repeat(["b1", "b2"], [p[0].n_obs for p in parts])
+    mdata.obsp["connectivities"] = sp.csr_matrix((mdata.n_obs,) * 2)
+    markers, truth = parts[0][1], np.concatenate([p[2] for p in parts])
+
+    def calls(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
+                          gate_threshold="auto", **kw)
+        return m.obs["lineage"].astype(str).to_numpy(), report
+
+    def recall(lab):
+        return {lin: round(float((lab[truth == lin] == lin).mean()), 3) for lin in ("CD4_T", "CD8_T", "NK", "B")}
+
+    pooled, _ = calls()
+    per_batch, report = calls(gate_group_key="batch")
+    assert min(recall(pooled).values()) < 0.8, recall(pooled)
+    assert min(recall(per_batch).values()) >= 0.95, recall(per_batch)
+    levels = report["gate_thresholds_per_group"]
+    assert set(levels) == {"b1", "b2"} and levels["b2"]["ADT_CD4"]["veto"] > 1.7 > levels["b1"]["ADT_CD4"]["veto"]
+    with pytest.raises(InputError, match="gate_group_key"):
+        annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_threshold="auto", gate_group_key="lot")
+    with pytest.raises(InputError, match="needs gate_threshold: auto"):
+        annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_group_key="batch")

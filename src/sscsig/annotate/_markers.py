@@ -259,19 +259,21 @@ class _Scorer:
         return np.column_stack(cols) if cols else None
 
     def positive(self, names: list[str], *, layer: str, min_value: float,
-                 thresholds: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Cells x markers: the antibody's ``layer`` value >= its threshold (``thresholds[feature]``,
-        else ``min_value``), and whether the cell's sample measured it (NaN: not measured). ``None``:
-        none of them is in the panel."""
+                 thresholds: dict[str, float | np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cells x markers: the antibody's ``layer`` value >= its threshold (``thresholds[feature]``, a
+        number or one per cell; else ``min_value``), and whether the cell's sample measured it (NaN: not
+        measured). ``None``: none of them is in the panel."""
         found = [v for v in (find_protein(self.prot.var, n) for n in names) if v is not None]
         if not found:
             return None
         x = self.prot.layers[layer][:, [self.prot.var_names.get_loc(v) for v in found]]
         x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
         measured = ~np.isnan(x)
-        thr = np.array([(thresholds or {}).get(v, min_value) for v in found], dtype=float)
+        # a level per antibody: one number, or one per cell (levels learned per group of samples)
+        thr = np.column_stack([np.broadcast_to(np.asarray((thresholds or {}).get(v, min_value), dtype=float),
+                                               (x.shape[0],)) for v in found])
         with np.errstate(invalid="ignore"):
-            return measured & (x >= thr[None, :]), measured
+            return measured & (x >= thr), measured
 
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
@@ -522,8 +524,8 @@ GATE_MIN_DEFAULTS = {"dsb": 6.0, "clr": 1.0}
 
 
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
-                    separated: float = GATE_SEPARATED, admit: float = GATE_ADMIT, veto: float = GATE_VETO
-                    ) -> dict[str, dict]:
+                    separated: float = GATE_SEPARATED, admit: float = GATE_ADMIT, veto: float = GATE_VETO,
+                    rows: np.ndarray | None = None) -> dict[str, dict]:
     """Per antibody, the levels from which the lineage gate counts it positive, learned from the cohort.
 
     A fixed level (``min_value``) does not follow a lab's staining: on real CLR a dim CD56 left NK
@@ -537,7 +539,8 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
     Otherwise P is no population of its own (a lineage the cohort lacks, whose cells the scores picked
     from noise; or the whole cohort, as in sorted cells) and the absolute ``min_value`` decides, for
     all cells alike. Antibodies no lineage lists as positive keep ``min_value``. Cells whose sample did
-    not measure an antibody are left out of its estimate. Deterministic.
+    not measure an antibody are left out of its estimate. ``rows``: learn from these cells only (one
+    group of samples; ``calls`` is still one per cell of the cohort). Deterministic.
 
     Returns
     -------
@@ -546,6 +549,8 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
     x = scorer.prot.layers[layer]
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
     calls = np.asarray(calls, dtype=object)
+    if rows is not None:
+        x, calls = x[rows], calls[rows]
     positive_for: dict[str, set[str]] = {}
     for lin, comp in markers["lineages"].items():
         for kind in ("protein_pos", "protein_any"):
@@ -570,6 +575,30 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
         else:
             out[var] = {"admit": min_value, "veto": min_value, "separated": False, "z": round(z, 2)}
     return out
+
+
+def _group_levels(scorer: "_Scorer", markers: dict, calls: np.ndarray, cohort: dict[str, dict], *,
+                  mdata: md.MuData, key: str, layer: str, min_value: float) -> tuple[dict, dict]:
+    """:func:`gate_thresholds` per group of ``mdata.obs[key]``: per antibody, one admit and one veto
+    level per cell (its group's where the group has a positive population of its own, else the
+    cohort's, ``cohort``), and each group's levels for the report."""
+    if key not in mdata.obs:
+        raise InputError(f"annotation.gate_group_key {key!r} is not a column of the cohort's obs "
+                         f"(has {', '.join(map(str, mdata.obs.columns[:12]))}...)")
+    groups = mdata.obs[key].astype(str).to_numpy()
+    n = len(groups)
+    cells = {v: {"admit": np.full(n, t["admit"]), "veto": np.full(n, t["veto"])} for v, t in cohort.items()}
+    report = {}
+    for g in sorted(set(groups)):
+        idx = np.flatnonzero(groups == g)
+        report[g] = gate_thresholds(scorer, markers, calls, layer=layer, min_value=min_value, rows=idx)
+        for v, t in report[g].items():
+            if t["separated"] and v in cells:
+                cells[v]["admit"][idx], cells[v]["veto"][idx] = t["admit"], t["veto"]
+    log.info("lineage gate thresholds learned per %s (admit / veto where the group has a positive population): %s",
+             key, {g: {v: (round(t["admit"], 2), round(t["veto"], 2)) for v, t in lv.items() if t["separated"]}
+                   for g, lv in report.items()})
+    return cells, report
 
 
 def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells: int = 10) -> None:
@@ -748,7 +777,7 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              score_centre: str = "mean", module_centre: str = "mean", gate_layer: str | None = None,
-             gate_min: float | None = None, gate_threshold: str = "fixed",
+             gate_min: float | None = None, gate_threshold: str = "fixed", gate_group_key: str | None = None,
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
@@ -815,6 +844,12 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         call other lineages, ``gate_min`` where none does (:func:`gate_thresholds`; the report's
         ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (README "Absent
         lineages").
+    gate_group_key
+        With ``gate_threshold: "auto"``: an ``obs`` column (``"batch"``, ``"sample"``) whose groups
+        learn their own levels, for cohorts stained with different antibody lots. An antibody with a
+        positive population in a group gets that group's levels; where it has none (a group of sorted
+        or B-depleted samples) the cohort's levels stay. The report's
+        ``gate_thresholds_per_group``. ``None`` (default): one set of levels for the cohort.
     lineage, lineage_confidence
         Lineages already called (``annotation.method: both``: from a reference mapping), one per
         cell, with their confidence; the marker file's lineage step is then skipped and its states
@@ -859,8 +894,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             raise InputError(f"annotation.gate_layer {gate_layer!r} has no default gate_min: set annotation.gate_min "
                              f"(defaults exist for {', '.join(GATE_MIN_DEFAULTS)})")
         gate_min = GATE_MIN_DEFAULTS[gate_layer]
+    if gate_group_key is not None and gate_threshold != "auto":
+        raise InputError("annotation.gate_group_key needs gate_threshold: auto (levels learned per group)")
     gate_report = {}
     gate_levels: dict[str, dict] = {}
+    group_levels: dict[str, dict] = {}
     if lineage is None:
         lin_names, lin_scores = [], []
         for name, comp in markers["lineages"].items():
@@ -877,13 +915,17 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             ungated = np.asarray(lin_names, dtype=object)[lin_mat.argmax(1)]  # what the scores alone call
             if gate_threshold == "auto":
                 gate_levels = gate_thresholds(scorer, markers, ungated, layer=gate_layer, min_value=gate_min)
+                gate_cells = gate_levels
+                if gate_group_key is not None:
+                    gate_cells, group_levels = _group_levels(scorer, markers, ungated, gate_levels, mdata=mdata,
+                                                             key=gate_group_key, layer=gate_layer, min_value=gate_min)
                 log.info("lineage gate thresholds learned from the cohort (admit / veto; separated: a positive "
                          "population stands out, else gate_min): %s",
                          {v: (round(t["admit"], 2), round(t["veto"], 2), t["separated"])
                           for v, t in gate_levels.items()})
             for j, name in enumerate(lin_names):
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
-                                             thresholds=gate_levels)
+                                             thresholds=gate_cells if gate_threshold == "auto" else None)
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
@@ -967,6 +1009,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "transcript_standins": dict(sorted(scorer.standins.items())),
         "lineage_gate": gate_report,
         "gate_thresholds": gate_levels,
+        "gate_thresholds_per_group": group_levels,
         "refined_cells": refined,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
