@@ -16,7 +16,7 @@ from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, 
                        marker_options, panel_evidence, refine_states, subcluster)
 from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, read_label_table, train_reference_model
 
-__all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference", "annotation_f1",
-           "annotation_vs_truth", "confidence_calibration", "gate_thresholds", "load_markers", "load_reference",
-           "marker_options", "panel_evidence", "read_label_table", "refine_states", "subcluster",
+__all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
+           "annotation_f1", "annotation_vs_truth", "confidence_calibration", "gate_thresholds", "load_markers",
+           "load_reference", "marker_options", "panel_evidence", "read_label_table", "refine_states", "subcluster",
            "train_reference_model"]
