@@ -85,9 +85,13 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> di
         raise InputError(f"config: annotation.method is {method!r} but annotation.reference.path is not set "
                          "(a labelled .h5ad or .h5mu)")
     ann = config["annotation"]
-    if ann["gate_layer"] == "totalvi_denoised" and ann["gate_min"] is None:
-        raise InputError("config: annotation.gate_layer is 'totalvi_denoised' but annotation.gate_min is not set "
-                         "(defaults exist for dsb, 6, and clr, 1; the denoised scale depends on the model)")
+    if ann["gate_layer"] is not None and ann["gate_min"] is None:
+        from .annotate import GATE_MIN_DEFAULTS
+
+        if ann["gate_layer"] not in GATE_MIN_DEFAULTS:
+            raise InputError(f"config: annotation.gate_layer is {ann['gate_layer']!r} but annotation.gate_min is not "
+                             f"set (defaults exist for {', '.join(f'{k}, {v:g}' for k, v in GATE_MIN_DEFAULTS.items())}"
+                             "; the denoised scale depends on the model)")
     if table := config["annotation"]["standin_table"]:
         if not Path(table).exists():
             raise InputError(f"config: annotation.standin_table: file not found: {table}")

@@ -270,10 +270,9 @@ class _Scorer:
         x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
         measured = ~np.isnan(x)
         # a level per antibody: one number, or one per cell (levels learned per group of samples)
-        thr = np.column_stack([np.broadcast_to(np.asarray((thresholds or {}).get(v, min_value), dtype=float),
-                                               (x.shape[0],)) for v in found])
+        levels = [np.asarray((thresholds or {}).get(v, min_value), dtype=float) for v in found]
         with np.errstate(invalid="ignore"):
-            return measured & (x >= thr), measured
+            return measured & np.column_stack([x[:, j] >= t for j, t in enumerate(levels)]), measured
 
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
@@ -547,10 +546,10 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
     ``{feature: {"admit", "veto", "separated", "z"}}``: ``z`` is P's median above N's in robust SDs.
     """
     x = scorer.prot.layers[layer]
-    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
     calls = np.asarray(calls, dtype=object)
-    if rows is not None:
+    if rows is not None:  # the group's cells before densifying: not the whole layer once per group
         x, calls = x[rows], calls[rows]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x, dtype=np.float64)
     positive_for: dict[str, set[str]] = {}
     for lin, comp in markers["lineages"].items():
         for kind in ("protein_pos", "protein_any"):
@@ -897,7 +896,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     if gate_group_key is not None and gate_threshold != "auto":
         raise InputError("annotation.gate_group_key needs gate_threshold: auto (levels learned per group)")
     gate_report = {}
-    gate_levels: dict[str, dict] = {}
+    gate_levels: dict[str, dict] = {}  # the cohort's learned levels (gate_threshold auto)
+    gate_cells: dict[str, dict] = {}  # the levels the gate applies: the cohort's, or one per cell by group
     group_levels: dict[str, dict] = {}
     if lineage is None:
         lin_names, lin_scores = [], []
@@ -914,8 +914,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                                  "(dsb needs raw_path in the sheet)")
             ungated = np.asarray(lin_names, dtype=object)[lin_mat.argmax(1)]  # what the scores alone call
             if gate_threshold == "auto":
-                gate_levels = gate_thresholds(scorer, markers, ungated, layer=gate_layer, min_value=gate_min)
-                gate_cells = gate_levels
+                gate_levels = gate_cells = gate_thresholds(scorer, markers, ungated, layer=gate_layer,
+                                                           min_value=gate_min)
                 if gate_group_key is not None:
                     gate_cells, group_levels = _group_levels(scorer, markers, ungated, gate_levels, mdata=mdata,
                                                              key=gate_group_key, layer=gate_layer, min_value=gate_min)
@@ -925,7 +925,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                           for v, t in gate_levels.items()})
             for j, name in enumerate(lin_names):
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
-                                             thresholds=gate_cells if gate_threshold == "auto" else None)
+                                             thresholds=gate_cells)
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
