@@ -86,7 +86,7 @@ def validate_config(config: dict, *, schema_dir: str | Path | None = None) -> di
                          "(a labelled .h5ad or .h5mu)")
     ann = config["annotation"]
     if ann["gate_layer"] is not None and ann["gate_min"] is None:
-        from .annotate import GATE_MIN_DEFAULTS
+        from .protein import GATE_MIN_DEFAULTS
 
         if ann["gate_layer"] not in GATE_MIN_DEFAULTS:
             raise InputError(f"config: annotation.gate_layer is {ann['gate_layer']!r} but annotation.gate_min is not "

@@ -31,6 +31,11 @@ from .errors import InputError
 ADT_PREFIX = "ADT_"
 _TOTALSEQ = re.compile(r"[_.-]?TotalSeq[_.-]?[ABC]?$", re.IGNORECASE)
 PROTEIN_NORMS = ("auto", "dsb", "clr")
+#: the lineage gate's level (annotation.gate_min) where the config leaves it null, per normalised layer:
+#: DSB in units of the empty droplets' background SD (6: README "Absent lineages"); CLR 1 (the twin and
+#: ADTnorm's 13 real studies, README "Without raw droplets"). totalvi_denoised has none: its scale depends
+#: on the model, so the level must be given.
+GATE_MIN_DEFAULTS = {"dsb": 6.0, "clr": 1.0}
 
 
 def clean_antibody_name(name: str) -> str:
@@ -428,6 +433,6 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     return z.astype(np.float32)
 
 
-__all__ = ["ADT_PREFIX", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
+__all__ = ["ADT_PREFIX", "GATE_MIN_DEFAULTS", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
            "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
            "panel_plan", "panel_sentences", "protein_norm_method", "sample_measured", "select_empty_droplets"]

@@ -29,7 +29,8 @@ import yaml
 
 from ..design import UNASSIGNED
 from ..errors import InputError
-from ..protein import antibody_genes, antibody_key, find_protein, otsu_separation, otsu_threshold, sample_measured
+from ..protein import (GATE_MIN_DEFAULTS, antibody_genes, antibody_key, find_protein, otsu_separation,
+                       otsu_threshold, sample_measured)
 from ..scoring import ModuleScorer
 
 log = logging.getLogger(__name__)
@@ -516,10 +517,6 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
 #: positive cells must sit to count as a population of their own, and the admit / veto levels
 GATE_SEPARATED, GATE_ADMIT, GATE_VETO = 2.0, 2.0, 4.0
 GATE_THRESHOLDS = ("fixed", "auto")
-#: gate_min where the config leaves it null, per gate_layer: DSB in units of the empty droplets' background
-#: SD (6: README "Absent lineages"); CLR 1 (the twin and ADTnorm's 13 real studies, README "Without raw
-#: droplets"). totalvi_denoised has none: its scale depends on the model, so the level must be given.
-GATE_MIN_DEFAULTS = {"dsb": 6.0, "clr": 1.0}
 
 
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
