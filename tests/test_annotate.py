@@ -36,6 +36,45 @@ def test_lineage_gate_needs_a_positive_marker_and_no_positive_negative_marker():
     assert b.all() and used == ""
 
 
+def test_the_gate_admits_a_state_negative_for_its_lineages_markers_by_its_own(caplog):
+    """A panel with CD20 but not CD19: plasmablasts are CD20-negative, so B's gate alone vetoes all of
+    them. With the lineage's states given, a cell negative for CD20 is admitted to B if it is positive
+    for each of Plasmablast's own antibodies (CD38, CD27); where the panel has none of those, its cells
+    stay vetoed and a warning names the state."""
+    import logging
+
+    from sscsig.annotate._markers import _Scorer, lineage_gate
+
+    b = {"protein_pos": ["CD19", "CD20"], "protein_neg": ["CD3"]}
+    states = {"B.Naive": {"protein_pos": ["IgD"]},
+              "Plasmablast": {"protein_pos": ["CD38", "CD27"], "protein_neg": ["CD20"]}}
+    dsb = np.array([[15, 1, 1, 1],     # naive B: CD20+
+                    [1, 20, 12, 1],    # plasmablast: CD20- CD38+ CD27+
+                    [1, 1, 12, 15],    # memory T: CD27+ only, CD3+
+                    [1, 1, 12, 1],     # CD27+ CD38- cell without CD3
+                    [1, 20, 1, 1]])    # CD38+ CD27- cell
+
+    def scorer(cols):
+        names = ["CD20", "CD38", "CD27", "CD3"]
+        prot = ad.AnnData(np.zeros((5, len(cols))), var=pd.DataFrame({"antibody": [names[j] for j in cols]},
+                                                                     index=[f"ADT_{names[j]}" for j in cols]))
+        prot.layers["clr"] = np.zeros((5, len(cols)))
+        prot.layers["dsb"] = dsb[:, cols].astype(float)
+        rna = ad.AnnData(sp.csr_matrix((5, 2)), var=pd.DataFrame(index=["G1", "G2"]))
+        return _Scorer(md.MuData({"rna": rna, "prot": prot}), seed=0, min_genes=1)
+
+    full = scorer([0, 1, 2, 3])
+    alone, _ = lineage_gate(full, b, layer="dsb", min_value=6)
+    assert alone.tolist() == [True, False, False, False, False]  # the lineage's markers alone
+    allowed, used = lineage_gate(full, b, layer="dsb", min_value=6, states=states)
+    assert allowed.tolist() == [True, True, False, False, False]  # needs both CD38 and CD27; CD3 still vetoes
+    assert used == "protein_pos [or Plasmablast by its own],protein_neg"
+    with caplog.at_level(logging.WARNING, logger="sscsig"):
+        allowed, used = lineage_gate(scorer([0, 3]), b, layer="dsb", min_value=6, states=states)
+    assert allowed.tolist() == [True, False, False, False, False] and used == "protein_pos,protein_neg"
+    assert any("Plasmablast" in r.getMessage() and "CD20" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.slow
 def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage(demo_run):
     """The tiny demo (raw droplets, so DSB) with its true B cells removed (a B-depleted cohort), and

@@ -489,14 +489,25 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
 
 
 def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
-                 thresholds: dict[str, dict] | None = None) -> tuple[np.ndarray, str]:
+                 thresholds: dict[str, dict] | None = None, states: dict | None = None) -> tuple[np.ndarray, str]:
     """Absolute protein evidence for one lineage: a cell may take the lineage only if it is positive
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
     ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
     gate, nor do markers a cell's sample did not measure (a cell none of whose ``protein_pos``
     markers was measured is not gated by them). ``thresholds``: per antibody feature, the ``admit``
     and ``veto`` levels that replace ``min_value`` for the positive and the negative markers (as
-    :func:`gate_thresholds` returns them). Returns (allowed per cell, the markers that gated)."""
+    :func:`gate_thresholds` returns them).
+
+    ``states``: the lineage's states in the marker file. A state that lists as ``protein_neg`` every
+    one of the lineage's positive markers a cell's sample measured (plasmablasts are CD20-negative:
+    a panel with CD20 but no CD19) would be vetoed whole; such a cell is also admitted if it is
+    positive for each of that state's own ``protein_pos`` markers its sample measured. Where the
+    panel has none of those, the state's cells stay vetoed and a warning names the state (not
+    gating the lineage then would let it be invented: on real sorted T cells without CD11c / CD16,
+    CD16.Mono's CD14-negativity would have admitted 7% of them as monocytes).
+
+    Returns (allowed per cell, the markers that gated, with the states admitted by their own
+    markers in brackets)."""
     n = scorer.prot.n_obs
     allowed = np.ones(n, bool)
     used = []
@@ -508,8 +519,33 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
         if res is None:
             continue
         pos, measured = res
-        used.append(kind)
-        allowed &= ~pos.any(1) if kind == "protein_neg" else (pos.any(1) | ~measured.any(1))
+        if kind == "protein_neg":
+            used.append(kind)
+            allowed &= ~pos.any(1)
+            continue
+        ok = pos.any(1) | ~measured.any(1)
+        found = [find_protein(scorer.prot.var, m) for m in names]
+        found = [v for v in found if v is not None]
+        own = []  # the states admitted by their own markers
+        for state, sc in (states or {}).items():
+            neg = {find_protein(scorer.prot.var, m) for m in sc.get("protein_neg") or []}
+            outside = [j for j, v in enumerate(found) if v not in neg]
+            uncovered = measured.any(1) & ~measured[:, outside].any(1)  # the state cannot pass this marker set
+            if not uncovered.any():
+                continue
+            sp_ = scorer.positive(sc.get("protein_pos") or [], layer=layer, min_value=min_value,
+                                  thresholds={v: t["admit"] for v, t in (thresholds or {}).items()})
+            if sp_ is None:  # nothing to admit its cells by: they stay vetoed (not gating here invented
+                # monocytes among real sorted T cells, CD16.Mono being CD14-negative)
+                log.warning("lineage gate: %s lists every positive marker of its lineage that the panel has "
+                            "(%s) as negative and the panel has none of its own protein_pos: its cells are "
+                            "vetoed from the lineage", state, ", ".join(scorer.prot.var.loc[found, "antibody"]))
+                continue
+            spos, smeas = sp_
+            ok |= uncovered & smeas.any(1) & (spos | ~smeas).all(1)
+            own.append(state)
+        used.append(kind + (f" [or {', '.join(own)} by its own]" if own else ""))
+        allowed &= ok
     return allowed, ",".join(used)
 
 
@@ -922,7 +958,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                           for v, t in gate_levels.items()})
             for j, name in enumerate(lin_names):
                 allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
-                                             thresholds=gate_cells)
+                                             thresholds=gate_cells, states=markers["states"].get(name))
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
                 gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
