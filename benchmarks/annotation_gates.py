@@ -14,13 +14,16 @@ dependency of sscsig), or export them from R as ``cell_x_adt.tsv.gz`` / ``cell_x
 
 What it measures: the calls ``sscsig.annotate.annotate`` makes from protein alone with the default
 ``config/markers.yaml`` (RNA components neutral: there is no RNA), each study a sample, CLR per cell
-(``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; as the defaults call them (the
-state calls refined, ``annotation.refine``), without the refinement (`` no refine``: the marker calls
+(``sscsig.protein.clr_per_cell``), the kNN graph on the CLR values; without the lineage gate (the rows
+without "gate": the defaults before the gate became the default; the state calls refined,
+``annotation.refine``), without the refinement (`` no refine``: the marker calls
 alone; the lineages are the same, the refinement leaves them), with each component centred at its
 Otsu boundary (`` otsu``: ``annotation.score_centre: otsu``) and with the lineage gate on CLR
-(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB), at that fixed level and
-with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the fallback), and in the
-pooled cohort learned per study (`` auto per study``: ``gate_group_key: sample``). The panel has no DC
+(``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB) for every lineage, at that
+fixed level and with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the
+fallback), in the pooled cohort learned per study (`` auto per study``: ``gate_group_key: sample``),
+and, the pipeline's default, learned levels for the lineages none of whose antibodies shows a positive
+population only (`` auto unseparated``: ``gate_lineages: unseparated``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -116,8 +119,11 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     graph = ad.AnnData(clr)
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
-    gate = {} if gate_min is None else {"gate_layer": "clr", "gate_min": gate_min}
-    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), **changes, **gate),
+    # without gate_min: no gate (the rows without "gate"); with it, every lineage gated at that fixed level
+    # unless ``changes`` say otherwise (the pipeline's default: auto levels, unseparated lineages only)
+    gate = ({"gate_layer": None} if gate_min is None else
+            {"gate_layer": "clr", "gate_min": gate_min, "gate_threshold": "fixed", "gate_lineages": "all"})
+    annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), **(gate | changes)),
              seed=seed)
     return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
                          "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
@@ -170,6 +176,9 @@ def main(argv=None) -> int:
     variants = ([({}, None, ""), ({"refine": False}, None, " no refine"),
                  ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates]
                 + [({"gate_threshold": "auto"}, g, f" gate clr>={g:g} auto") for g in a.clr_gates]
+                # the gate only for lineages none of whose antibodies shows a positive population
+                + [({"gate_threshold": "auto", "gate_lineages": "unseparated"}, g, f" gate clr>={g:g} auto unseparated")
+                   for g in a.clr_gates]
                 # levels learned per study: pooled only (a study alone is one group, the row above)
                 + [({"gate_threshold": "auto", "gate_group_key": "sample"}, g, f" gate clr>={g:g} auto per study")
                    for g in a.clr_gates])

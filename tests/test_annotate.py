@@ -89,17 +89,18 @@ def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage
     t = truth.reindex(m.obs_names)
     markers = load_markers(ROOT / "config/markers.yaml")
     no_b = m[(t["lineage"] != "B").to_numpy()].copy()
-    report = annotate(no_b, markers, seed=0, gate_layer="dsb")
+    every = {"gate_layer": "dsb", "gate_threshold": "fixed", "gate_lineages": "all"}  # every lineage, DSB >= 6
+    report = annotate(no_b, markers, seed=0, **every)
     assert (no_b.obs["lineage"] == "B").mean() < 0.01
     assert report["lineage_gate"]["B"]["gated_by"] == "protein_pos,protein_neg"
     single = ~t["is_doublet"].fillna(True).astype(bool).to_numpy()
     cd8 = m[(t["lineage"] == "CD8_T").to_numpy() & single].copy()
-    annotate(cd8, markers, seed=0, gate_layer="dsb")
+    annotate(cd8, markers, seed=0, **every)
     assert (cd8.obs["lineage"] == "CD8_T").mean() >= 0.95
-    annotate(cd8, markers, seed=0)
+    annotate(cd8, markers, seed=0, gate_layer=None)
     assert (cd8.obs["lineage"] == "CD8_T").mean() < 0.5  # ranks alone fail on sorted cells
     # the whole cohort: the gate does not cost accuracy
-    annotate(m, markers, seed=0, gate_layer="dsb")
+    annotate(m, markers, seed=0, **every)
     summary, _ = annotation_vs_truth(m.obs, demo_run / "demo/truth/cells.tsv")
     assert summary["lineage_macro_f1"] >= 0.95 and summary["state_macro_f1"] >= 0.8, summary
     assert (m.obs["lineage"] == "Unassigned").mean() < 0.02
@@ -604,14 +605,16 @@ def test_the_gate_reports_and_warns_about_the_score_calls_it_vetoes(caplog):
                             "NK": {"protein_pos": ["CD56"], "protein_neg": ["CD3"]}},
                "states": {"T": {"T.any": {"protein_pos": ["CD3"]}}, "NK": {"NK.any": {"protein_pos": ["CD56"]}}}}
     with caplog.at_level(logging.WARNING, logger="sscsig.annotate._markers"):
-        report = annotate(mdata.copy(), markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=0.5)
+        report = annotate(mdata.copy(), markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=0.5,
+                          gate_threshold="fixed", gate_lineages="all")
     assert report["lineage_gate"]["NK"]["score_calls"] == n_nk
     assert report["lineage_gate"]["NK"]["score_calls_vetoed"] == 0  # CD56 ~0.75 passes 0.5
     assert not [r for r in caplog.records if "lineage gate" in r.message]
     with caplog.at_level(logging.WARNING, logger="sscsig.annotate._markers"):
         m = mdata.copy()
-        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0)
-    assert report["lineage_gate"]["NK"] == {"gated_by": "protein_pos,protein_neg", "cells_allowed": 0,
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
+                          gate_threshold="fixed", gate_lineages="all")
+    assert report["lineage_gate"]["NK"] == {"gated_by": "protein_pos,protein_neg", "cells_gated": n, "cells_allowed": 0,
                                             "score_calls": n_nk, "score_calls_vetoed": n_nk}
     assert report["lineage_gate"]["T"]["score_calls_vetoed"] == 0
     assert (m.obs["lineage"].to_numpy()[nk] == "Unassigned").all()
@@ -656,7 +659,8 @@ def test_learned_gate_levels_follow_the_staining_and_fall_back_to_gate_min_witho
     mdata, markers, truth = _gate_cohort(cd4_background=1.7)
 
     def calls(m, **kw):
-        annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0, **kw)
+        annotate(m, markers, smoothing=0.0, refine=False, seed=0,
+                 **({"gate_layer": "clr", "gate_min": 1.0, "gate_threshold": "fixed", "gate_lineages": "all"} | kw))
         return m.obs["lineage"].astype(str).to_numpy()
 
     fixed = calls(mdata.copy())
@@ -678,10 +682,10 @@ def test_learned_gate_levels_follow_the_staining_and_fall_back_to_gate_min_witho
     assert (sorted_calls == "CD8_T").mean() >= 0.95
     no_b, markers_b, truth_b = _gate_cohort(with_b=False)
     annotate(no_b, markers_b, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
-             gate_threshold="auto")
+             gate_threshold="auto", gate_lineages="all")
     assert (no_b.obs["lineage"] == "B").sum() == 0
     # without the gate, ranks within the sorted cells invent lineages (what the gate is for)
-    annotate(sorted_cd8, markers, smoothing=0.0, refine=False, seed=0)
+    annotate(sorted_cd8, markers, smoothing=0.0, refine=False, seed=0, gate_layer=None)
     assert (sorted_cd8.obs["lineage"] == "CD8_T").mean() < 0.8
 
 
@@ -760,9 +764,10 @@ def test_gate_min_defaults_to_the_gate_layers_usual_level():
     mdata["prot"].layers["dsb"] = mdata["prot"].layers["clr"] * 4.0  # positives at 12-15 SDs, negatives at -4
     assert GATE_MIN_DEFAULTS == {"dsb": 6.0, "clr": 1.0}
 
-    def calls(**kw):
+    def calls(**kw):  # every lineage gated at the fixed level
         m = mdata.copy()
-        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, **kw)
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0,
+                          **({"gate_threshold": "fixed", "gate_lineages": "all"} | kw))
         return m.obs["lineage"].astype(str).to_numpy(), report["lineage_gate"]
 
     for layer, level in GATE_MIN_DEFAULTS.items():
@@ -805,7 +810,7 @@ def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     def calls(**kw):
         m = mdata.copy()
         report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
-                          gate_threshold="auto", **kw)
+                          gate_threshold="auto", gate_lineages="all", **kw)
         return m.obs["lineage"].astype(str).to_numpy(), report
 
     def recall(lab):
@@ -820,4 +825,40 @@ def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     with pytest.raises(InputError, match="gate_group_key"):
         annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_threshold="auto", gate_group_key="lot")
     with pytest.raises(InputError, match="needs gate_threshold: auto"):
-        annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_group_key="batch")
+        annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_threshold="fixed", gate_group_key="batch")
+
+
+def test_the_default_gate_applies_only_to_lineages_without_a_positive_population():
+    """gate_lineages: unseparated (the pipeline's default). A cohort that has every lineage is called
+    exactly as without the gate, even where gating every lineage at a fixed level fails (NK with a dim
+    CD56 at CLR 0.6, CD4-negative cells at CLR 1.7); a lineage the cohort lacks (no B cells) and a
+    sorted cohort (CD8 T cells only) are gated at gate_min, so nothing is invented. On the twin: the same
+    calls in every variant but the B-depleted (B 0.44% -> 0%) and the sorted one (CD8 T 11% -> 99.9%)."""
+    from sscsig.annotate import annotate, unseparated_lineages
+    from sscsig.annotate._markers import _Scorer
+
+    def calls(m, markers, **kw):
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, **kw)
+        return m.obs["lineage"].astype(str).to_numpy(), report
+
+    default = {"gate_layer": "clr", "gate_min": 1.0, "gate_threshold": "auto", "gate_lineages": "unseparated"}
+    full, markers, truth = _gate_cohort(cd4_background=1.7)
+    ungated, _ = calls(full.copy(), markers, gate_layer=None)
+    gated, report = calls(full.copy(), markers, **default)
+    assert (gated == ungated).all()
+    assert all(v["cells_gated"] == 0 and v["gated_by"] == "" for v in report["lineage_gate"].values())
+    every, _ = calls(full.copy(), markers, gate_layer="clr", gate_min=1.0, gate_threshold="fixed",
+                     gate_lineages="all")  # every lineage, fixed level
+    assert (every[truth == "NK"] == "NK").mean() < 0.2
+    no_b, markers_b, _ = _gate_cohort(with_b=False)
+    assert (calls(no_b.copy(), markers_b, gate_layer=None)[0] == "B").sum() > 0  # ranks invent B cells
+    lab, report = calls(no_b.copy(), markers_b, **default)
+    assert (lab == "B").sum() == 0
+    assert report["lineage_gate"]["B"]["cells_gated"] == no_b.n_obs
+    assert report["lineage_gate"]["NK"]["cells_gated"] == 0
+    assert unseparated_lineages(markers_b, report["gate_thresholds"], _Scorer(no_b, seed=0, min_genes=1)) == ["B"]
+    plain, _, truth_plain = _gate_cohort()
+    sorted_cd8 = plain[truth_plain == "CD8_T"].copy()
+    sorted_cd8.obsp["connectivities"] = sp.csr_matrix((sorted_cd8.n_obs,) * 2)
+    assert (calls(sorted_cd8.copy(), markers, gate_layer=None)[0] == "CD8_T").mean() < 0.8
+    assert (calls(sorted_cd8.copy(), markers, **default)[0] == "CD8_T").mean() >= 0.95

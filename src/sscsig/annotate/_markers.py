@@ -553,6 +553,24 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
 #: positive cells must sit to count as a population of their own, and the admit / veto levels
 GATE_SEPARATED, GATE_ADMIT, GATE_VETO = 2.0, 2.0, 4.0
 GATE_THRESHOLDS = ("fixed", "auto")
+#: annotation.gate_lineages: gate every lineage, or only those none of whose antibodies has a positive
+#: population in the cohort (:func:`unseparated_lineages`)
+GATE_LINEAGES = ("all", "unseparated")
+
+
+def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Scorer") -> list[str]:
+    """The lineages none of whose ``protein_pos`` / ``protein_any`` antibodies in the panel has a
+    positive population in the cohort (``separated`` in :func:`gate_thresholds`' ``levels``): a lineage
+    the cohort may lack (B cells after rituximab, everything but the sorted type), whose cells the
+    relative scores would otherwise pick from noise. A lineage without such antibodies in the panel
+    is not among them (the gate has nothing to test it by)."""
+    out = []
+    for lin, comp in markers["lineages"].items():
+        found = [v for kind in ("protein_pos", "protein_any") for n in comp.get(kind) or []
+                 for v in [find_protein(scorer.prot.var, n)] if v is not None and v in levels]
+        if found and not any(levels[v]["separated"] for v in found):
+            out.append(lin)
+    return out
 
 
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
@@ -631,6 +649,28 @@ def _group_levels(scorer: "_Scorer", markers: dict, calls: np.ndarray, cohort: d
              key, {g: {v: (round(t["admit"], 2), round(t["veto"], 2)) for v, t in lv.items() if t["separated"]}
                    for g, lv in report.items()})
     return cells, report
+
+
+def _unseparated_cells(scorer: "_Scorer", markers: dict, calls: np.ndarray, lin_names: list[str], *,
+                       mdata: md.MuData, layer: str, min_value: float, levels: dict | None,
+                       groups: dict | None, key: str | None) -> dict[str, np.ndarray]:
+    """``gate_lineages: unseparated``: per lineage, the cells the gate applies to. All cells where the
+    lineage is unseparated in the cohort (:func:`unseparated_lineages`); with per-group levels
+    (``groups``, :func:`_group_levels`' report, by ``obs[key]``) also the cells of each group in
+    which it is unseparated (a B-depleted patient's sample in a cohort that has B cells)."""
+    n = len(calls)
+    if levels is None:  # gate_threshold fixed: separation is still judged the same way
+        levels = gate_thresholds(scorer, markers, calls, layer=layer, min_value=min_value)
+    cohort = set(unseparated_lineages(markers, levels, scorer))
+    out = {name: np.full(n, name in cohort) for name in lin_names}
+    if groups:
+        g = mdata.obs[key].astype(str).to_numpy()
+        for group, lv in groups.items():
+            for name in unseparated_lineages(markers, lv, scorer):
+                out[name] |= g == group
+    log.info("lineage gate applied only where a lineage's antibodies show no positive population "
+             "(gate_lineages: unseparated): %s", {k: int(v.sum()) for k, v in out.items() if v.any()} or "nowhere")
+    return out
 
 
 def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells: int = 10) -> None:
@@ -808,8 +848,9 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
 
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
-             score_centre: str = "mean", module_centre: str = "mean", gate_layer: str | None = None,
-             gate_min: float | None = None, gate_threshold: str = "fixed", gate_group_key: str | None = None,
+             score_centre: str = "mean", module_centre: str = "mean", gate_layer: str | None = "clr",
+             gate_min: float | None = None, gate_threshold: str = "auto", gate_group_key: str | None = None,
+             gate_lineages: str = "unseparated",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
@@ -858,7 +899,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         every twin variant and on Kang 2018's lineages, worse on real pbmc10k's fine states (README
         "Sparse gene modules"), so not the default.
     gate_layer, gate_min
-        Absolute protein evidence for the lineages (``None``: off). With ``"dsb"`` (values in units
+        Absolute protein evidence for the lineages (``None``: off; default ``"clr"``, for the lineages
+        ``gate_lineages`` says). With ``"dsb"`` (values in units
         of the empty droplets' background SD), a cell can only take a lineage it is positive for
         (``gate_min`` or more) by at least one of the lineage's ``protein_pos`` (and
         ``protein_any``) antibodies and negative for its ``protein_neg`` ones; a cell that no
@@ -871,11 +913,22 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``gate_min`` ``None`` (the default): the layer's usual level, 6 for ``"dsb"``, 1 for ``"clr"``
         (:data:`GATE_MIN_DEFAULTS`); ``"totalvi_denoised"`` needs it given.
     gate_threshold
-        ``"fixed"`` (default): ``gate_min`` for every antibody. ``"auto"``: each antibody's levels
+        ``"fixed"``: ``gate_min`` for every antibody. ``"auto"`` (default): each antibody's levels
         learned from the cohort where a positive population stands out from the cells the scores
         call other lineages, ``gate_min`` where none does (:func:`gate_thresholds`; the report's
         ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (README "Absent
         lineages").
+    gate_lineages
+        ``"all"``: the gate applies to every lineage. ``"unseparated"`` (default; before this version
+        there was no gate by default): only to the lineages none of whose antibodies
+        shows a positive population in the cohort (:func:`unseparated_lineages`; with
+        ``gate_group_key``, also within each group where it shows none): the lineages a cohort may
+        lack. A cohort that has every lineage is then called exactly as without the gate (the twin's
+        variants but the B-depleted and the sorted one, ADTnorm's 13 studies pooled), while invented
+        lineages go: B in the B-depleted twin 0.44% -> 0%, CD8 T in the sorted one 11% -> 99.9%.
+        ``"all"`` also applies the learned levels' co-receptor logic to every cell (better on most
+        real studies analysed alone, worse where an antibody stains dimly; README "Absent lineages").
+        The report's ``lineage_gate`` gives per lineage ``cells_gated``.
     gate_group_key
         With ``gate_threshold: "auto"``: an ``obs`` column (``"batch"``, ``"sample"``) whose groups
         learn their own levels, for cohorts stained with different antibody lots. An antibody with a
@@ -926,6 +979,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             raise InputError(f"annotation.gate_layer {gate_layer!r} has no default gate_min: set annotation.gate_min "
                              f"(defaults exist for {', '.join(GATE_MIN_DEFAULTS)})")
         gate_min = GATE_MIN_DEFAULTS[gate_layer]
+    if gate_lineages not in GATE_LINEAGES:
+        raise InputError(f"annotation.gate_lineages {gate_lineages!r} is not one of {', '.join(GATE_LINEAGES)}")
     if gate_group_key is not None and gate_threshold != "auto":
         raise InputError("annotation.gate_group_key needs gate_threshold: auto (levels learned per group)")
     gate_report = {}
@@ -956,13 +1011,23 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                          "population stands out, else gate_min): %s",
                          {v: (round(t["admit"], 2), round(t["veto"], 2), t["separated"])
                           for v, t in gate_levels.items()})
+            applies = {name: np.ones(n, bool) for name in lin_names}  # per lineage: the cells its gate applies to
+            if gate_lineages == "unseparated":
+                applies = _unseparated_cells(scorer, markers, ungated, lin_names, mdata=mdata, layer=gate_layer,
+                                             min_value=gate_min, levels=gate_levels or None,
+                                             groups=group_levels if gate_group_key is not None else None,
+                                             key=gate_group_key)
             for j, name in enumerate(lin_names):
-                allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer, min_value=gate_min,
-                                             thresholds=gate_cells, states=markers["states"].get(name))
+                allowed, used = np.ones(n, bool), ""
+                if applies[name].any():
+                    allowed, used = lineage_gate(scorer, markers["lineages"][name], layer=gate_layer,
+                                                 min_value=gate_min, thresholds=gate_cells,
+                                                 states=markers["states"].get(name))
+                    allowed |= ~applies[name]
                 lin_mat[~allowed, j] = -np.inf
                 called = ungated == name
-                gate_report[name] = {"gated_by": used, "cells_allowed": int(allowed.sum()),
-                                     "score_calls": int(called.sum()),
+                gate_report[name] = {"gated_by": used, "cells_gated": int(applies[name].sum()),
+                                     "cells_allowed": int(allowed.sum()), "score_calls": int(called.sum()),
                                      "score_calls_vetoed": int((called & ~allowed).sum())}
             _warn_vetoed(gate_report, rule=(f"{gate_layer}, levels learned per antibody, else >= {gate_min:g}"
                                             if gate_threshold == "auto" else f"{gate_layer} >= {gate_min:g}"))
@@ -992,8 +1057,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         if len(lineage) != n:
             raise ValueError(f"lineage has {len(lineage)} values for {n} cells")
         if gate_layer is not None:
-            log.warning("annotation.gate_layer %r not applied: the lineages were given (annotation.method "
-                        "both takes them from the reference)", gate_layer)
+            log.info("annotation.gate_layer %r not applied: the lineages were given (annotation.method "
+                     "both takes them from the reference)", gate_layer)
             gate_report = {"not_applied": "lineages given by the caller (reference)"}
         lin_conf = np.ones(n) if lineage_confidence is None else np.asarray(lineage_confidence, dtype=float)
         # a lineage without states in the marker file (a reference's own type) is the cell's state
