@@ -69,8 +69,9 @@ ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_li
 def _annotation_options(cfg: dict, **changes) -> dict:
     from sscsig.annotate import marker_options
 
-    # no empty droplets in these fixtures: DSB (and its gate) is not available
-    return marker_options(cfg["annotation"], protein_layer="clr", gate_layer=None) | changes
+    # no empty droplets in these fixtures: DSB (and its gate) is not available; a CLR gate (the default) is
+    gate = cfg["annotation"]["gate_layer"]
+    return marker_options(cfg["annotation"], protein_layer="clr", gate_layer=None if gate == "dsb" else gate) | changes
 
 
 def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
@@ -281,7 +282,7 @@ def gate_on_real_dsb(shared: Path, *, gates=(None, 3.0, 4.0, 6.0), seed: int = 0
     out = {}
     for gate in gates:
         annotate(m, markers, protein_layer="dsb", gate_layer=None if gate is None else "dsb",
-                 gate_min=gate if gate is not None else 6.0, seed=seed)
+                 gate_min=gate if gate is not None else 6.0, gate_threshold="fixed", gate_lineages="all", seed=seed)
         out["no gate" if gate is None else f"gate dsb >= {gate:g}"] = m.obs["lineage"].astype(str).value_counts()
     return pd.DataFrame(out).fillna(0).astype(int)
 
