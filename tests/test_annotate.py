@@ -862,3 +862,35 @@ def test_the_default_gate_applies_only_to_lineages_without_a_positive_population
     sorted_cd8.obsp["connectivities"] = sp.csr_matrix((sorted_cd8.n_obs,) * 2)
     assert (calls(sorted_cd8.copy(), markers, gate_layer=None)[0] == "CD8_T").mean() < 0.8
     assert (calls(sorted_cd8.copy(), markers, **default)[0] == "CD8_T").mean() >= 0.95
+
+
+def test_the_default_gate_per_sample_catches_a_lineage_one_sample_lacks():
+    """gate_lineages: unseparated with gate_group_key: a lineage that stands out in the cohort (B cells in
+    the first batch) is not gated there, but in a batch without B cells whose marker-less cells the ranks
+    call B it shows no positive population, so it is gated in that batch only (a B-depleted patient's
+    sample in a cohort that has B cells)."""
+    from sscsig.annotate import annotate
+
+    parts = [_gate_cohort(), _gate_cohort(cd56_nk=-1.0, with_b=False)]  # batch 2: no B, NK without CD56
+    prot = ad.concat([p[0]["prot"] for p in parts], index_unique="-")
+    rna = ad.concat([p[0]["rna"] for p in parts], index_unique="-")
+    prot.var = parts[0][0]["prot"].var
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    batch = np.repeat(["b1", "b2"], [p[0].n_obs for p in parts])
+    mdata.obs["batch"] = batch
+    mdata.obsp["connectivities"] = sp.csr_matrix((mdata.n_obs,) * 2)
+    markers, truth = parts[0][1], np.concatenate([p[2] for p in parts])
+
+    def calls(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, refine=False, seed=0, gate_layer="clr", gate_min=1.0,
+                          gate_threshold="auto", gate_lineages="unseparated", **kw)
+        return m.obs["lineage"].astype(str).to_numpy(), report["lineage_gate"]
+
+    cohort, gate = calls()
+    assert gate["B"]["cells_gated"] == 0 and (cohort[batch == "b2"] == "B").sum() > 10  # invented in b2
+    per_batch, gate = calls(gate_group_key="batch")
+    assert gate["B"]["cells_gated"] == (batch == "b2").sum()
+    assert (per_batch[batch == "b2"] == "B").sum() == 0
+    b1 = batch == "b1"
+    assert (per_batch[b1] == cohort[b1]).all() and (per_batch[b1 & (truth == "B")] == "B").all()
