@@ -789,6 +789,17 @@ def test_gate_min_defaults_to_the_gate_layers_usual_level():
     validate_config(cfg)
 
 
+def _two_batches(*parts):
+    """:func:`_gate_cohort` results as one cohort, ``obs['batch']`` b1, b2, ...; (mdata, markers, truth)."""
+    prot = ad.concat([p[0]["prot"] for p in parts], index_unique="-")
+    rna = ad.concat([p[0]["rna"] for p in parts], index_unique="-")
+    prot.var = parts[0][0]["prot"].var
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obs["batch"] = np.repeat([f"b{i + 1}" for i in range(len(parts))], [p[0].n_obs for p in parts])
+    mdata.obsp["connectivities"] = sp.csr_matrix((mdata.n_obs,) * 2)
+    return mdata, parts[0][1], np.concatenate([p[2] for p in parts])
+
+
 def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     """gate_group_key: two batches stained with different CD4 lots (the second's CD4-negative cells at
     CLR 1.7, as Hao 2020's). The CD4 veto learned over the pooled cohort sits between the two
@@ -798,14 +809,7 @@ def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     from sscsig.annotate import annotate
     from sscsig.errors import InputError
 
-    parts = [_gate_cohort(), _gate_cohort(cd4_background=1.7)]
-    prot = ad.concat([p[0]["prot"] for p in parts], index_unique="-")
-    rna = ad.concat([p[0]["rna"] for p in parts], index_unique="-")
-    prot.var = parts[0][0]["prot"].var
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    mdata.obs["batch"] = np.repeat(["b1", "b2"], [p[0].n_obs for p in parts])
-    mdata.obsp["connectivities"] = sp.csr_matrix((mdata.n_obs,) * 2)
-    markers, truth = parts[0][1], np.concatenate([p[2] for p in parts])
+    mdata, markers, truth = _two_batches(_gate_cohort(), _gate_cohort(cd4_background=1.7))
 
     def calls(**kw):
         m = mdata.copy()
@@ -871,15 +875,9 @@ def test_the_default_gate_per_sample_catches_a_lineage_one_sample_lacks():
     sample in a cohort that has B cells)."""
     from sscsig.annotate import annotate
 
-    parts = [_gate_cohort(), _gate_cohort(cd56_nk=-1.0, with_b=False)]  # batch 2: no B, NK without CD56
-    prot = ad.concat([p[0]["prot"] for p in parts], index_unique="-")
-    rna = ad.concat([p[0]["rna"] for p in parts], index_unique="-")
-    prot.var = parts[0][0]["prot"].var
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    batch = np.repeat(["b1", "b2"], [p[0].n_obs for p in parts])
-    mdata.obs["batch"] = batch
-    mdata.obsp["connectivities"] = sp.csr_matrix((mdata.n_obs,) * 2)
-    markers, truth = parts[0][1], np.concatenate([p[2] for p in parts])
+    # batch 2: no B cells, and NK cells without CD56 (cells with no lineage's marker)
+    mdata, markers, truth = _two_batches(_gate_cohort(), _gate_cohort(cd56_nk=-1.0, with_b=False))
+    batch = mdata.obs["batch"].to_numpy()
 
     def calls(**kw):
         m = mdata.copy()
