@@ -926,7 +926,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         lack. A cohort in which every lineage has an antibody that stands out is then called exactly
         as without the gate (the twin's variants but the B-depleted and the sorted one, ADTnorm's 13
         studies pooled; a lineage whose antibodies each mark only part of it, as the study marker
-        file's DC, can be gated although present), while invented lineages go: B in the B-depleted twin 0.44% -> 0%, CD8 T in the sorted one 11% -> 99.9%.
+        file's DC, can be gated although present), while invented lineages go: B in the B-depleted
+        twin 0.44% -> 0%, CD8 T in the sorted one 11% -> 99.9%.
         ``"all"`` also applies the learned levels' co-receptor logic to every cell (better on most
         real studies analysed alone, worse where an antibody stains dimly; README "Absent lineages").
         The report's ``lineage_gate`` gives per lineage ``cells_gated``.
