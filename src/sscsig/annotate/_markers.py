@@ -533,8 +533,7 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
             uncovered = measured.any(1) & ~measured[:, outside].any(1)  # the state cannot pass this marker set
             if not uncovered.any():
                 continue
-            sp_ = scorer.positive(sc.get("protein_pos") or [], layer=layer, min_value=min_value,
-                                  thresholds={v: t["admit"] for v, t in (thresholds or {}).items()})
+            sp_ = scorer.positive(sc.get("protein_pos") or [], layer=layer, min_value=min_value, thresholds=levels)
             if sp_ is None:  # nothing to admit its cells by: they stay vetoed (not gating here invented
                 # monocytes among real sorted T cells, CD16.Mono being CD14-negative)
                 log.warning("lineage gate: %s lists every positive marker of its lineage that the panel has "
@@ -1016,7 +1015,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             applies = {name: np.ones(n, bool) for name in lin_names}  # per lineage: the cells its gate applies to
             if gate_lineages == "unseparated":
                 applies = _unseparated_cells(scorer, markers, ungated, lin_names, mdata=mdata, layer=gate_layer,
-                                             min_value=gate_min, levels=gate_levels or None,
+                                             min_value=gate_min,
+                                             levels=gate_levels if gate_threshold == "auto" else None,
                                              groups=group_levels if gate_group_key is not None else None,
                                              key=gate_group_key)
             for j, name in enumerate(lin_names):
