@@ -753,6 +753,69 @@ def test_cells_without_any_state_programme_do_not_go_to_the_rarest_state():
         annotate(mdata.copy(), markers, module_centre="median")
 
 
+def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none():
+    """no_evidence: likeliest (default). A cell that detects none of its lineage's state genes, with no
+    state antibody in the panel, is given the state most of whose cells are expected to show nothing:
+    here the common state with sparse genes (30% of its cells detect none), not the rare one the
+    z-scores pick. The report gives the estimate; under min_confidence > 0 such cells are Unassigned;
+    a state antibody in the panel is evidence, and the rule then does not apply."""
+    from sscsig.annotate import annotate
+    from sscsig.annotate._markers import no_evidence_cells
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(3)
+    rates = {"A": 0.4, "B": 1.0, "R": 1.5}  # per gene; P(none of 3 detected): 0.30, 0.05, 0.01
+    sizes = {"A": 300, "B": 120, "R": 25}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(600)]
+    counts = rng.poisson(rng.uniform(0.05, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
+    for j, g in enumerate(genes[:9]):
+        counts[:, j] = np.where(truth == g[0], rng.poisson(rates[g[0]], n), 0)
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
+    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    prot = ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["CD3", "CD25"]}, index=["ADT_CD3", "ADT_CD25"]))
+    prot.layers["clr"] = np.column_stack([3.0 + rng.normal(0, 0.2, n), rng.normal(0, 0.2, n)])
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    blank = counts[:, :9].sum(1) == 0
+    assert 70 <= blank.sum() <= 110 and (truth[blank] == "A").mean() > 0.85
+    markers = {"lineages": {"T": {"protein_pos": ["CD3"]}},
+               "states": {"T": {s: {"rna_pos": [f"{s}{i}" for i in range(3)]} for s in sizes}}}
+
+    def run(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
+        return m.obs["cell_state"].astype(str).to_numpy(), report
+
+    scores, rep_scores = run(no_evidence="scores")
+    likeliest, report = run()
+    assert (scores[blank] == "R").mean() > 0.8 and rep_scores["no_evidence"] == {}  # the rarest state
+    assert (likeliest[blank] == "A").all()
+    assert report["no_evidence"]["T"]["cells"] == blank.sum() and report["no_evidence"]["T"]["state"] == "A"
+    est = report["no_evidence"]["T"]["undetected_expected"]
+    assert est["A"] > 4 * max(est["B"], est["R"])  # ~75 / ~6 / ~0.3 expected, a zero-truncated Poisson
+    assert ((likeliest == truth)[~blank]).mean() >= 0.9 and (likeliest[~blank] == scores[~blank]).mean() > 0.95
+    abstain, _ = run(min_confidence=0.01)
+    assert (abstain[blank] == "Unassigned").all()
+    # a state antibody measured in the panel is evidence: the marker scores decide, as with "scores"
+    with_ab = {**markers, "states": {"T": {**markers["states"]["T"], "R": {"rna_pos": ["R0", "R1", "R2"],
+                                                                              "protein_pos": ["CD25"]}}}}
+    m = mdata.copy()
+    report = annotate(m, with_ab, smoothing=0.0, seed=0, min_genes_per_module=1)
+    assert report["no_evidence"] == {}
+    # the estimate alone: no raw counts, no answer
+    m = mdata.copy()
+    del m["rna"].layers["counts"]
+    from sscsig.annotate._markers import _Scorer
+    none, state, _ = no_evidence_cells(_Scorer(m, seed=0, min_genes=1), markers["states"]["T"],
+                                       truth.astype(object), np.arange(n))
+    assert state is None and not none.any()
+    with pytest.raises(InputError, match="no_evidence"):
+        annotate(mdata.copy(), markers, no_evidence="prior")
+
+
 def test_gate_min_defaults_to_the_gate_layers_usual_level():
     """gate_min left null: 1 for a CLR gate (6, the DSB level, would veto nearly every cell on CLR),
     6 for DSB; a totalvi_denoised gate needs it given, said by the config check before any job runs."""

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import yaml
+from scipy.optimize import brentq
 
 from ..design import UNASSIGNED
 from ..errors import InputError
@@ -820,6 +821,76 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     return labels, confidence
 
 
+#: how cells with no evidence for any state of their lineage are called (``annotate(no_evidence=)``)
+NO_EVIDENCE = ("likeliest", "scores")
+
+
+def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows: np.ndarray, *,
+                      min_cells: int = 8) -> tuple[np.ndarray, str | None, dict[str, float]]:
+    """The cells of one lineage with no evidence for any of its states, and the state such cells most
+    likely belong to.
+
+    A cell has no evidence when it detects none of the states' ``rna_pos`` genes (raw counts 0) and
+    its sample measured none of their antibodies. Its marker scores are then no evidence either:
+    z-scored modules put such a cell nearest the state whose genes the fewest cells detect, the
+    rarest (on the half-panel twin all 170 such CD4 T cells were called Treg, although 110 were
+    central memory). What it does say is that the cell's state is one whose genes often go
+    undetected. Per state, the number of its cells that detect none of the genes is estimated from
+    the cells called it that detect some: their total counts of the genes are taken as zero-truncated
+    Poisson, whose rate ``lam`` solves ``mean = lam / (1 - exp(-lam))``, so that
+    ``n * exp(-lam) / (1 - exp(-lam))`` of its cells are expected to show none. The cells without
+    evidence go to the state with the most (the most probable state a posteriori; a Poisson without
+    overdispersion underestimates the undetected cells, but every state alike).
+
+    Parameters
+    ----------
+    scorer
+        The annotation's scorer (its RNA needs ``layers['counts']``).
+    states
+        The lineage's states (name -> marker components) that were scored.
+    labels
+        The marker calls of ``rows``.
+    rows
+        The lineage's cells (indices into the cohort).
+    min_cells
+        A state needs this many cells called it with some of the genes detected to be estimated.
+
+    Returns
+    -------
+    Per row, whether the cell has no evidence; the state those cells most likely belong to
+    (``None``: none of them, no raw counts, or no state could be estimated); and the estimated
+    number of undetected cells per state.
+    """
+    labels = np.asarray(labels, dtype=object)
+    genes = sorted({g for comp in states.values() for g in comp.get("rna_pos") or [] if g in scorer.rna.var_names})
+    none = np.zeros(len(rows), bool)
+    if not genes or "counts" not in scorer.rna.layers:
+        return none, None, {}
+    measured = np.zeros(len(rows), bool)  # an antibody of some state measured in the cell: protein evidence
+    for comp in states.values():
+        for kind in ("protein_pos", "protein_neg", "protein_any"):
+            m = scorer.protein(comp.get(kind) or [])
+            if m is not None:
+                measured |= ~np.isnan(m[rows]).all(1)
+    counts = scorer.rna.layers["counts"][rows][:, [scorer.rna.var_names.get_loc(g) for g in genes]]
+    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+    none = (total == 0) & ~measured
+    if not none.any():
+        return none, None, {}
+    undetected = {}
+    for name in states:
+        k = total[(labels == name) & (total > 0)]
+        if len(k) < max(min_cells, 1):
+            continue
+        mean = k.mean()
+        # zero-truncated Poisson: E[K | K > 0] = lam / (1 - e^-lam), increasing in lam from 1
+        lam = brentq(lambda v: v / -np.expm1(-v) - mean, 1e-9, 1e4) if mean > 1 + 1e-9 else 1e-9
+        undetected[name] = float(len(k) * np.exp(-lam) / -np.expm1(-lam))
+    if not undetected:
+        return none, None, {}
+    return none, max(undetected, key=undetected.get), undetected
+
+
 def _marker_genes(markers: dict, *, lineage: str | None = None, standins: dict[str, str] | None = None) -> set[str]:
     """The genes (``rna_pos``, ``rna_neg``) of every label of the marker file; with ``lineage``, of
     that lineage's states and substates only; with ``standins`` (antibody -> ``"GENE1,GENE2"``), also
@@ -852,8 +923,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_lineages: str = "unseparated",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
-             refine_lineages: bool = False, rna_standins: bool = False, standin_table: str | None = None,
-             seed: int = 0) -> dict:
+             refine_lineages: bool = False, no_evidence: str = "likeliest", rna_standins: bool = False,
+             standin_table: str | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -951,6 +1022,18 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         (when this function calls them; within what the gate admits), on every gene of the marker
         file and the antibodies, learned per marker state. The marker calls are kept in
         ``obs['cell_state_markers']`` (and ``obs['lineage_markers']``).
+    no_evidence
+        How a cell with no evidence for any state of its lineage is called: it detects none of the
+        states' genes and its sample measured none of their antibodies (common where a panel lacks a
+        lineage's state antibodies and the states' genes are sparse). ``"likeliest"`` (default): the
+        state most of whose cells are expected to show no evidence, estimated from the cohort
+        (:func:`no_evidence_cells`), with confidence 0, so ``Unassigned`` under ``min_confidence``
+        > 0; these cells are not used by the refinement. ``"scores"``: the marker scores decide, as
+        before this option (z-scored modules hand such cells to the rarest state: on the half-panel
+        twin, 170 CD4 T cells without evidence all went to Treg, 110 of them central memory; state
+        macro-F1 0.845 -> 0.86 with ``"likeliest"``). Lineages whose states have antibodies in the
+        panel are unaffected. The report's ``no_evidence`` gives per lineage the cells, the state and
+        each state's expected number of such cells.
     rna_standins, standin_table
         Score a marker-file antibody that no sample's panel has (or that ``qc.panel_policy`` dropped)
         by the transcript of its gene instead (CD197 -> CCR7, CD25 -> IL2RA, ...; the table
@@ -1067,12 +1150,25 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
     before = np.full(n, None, dtype=object)
+    if no_evidence not in NO_EVIDENCE:
+        raise InputError(f"annotation.no_evidence {no_evidence!r} is not one of {', '.join(NO_EVIDENCE)}")
+    no_evidence_report: dict[str, dict] = {}
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
         calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence)
         if calls is None:
             continue
         names, lab, conf = calls
+        blank, likeliest = np.zeros(len(rows), bool), None
+        if no_evidence == "likeliest":
+            blank, likeliest, undetected = no_evidence_cells(scorer, {k: states[k] for k in names}, lab, rows,
+                                                             min_cells=refine_min_cells)
+            if likeliest is not None:
+                # confidence 0: no evidence (Unassigned under min_confidence > 0); set apart from the refinement
+                lab = np.where(blank, UNASSIGNED, lab).astype(object)
+                conf = np.where(blank, 0.0, conf)
+                no_evidence_report[lin] = {"cells": int(blank.sum()), "state": likeliest,
+                                           "undetected_expected": {k: round(v, 1) for k, v in undetected.items()}}
         if refine:
             before[rows] = _substates(scorer, states, lab, rows, graph, smoothing=smoothing,
                                       robust_z=substate_robust_z)
@@ -1080,6 +1176,10 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                                                  rows)
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
                                       min_cells=refine_min_cells, blocks=blocks, seed=seed)
+        if likeliest is not None:
+            lab = np.where(blank, likeliest if min_confidence <= 0 else UNASSIGNED, lab).astype(object)
+            if refine:
+                before[rows] = np.where(blank, lab, before[rows])
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z)
         if refine:
             refined[lin] = int((lab != before[rows]).sum())
@@ -1111,6 +1211,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "gate_thresholds": gate_levels,
         "gate_thresholds_per_group": group_levels,
         "refined_cells": refined,
+        "no_evidence": no_evidence_report,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
