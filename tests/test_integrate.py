@@ -241,8 +241,8 @@ def test_real_pbmc_lineages_agree_with_singler(shared_data, method):
     cluster(m, resolutions=[1.0], seed=0)
     report = annotate(m, load_markers(Path(__file__).resolve().parents[1] / "config/markers.yaml"), seed=0)
     lin = m.obs["lineage"].astype(str).to_numpy()
-    # the panel lacks other_T's TCR antibodies: the label is scored with that component at 0 and says so
-    assert report["marker_coverage"]["other_T"] == {"components_usable": 2, "components_defined": 3,
+    # the panel lacks other_T's TCR and CD161 antibodies: the label is scored with that component at 0 and says so
+    assert report["marker_coverage"]["other_T"] == {"components_usable": 3, "components_defined": 4,
                                                     "unusable": "protein_any", "transcript_standins": ""}
     assert report["transcript_standins"] == {}  # off by default
     # lineage macro-F1 vs SingleR over its labels with >= 5 cells (benchmarks/annotation_real.py: 0.93
