@@ -816,6 +816,63 @@ def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none
         annotate(mdata.copy(), markers, no_evidence="prior")
 
 
+def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
+    """gate_negatives: all (opt-in). NK is scored with CD3, CD14 and CD19 as negatives; their mean
+    dilutes one positive among them. CD3+ CD8+ cytotoxic T cells with NK-like RNA (NKG7, GNLY) and
+    CD8A / CD8B undetected then score higher for NK than for CD8 T (37 such cells on the demo twin).
+    Every lineage here has an antibody that stands out, so gate_lineages: unseparated gates none;
+    the veto alone still keeps CD3+ cells out of NK. With gate_negatives: gated they go to NK."""
+    from sscsig.annotate import annotate
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(5)
+    sizes = {"CD8_T": 150, "CTL": 30, "NK": 100, "Mono": 100, "B": 100}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    names = ["CD3", "CD8", "CD56", "CD14", "CD19"]
+    level = {"CD3": {"CD8_T": 3.0, "CTL": 3.0}, "CD8": {"CD8_T": 3.0, "CTL": 3.0}, "CD56": {"NK": 3.0, "CTL": 0.5},
+             "CD14": {"Mono": 3.0}, "CD19": {"B": 3.0}}
+    clr = np.column_stack([[level[a].get(t, -1.0) for t in truth] for a in names]) + rng.normal(0, 0.25, (n, 5))
+    prot = ad.AnnData(np.zeros(clr.shape), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{a}" for a in names]))
+    prot.layers["clr"] = clr
+    expressed = {"CD8A": ["CD8_T"], "CD8B": ["CD8_T"], "NKG7": ["NK", "CTL"], "GNLY": ["NK", "CTL"],
+                 "LYZ": ["Mono"], "S100A8": ["Mono"], "MS4A1": ["B"], "CD79A": ["B"]}
+    genes = list(expressed) + [f"F{i}" for i in range(300)]
+    counts = rng.poisson(rng.uniform(0.1, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
+    for j, g in enumerate(expressed):
+        counts[:, j] = rng.poisson(np.where(np.isin(truth, expressed[g]), 4.0, 0.05))
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+                     var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    markers = {"lineages": {"CD8_T": {"protein_pos": ["CD3", "CD8"], "rna_pos": ["CD8A", "CD8B"]},
+                            "NK": {"protein_pos": ["CD56"], "protein_neg": ["CD3", "CD14", "CD19"],
+                                   "rna_pos": ["NKG7", "GNLY"]},
+                            "Mono": {"protein_pos": ["CD14"], "protein_neg": ["CD3"], "rna_pos": ["LYZ", "S100A8"]},
+                            "B": {"protein_pos": ["CD19"], "protein_neg": ["CD3"], "rna_pos": ["MS4A1", "CD79A"]}},
+               "states": {lin: {f"{lin}.any": {"protein_pos": ["CD3"]}} for lin in ("CD8_T", "NK", "Mono", "B")}}
+
+    def lineages(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
+        return m.obs["lineage"].astype(str).to_numpy(), report
+
+    gated, rep_gated = lineages()  # the default
+    veto, report = lineages(gate_negatives="all")
+    ctl = truth == "CTL"
+    assert all(rep_gated["lineage_gate"][k]["cells_gated"] == 0 for k in rep_gated["lineage_gate"])  # all separated
+    assert (gated[ctl] == "NK").mean() > 0.8  # the mean of the negatives dilutes CD3
+    assert (veto[ctl] == "CD8_T").all()
+    assert report["lineage_gate"]["NK"]["gated_by"] == "protein_neg"
+    assert report["lineage_gate"]["NK"]["score_calls_vetoed"] >= 25
+    others = ~ctl
+    expect = np.where(truth == "CTL", "CD8_T", truth)
+    assert (veto[others] == expect[others]).all() and (gated[others] == veto[others]).all()
+    with pytest.raises(InputError, match="gate_negatives"):
+        annotate(mdata.copy(), markers, gate_negatives="none")
+
+
 def test_gate_min_defaults_to_the_gate_layers_usual_level():
     """gate_min left null: 1 for a CLR gate (6, the DSB level, would veto nearly every cell on CLR),
     6 for DSB; a totalvi_denoised gate needs it given, said by the config check before any job runs."""
