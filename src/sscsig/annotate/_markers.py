@@ -1080,6 +1080,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         gate_min = GATE_MIN_DEFAULTS[gate_layer]
     if gate_lineages not in GATE_LINEAGES:
         raise InputError(f"annotation.gate_lineages {gate_lineages!r} is not one of {', '.join(GATE_LINEAGES)}")
+    if no_evidence not in NO_EVIDENCE:
+        raise InputError(f"annotation.no_evidence {no_evidence!r} is not one of {', '.join(NO_EVIDENCE)}")
     if gate_negatives not in GATE_NEGATIVES:
         raise InputError(f"annotation.gate_negatives {gate_negatives!r} is not one of {', '.join(GATE_NEGATIVES)}")
     if gate_group_key is not None and gate_threshold != "auto":
@@ -1174,8 +1176,6 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
     before = np.full(n, None, dtype=object)
-    if no_evidence not in NO_EVIDENCE:
-        raise InputError(f"annotation.no_evidence {no_evidence!r} is not one of {', '.join(NO_EVIDENCE)}")
     no_evidence_report: dict[str, dict] = {}
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
