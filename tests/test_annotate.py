@@ -759,8 +759,7 @@ def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none
     here the common state with sparse genes (30% of its cells detect none), not the rare one the
     z-scores pick. The report gives the estimate; under min_confidence > 0 such cells are Unassigned;
     a state antibody in the panel is evidence, and the rule then does not apply."""
-    from sscsig.annotate import annotate
-    from sscsig.annotate import no_evidence_cells
+    from sscsig.annotate import annotate, no_evidence_cells
     from sscsig.errors import InputError
 
     rng = np.random.default_rng(3)

@@ -869,12 +869,10 @@ def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows:
     none = np.zeros(len(rows), bool)
     if not genes or "counts" not in scorer.rna.layers:
         return none, None, {}
-    measured = np.zeros(len(rows), bool)  # an antibody of some state measured in the cell: protein evidence
-    for comp in states.values():
-        for kind in ("protein_pos", "protein_neg", "protein_any"):
-            m = scorer.protein(comp.get(kind) or [])
-            if m is not None:
-                measured |= ~np.isnan(m[rows]).all(1)
+    antibodies = sorted({a for comp in states.values() for kind in COMPONENTS if kind.startswith("protein")
+                         for a in comp.get(kind) or []})
+    m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
+    measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
     counts = scorer.rna.layers["counts"][rows][:, [scorer.rna.var_names.get_loc(g) for g in genes]]
     total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
     none = (total == 0) & ~measured
@@ -1038,17 +1036,18 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         file and the antibodies, learned per marker state. The marker calls are kept in
         ``obs['cell_state_markers']`` (and ``obs['lineage_markers']``).
     no_evidence
-        How a cell with no evidence for any state of its lineage is called: it detects none of the
-        states' genes and its sample measured none of their antibodies (common where a panel lacks a
-        lineage's state antibodies and the states' genes are sparse). ``"likeliest"`` (default): the
-        state most of whose cells are expected to show no evidence, estimated from the cohort
-        (:func:`no_evidence_cells`), with confidence 0, so ``Unassigned`` under ``min_confidence``
-        > 0; these cells are not used by the refinement. ``"scores"``: the marker scores decide, as
-        before this option (z-scored modules hand such cells to the rarest state: on the half-panel
-        twin, 170 CD4 T cells without evidence all went to Treg, 110 of them central memory; state
-        macro-F1 0.845 -> 0.86 with ``"likeliest"``). Lineages whose states have antibodies in the
-        panel are unaffected. The report's ``no_evidence`` gives per lineage the cells, the state and
-        each state's expected number of such cells.
+        How a cell with no evidence for any state of its lineage is called: it detects none of the states'
+        genes and its sample measured none of their antibodies (common where a panel lacks a lineage's state
+        antibodies and the states' genes are sparse). ``"likeliest"`` (default): the state most of whose
+        cells are expected to show no evidence, estimated from the cohort (:func:`no_evidence_cells`; a
+        state is estimated from its calls that detect some of the genes, when there are at least
+        ``refine_min_cells``), with confidence 0, so ``Unassigned`` under ``min_confidence`` > 0; these
+        cells are not used by the refinement. ``"scores"``: the marker scores decide, as before this option
+        (z-scored modules hand such cells to the rarest state: on the half-panel twin, 170 CD4 T cells
+        without evidence all went to Treg, 110 of them central memory; state macro-F1 0.845 -> 0.86 with
+        ``"likeliest"``). Lineages whose states have antibodies in the panel are unaffected. The report's
+        ``no_evidence`` gives per lineage the cells, the state and each state's expected number of such
+        cells.
     rna_standins, standin_table
         Score a marker-file antibody that no sample's panel has (or that ``qc.panel_policy`` dropped)
         by the transcript of its gene instead (CD197 -> CCR7, CD25 -> IL2RA, ...; the table
