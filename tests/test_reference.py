@@ -187,6 +187,22 @@ def test_reference_mapping_of_the_tiny_demo_against_truth(demo_run):
     assert per_state["CD8.TEM_T2ISG"] >= 0.85 and per_state["CD14.EGR1"] >= 0.8, per_state
 
 
+def test_the_harness_takes_a_t_cells_coreceptor_from_its_antibodies_only_where_they_are_unambiguous():
+    """benchmarks/annotation_real.py's second reference for pbmc10k: SingleR's RNA-only CD4 / CD8 split
+    of its T cells is overruled by CLR(CD4) - CLR(CD8a) beyond the margin, and by nothing else."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from annotation_real import coreceptor_adjudicated
+
+    main = np.array(["CD8+ T-cells", "CD4+ T-cells", "CD4+ T-cells", "CD8+ T-cells", "Monocytes", "NK cells"])
+    cd4 = np.array([3.8, -1.2, -0.7, 3.5, 3.0, -1.0])
+    cd8 = np.array([-0.3, 4.5, -1.0, 1.6, -1.0, 4.0])
+    out = coreceptor_adjudicated(main, cd4, cd8, margin=2.0)
+    # CD4+ CD8- by protein -> CD4; CD8+ CD4- -> CD8; double negative and a 1.9 margin keep SingleR's;
+    # a CD4-dim monocyte and a CD8+ NK cell are not T cells and keep theirs
+    assert out.tolist() == ["CD4+ T-cells", "CD8+ T-cells", "CD4+ T-cells", "CD8+ T-cells", "Monocytes", "NK cells"]
+    assert main[0] == "CD8+ T-cells"  # the input is not changed
+
+
 @pytest.mark.slow
 def test_real_pbmcs_mapped_onto_a_real_reference(shared_data):
     """Kang 2018 (1,556 PBMCs, 5 labelled types, RNA only, IFN-beta stimulated and control) is the
