@@ -363,7 +363,8 @@ def main(argv=None) -> int:
     gate.to_csv(a.out / "gate_kotliarov2020_lineages.tsv", sep="\t")
     print("lineage gate on Kotliarov 2020 (cells per lineage)"), print(gate)
     summary = pd.DataFrame(rows)
-    counts = [c for c in summary if c.startswith(("n_", "cells_", "of_those")) or c in ("missing_markers", "shared_genes")]
+    counts = [c for c in summary
+              if c.startswith(("n_", "cells_", "of_those")) or c in ("missing_markers", "shared_genes")]
     summary[counts] = summary[counts].astype("Int64")  # counts stay integers where other rows lack them
     summary = write_tables(a.out, summary, classes, confusions)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -815,6 +815,57 @@ def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none
         annotate(mdata.copy(), markers, no_evidence="prior")
 
 
+def test_cells_without_state_genes_but_with_state_antibodies_are_called_by_the_antibodies():
+    """no_evidence: likeliest (default). A cell that detects none of its lineage's state genes but whose
+    sample measured the states' antibodies: its gene modules are no evidence (z-scored, 'nothing'
+    is far below the mean of a common state's module and near that of a rare one), so its RNA
+    components count as 0 and the antibodies decide. The half-panel twin's NK.dim cells, CD16+ with no
+    NK gene detected, were called NK.bright before."""
+    from sscsig.annotate import annotate
+
+    rng = np.random.default_rng(3)
+    rates = {"A": 0.4, "B": 1.0, "R": 1.5}  # per gene; P(none of 3 detected): 0.30, 0.05, 0.01
+    sizes = {"A": 300, "B": 120, "R": 25}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(600)]
+    counts = rng.poisson(rng.uniform(0.05, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
+    for j, g in enumerate(genes[:9]):
+        counts[:, j] = np.where(truth == g[0], rng.poisson(rates[g[0]], n), 0)
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+                     var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    names = ["CD3", "CD16", "CD56"]
+    prot = ad.AnnData(np.zeros((n, 3)), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{a}" for a in names]))
+    prot.layers["clr"] = np.column_stack([3.0 + rng.normal(0, 0.2, n),  # A is CD16+, R CD56+ CD16- (NK.dim / bright)
+                                          np.where(truth == "A", 0.8, 0.0) + rng.normal(0, 0.3, n),
+                                          np.where(truth == "R", 0.8, 0.0) + rng.normal(0, 0.3, n)])
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    blank = counts[:, :9].sum(1) == 0
+    markers = {"lineages": {"T": {"protein_pos": ["CD3"]}},
+               "states": {"T": {"A": {"protein_pos": ["CD16"], "rna_pos": ["A0", "A1", "A2"]},
+                                "B": {"rna_pos": ["B0", "B1", "B2"]},
+                                "R": {"protein_pos": ["CD56"], "protein_neg": ["CD16"],
+                                      "rna_pos": ["R0", "R1", "R2"]}}}}
+
+    def run(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
+        return m.obs["cell_state"].astype(str).to_numpy(), report
+
+    scores, rep_scores = run(no_evidence="scores")
+    likeliest, report = run()
+    a_blank = blank & (truth == "A")
+    assert a_blank.sum() >= 70
+    assert (scores[a_blank] == "A").mean() <= 0.93  # 72 of 79: the modules pull them to R, the rare state
+    assert (likeliest[a_blank] == "A").mean() >= 0.97  # 78 of 79
+    assert report["states_by_antibodies_alone"] == {"T": int(blank.sum())}
+    assert rep_scores["states_by_antibodies_alone"] == {}
+    assert report["no_evidence"] == {}  # antibodies measured: evidence, not the no-evidence rule
+    assert ((likeliest == truth)[~blank]).mean() >= 0.95
+
+
 def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
     """gate_negatives: all (opt-in). NK is scored with CD3, CD14 and CD19 as negatives; their mean
     dilutes one positive among them. CD3+ CD8+ cytotoxic T cells with NK-like RNA (NKG7, GNLY) and

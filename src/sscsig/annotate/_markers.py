@@ -298,10 +298,12 @@ class _Scorer:
             self._none[key] = np.asarray((x > 0).sum(1)).ravel() == 0
         return self._none[key]
 
-    def score(self, comp: dict, rows: np.ndarray, *, label: str | None = None) -> np.ndarray | None:
+    def score(self, comp: dict, rows: np.ndarray, *, label: str | None = None,
+              rna_blank: np.ndarray | None = None) -> np.ndarray | None:
         """Mean of the label's components over ``rows``; a component with no marker in the data is
         0 (neutral) in the mean. ``None`` when no component is usable. With ``label``, the
-        coverage (usable / defined components, the unusable ones) is recorded."""
+        coverage (usable / defined components, the unusable ones) is recorded. ``rna_blank``: per
+        row, whether the RNA components are 0 (neutral) for that cell (:func:`state_evidence`)."""
         parts, defined, unusable = [], 0, []
         for kind in COMPONENTS:
             names = comp.get(kind) or []
@@ -321,6 +323,8 @@ class _Scorer:
                     continue
                 val = (_negative_z(m[rows], self.detected_none(names)[rows]) if self.module_centre == "negative"
                        else self.scale(m[rows][:, None])[:, 0])
+                if rna_blank is not None:
+                    val = np.where(rna_blank, 0.0, val)
             parts.append(-val if kind.endswith("neg") else val)
         if label is not None:
             subs = [f"{n}->{self.standins[n]}" for kind in COMPONENTS if kind.startswith("protein")
@@ -329,11 +333,12 @@ class _Scorer:
                                     "unusable": ",".join(unusable), "transcript_standins": ",".join(subs)}
         return np.sum(parts, axis=0) / defined if parts else None
 
-    def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str) -> tuple[list[str], list[np.ndarray]]:
+    def score_labels(self, labels: dict, rows: np.ndarray, *, kind: str,
+                     rna_blank: np.ndarray | None = None) -> tuple[list[str], list[np.ndarray]]:
         """Scores of every label that has markers in the data (others are skipped with a warning)."""
         names, scores = [], []
         for name, comp in labels.items():
-            s = self.score(comp, rows, label=name)
+            s = self.score(comp, rows, label=name, rna_blank=rna_blank)
             if s is None:
                 log.warning("%s %s: none of its markers is in the data; not assigned", kind, name)
                 continue
@@ -692,12 +697,14 @@ def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells:
 
 
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
-                 min_confidence: float) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+                 min_confidence: float, rna_blank: np.ndarray | None = None
+                 ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """The marker calls of one lineage's states among ``rows`` (scores z-scored over these cells and
-    smoothed on their graph): (state names, calls, confidences); ``None`` without cells or usable states."""
+    smoothed on their graph): (state names, calls, confidences); ``None`` without cells or usable states.
+    ``rna_blank``: per row, the cells whose RNA components count as 0 (:meth:`_Scorer.score`)."""
     if len(rows) == 0:
         return None
-    names, cols = scorer.score_labels(states, rows, kind="state")
+    names, cols = scorer.score_labels(states, rows, kind="state", rna_blank=rna_blank)
     if not names:
         return None
     mat = _smooth(np.column_stack(cols), graph[rows][:, rows], smoothing)
@@ -828,6 +835,26 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
 NO_EVIDENCE = ("likeliest", "scores")
 
 
+def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of ``rows`` (one lineage's cells), the RNA and protein evidence its states' markers can give.
+
+    Returns (``total``, ``no_rna``, ``measured``): the cell's raw counts of all the states' ``rna_pos``
+    genes, whether that is 0 (``False`` throughout without ``layers['counts']`` or without such genes in
+    the data), and whether its sample measured any of the states' antibodies. A cell with ``no_rna`` and
+    antibodies measured has its state decided by the antibodies (``annotate(no_evidence="likeliest")``);
+    one with neither has no evidence at all (:func:`no_evidence_cells`)."""
+    genes = sorted({g for comp in states.values() for g in comp.get("rna_pos") or [] if g in scorer.rna.var_names})
+    antibodies = sorted({a for comp in states.values() for kind in COMPONENTS if kind.startswith("protein")
+                         for a in comp.get(kind) or []})
+    m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
+    measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
+    if not genes or "counts" not in scorer.rna.layers:
+        return np.zeros(len(rows)), np.zeros(len(rows), bool), measured
+    counts = scorer.rna.layers["counts"][rows][:, [scorer.rna.var_names.get_loc(g) for g in genes]]
+    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+    return total, total == 0, measured
+
+
 def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows: np.ndarray, *,
                       min_cells: int = 8) -> tuple[np.ndarray, str | None, dict[str, float]]:
     """The cells of one lineage with no evidence for any of its states, and the state such cells most
@@ -865,17 +892,8 @@ def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows:
     number of undetected cells per state.
     """
     labels = np.asarray(labels, dtype=object)
-    genes = sorted({g for comp in states.values() for g in comp.get("rna_pos") or [] if g in scorer.rna.var_names})
-    none = np.zeros(len(rows), bool)
-    if not genes or "counts" not in scorer.rna.layers:
-        return none, None, {}
-    antibodies = sorted({a for comp in states.values() for kind in COMPONENTS if kind.startswith("protein")
-                         for a in comp.get(kind) or []})
-    m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
-    measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
-    counts = scorer.rna.layers["counts"][rows][:, [scorer.rna.var_names.get_loc(g) for g in genes]]
-    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
-    none = (total == 0) & ~measured
+    total, no_rna, measured = state_evidence(scorer, states, rows)
+    none = no_rna & ~measured
     if not none.any():
         return none, None, {}
     undetected = {}
@@ -1045,9 +1063,13 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         cells are not used by the refinement. ``"scores"``: the marker scores decide, as before this option
         (z-scored modules hand such cells to the rarest state: on the half-panel twin, 170 CD4 T cells
         without evidence all went to Treg, 110 of them central memory; state macro-F1 0.845 -> 0.86 with
-        ``"likeliest"``). Lineages whose states have antibodies in the panel are unaffected. The report's
-        ``no_evidence`` gives per lineage the cells, the state and each state's expected number of such
-        cells.
+        ``"likeliest"``). With ``"likeliest"``, a cell that detects none of the states' genes but whose
+        sample measured some of their antibodies is called by the antibodies: its gene modules count as
+        0 (neutral), since z-scored they would pull it to the rare state as above (on the half-panel
+        twin, 27 CD16+ NK.dim cells without NK gene counts had been called NK.bright; state macro-F1
+        0.889 -> 0.899; :func:`state_evidence`). The report's ``no_evidence`` gives per lineage the
+        cells without evidence, the state and each state's expected number of such cells;
+        ``states_by_antibodies_alone`` the cells per lineage called by the antibodies alone.
     rna_standins, standin_table
         Score a marker-file antibody that no sample's panel has (or that ``qc.panel_policy`` dropped)
         by the transcript of its gene instead (CD197 -> CCR7, CD25 -> IL2RA, ...; the table
@@ -1176,9 +1198,17 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     state_conf = np.zeros(n)
     before = np.full(n, None, dtype=object)
     no_evidence_report: dict[str, dict] = {}
+    blanked: dict[str, int] = {}
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
-        calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence)
+        rna_blank = None
+        if no_evidence == "likeliest":  # no state gene detected: the RNA modules are no evidence, the antibodies decide
+            _, no_rna, measured = state_evidence(scorer, states, rows)
+            rna_blank = no_rna & measured
+            if rna_blank.any():
+                blanked[lin] = int(rna_blank.sum())
+        calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence,
+                             rna_blank=rna_blank)
         if calls is None:
             continue
         names, lab, conf = calls
@@ -1235,6 +1265,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "gate_thresholds_per_group": group_levels,
         "refined_cells": refined,
         "no_evidence": no_evidence_report,
+        "states_by_antibodies_alone": blanked,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
