@@ -106,6 +106,28 @@ def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage
     assert (m.obs["lineage"] == "Unassigned").mean() < 0.02
 
 
+@pytest.mark.slow
+def test_the_annotate_rule_gives_the_no_evidence_rules_the_raw_counts(demo_run):
+    """The rule leaves the counts layer on disk and reads the state genes' columns alone
+    (annotate(counts=)). Its calls are those of annotating with the whole layer (the rule once read
+    no counts, so no_evidence never applied in a pipeline run), and some cells without state gene
+    counts were called by their antibodies."""
+    import json
+
+    from sscsig.annotate import annotate, load_markers, marker_options
+    from sscsig.config import default
+
+    md.set_options(pull_on_update=False)
+    m = md.read_h5mu(demo_run / "cohort/annotated.h5mu")
+    rule = json.loads(m.uns["annotation_report"])
+    assert sum(rule["states_by_antibodies_alone"].values()) > 0, rule["states_by_antibodies_alone"]
+    calls = m.obs["cell_state"].astype(str).to_numpy()
+    assert "counts" in m["rna"].layers  # passed through to the output
+    report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **marker_options(default("annotation")), seed=0)
+    assert report["states_by_antibodies_alone"] == rule["states_by_antibodies_alone"]
+    assert (m.obs["cell_state"].astype(str).to_numpy() == calls).all()
+
+
 def test_dsb_gate_without_raw_droplets_stops_the_run_at_start_up(tmp_path):
     """annotation.gate_layer: dsb needs every blood sample's empty droplets: without them the run
     stops before any job with one line naming the setting and the reason; with them it plans."""
@@ -552,8 +574,8 @@ def test_every_annotation_setting_of_the_schema_is_an_option_of_annotate():
     params = inspect.signature(annotate).parameters
     assert set(opts) <= set(params), set(opts) - set(params)
     keyword_only = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    # every option of annotate but those the caller computes (the reference's lineages, the seed)
-    assert keyword_only - set(opts) == {"lineage", "lineage_confidence", "seed"}
+    # every option of annotate but what the caller computes or reads (the reference's lineages, raw counts, the seed)
+    assert keyword_only - set(opts) == {"lineage", "lineage_confidence", "counts", "seed"}
     assert marker_options(cfg["annotation"], refine=False)["refine"] is False
     assert not {"markers", "method", "reference"} & set(opts)
 
@@ -864,6 +886,22 @@ def test_cells_without_state_genes_but_with_state_antibodies_are_called_by_the_a
     assert rep_scores["states_by_antibodies_alone"] == {}
     assert report["no_evidence"] == {}  # antibodies measured: evidence, not the no-evidence rule
     assert ((likeliest == truth)[~blank]).mean() >= 0.95
+    # the rule reads the state genes' raw counts alone (counts=), not the whole layer: the same calls
+    from sscsig.annotate import state_genes
+
+    genes = state_genes(markers)
+    assert genes == [f"{s}{i}" for s in "ABR" for i in range(3)]
+    m = mdata.copy()
+    layer = m["rna"].layers.pop("counts")
+    only = ad.AnnData(layer[:, [m["rna"].var_names.get_loc(g) for g in genes]], var=pd.DataFrame(index=genes))
+    rep_only = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, counts=only)
+    assert (m.obs["cell_state"].astype(str).to_numpy() == likeliest).all()
+    assert rep_only["states_by_antibodies_alone"] == report["states_by_antibodies_alone"]
+    m = mdata.copy()
+    del m["rna"].layers["counts"]  # no raw counts at all: the rule cannot apply
+    assert annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1)["states_by_antibodies_alone"] == {}
+    with pytest.raises(ValueError, match="counts has 10 cells"):
+        annotate(mdata.copy(), markers, counts=only[:10])
 
 
 def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():

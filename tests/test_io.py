@@ -81,6 +81,27 @@ def test_a_skipped_x_is_none_and_passes_through_under_another_name(tmp_path):
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 10**6])
+def test_reading_some_genes_equals_reading_all_then_subsetting(tmp_path, chunk):
+    """read_modality(var_names=...) reads only those columns, a block of rows at a time (the annotate
+    rule's raw counts of the marker file's state genes), in the modality's gene order; names the
+    modality lacks are left out; a dense layer is read whole and subset."""
+    from sscsig.io import read_modality
+
+    path = tmp_path / "c.h5mu"
+    _cohort().write_h5mu(path)
+    whole = read_modality(path, "rna", x="layers/counts", layers=("spliced",))
+    names = [whole.var_names[j] for j in (30, 2, 17, 39)] + ["not_a_gene"]
+    part = read_modality(path, "rna", x="layers/counts", layers=("spliced",), var_names=names, chunk_cells=chunk)
+    expect = whole[:, sorted([30, 2, 17, 39])]
+    assert part.var_names.equals(expect.var_names) and part.obs_names.equals(whole.obs_names)
+    assert sp.issparse(part.X) and part.X.dtype == whole.X.dtype and part.X.nnz == expect.X.nnz > 0
+    np.testing.assert_array_equal(part.X.toarray(), expect.X.toarray())
+    np.testing.assert_array_equal(part.layers["spliced"], expect.layers["spliced"])
+    with pytest.raises(ValueError, match="var_names and cells"):
+        read_modality(path, "rna", var_names=names, cells=np.ones(300, bool))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10**6])
 def test_reading_some_cells_equals_reading_all_then_subsetting(tmp_path, chunk):
     """read_modality(cells=mask) reads only the selected rows (block by block for CSR) and gives
     exactly what reading everything and subsetting gives, for X, a CSR layer and a dense layer."""

@@ -4,12 +4,12 @@ from sscsig.io import rule_logging
 with rule_logging(snakemake):
     import json
     from pathlib import Path
-    from sscsig.annotate import annotate, annotate_by_reference, load_markers, load_reference, panel_evidence, subcluster
-    from sscsig.io import read_h5mu, stamp, write_h5mu, write_tsv
-
+    from sscsig.annotate import annotate, annotate_by_reference, load_markers, load_reference, panel_evidence, state_genes, subcluster
+    from sscsig.io import read_h5mu, read_modality, stamp, write_h5mu, write_tsv
     i, p = snakemake.input, snakemake.params  # marker calls use the log-normalised RNA: counts stay on disk
     unused = () if p.method in ("reference", "both") else ("mod/rna/layers/counts",)  # (copied to the output)
-    mdata, markers = read_h5mu(i.h5mu, skip=unused), load_markers(i.markers)
+    mdata, markers = read_h5mu(i.h5mu, skip=unused), load_markers(i.markers)  # but no_evidence's: the states' genes
+    counts = read_modality(i.h5mu, "rna", x="layers/counts", var_names=state_genes(markers)) if unused else None
     if p.method in ("reference", "both"):  # mapped onto the model rule reference_model trained
         r = dict(p.reference)  # the model's own settings are those it was trained with
         ref, ref_prot, labels = load_reference(**{k: r.pop(k) for k in ("path", "label_key", "lineage_key", "batch_key", "labels")})
@@ -20,7 +20,7 @@ with rule_logging(snakemake):
         report = annotate(mdata, markers, **p.annotation, seed=p.seed, lineage=mdata.obs["lineage"].astype(str).to_numpy(),
                           lineage_confidence=mdata.obs["lineage_confidence"].to_numpy()) | {"reference": report}
     elif p.method == "markers":
-        report = annotate(mdata, markers, **p.annotation, seed=p.seed)
+        report = annotate(mdata, markers, **p.annotation, seed=p.seed, counts=counts)
     panel = json.loads(Path(i.merge_report).read_text())["panel"]
     evidence = panel_evidence(markers, panel, method=p.method, standins=report.get("transcript_standins"))
     subcluster(mdata, seed=p.seed)

@@ -21,6 +21,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -199,8 +200,13 @@ class _Scorer:
     """Caches protein CLR columns and RNA module scores over all cells."""
 
     def __init__(self, mdata: md.MuData, *, seed: int, min_genes: int, protein_layer: str = "clr",
-                 standins: dict[str, list[str]] | None = None, centre: str = "mean", module_centre: str = "mean"):
+                 standins: dict[str, list[str]] | None = None, centre: str = "mean", module_centre: str = "mean",
+                 counts: ad.AnnData | None = None):
         self.rna = mdata["rna"]
+        if counts is not None and counts.n_obs != self.rna.n_obs:
+            raise ValueError(f"annotate: counts has {counts.n_obs} cells, the cohort's RNA {self.rna.n_obs}")
+        self.counts = counts
+        self._counts: dict[tuple, sp.csr_matrix] = {}
         self.prot = mdata["prot"]
         if protein_layer not in PROTEIN_LAYERS:
             raise InputError(f"annotation.protein_layer {protein_layer!r} is not one of {', '.join(PROTEIN_LAYERS)}")
@@ -288,6 +294,19 @@ class _Scorer:
                     self._module_scorer = ModuleScorer(self.rna.X, self.rna.var_names)
                 self._modules[key] = self._module_scorer.score(present, random_state=self.seed)
         return self._modules[key]
+
+    def gene_counts(self, genes: list[str]) -> tuple[list[str], sp.spmatrix | None]:
+        """Raw counts of those of ``genes`` that the RNA and the counts have, every cell: from the
+        ``counts`` given to :func:`annotate`, else ``rna.layers['counts']``; ``None`` without either."""
+        source = self.counts if self.counts is not None else self.rna if "counts" in self.rna.layers else None
+        if source is None:
+            return [], None
+        present = [g for g in genes if g in self.rna.var_names and g in source.var_names]
+        key = tuple(present)
+        if key not in self._counts:  # a lineage's state genes, read once
+            x = source.X if source is self.counts else source.layers["counts"]
+            self._counts[key] = sp.csr_matrix(x[:, [source.var_names.get_loc(g) for g in present]])
+        return present, self._counts[key]
 
     def detected_none(self, genes: list[str]) -> np.ndarray:
         """Per cell, whether it detects none of the module's genes (in the data)."""
@@ -835,23 +854,29 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
 NO_EVIDENCE = ("likeliest", "scores")
 
 
+def state_genes(markers: dict) -> list[str]:
+    """The ``rna_pos`` genes of every state in the marker file (``markers['states']``), sorted: the
+    genes whose raw counts :func:`annotate`'s ``no_evidence`` reads."""
+    return sorted({g for states in markers["states"].values() for comp in states.values()
+                   for g in comp.get("rna_pos") or []})
+
+
 def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cell of ``rows`` (one lineage's cells), the RNA and protein evidence its states' markers can give.
 
     Returns (``total``, ``no_rna``, ``measured``): the cell's raw counts of all the states' ``rna_pos``
-    genes, whether that is 0 (``False`` throughout without ``layers['counts']`` or without such genes in
-    the data), and whether its sample measured any of the states' antibodies. A cell with ``no_rna`` and
+    genes, whether that is 0 (``False`` throughout without raw counts, :meth:`_Scorer.gene_counts`, or
+    without such genes in the data), and whether its sample measured any of the states' antibodies. A cell with ``no_rna`` and
     antibodies measured has its state decided by the antibodies (``annotate(no_evidence="likeliest")``);
     one with neither has no evidence at all (:func:`no_evidence_cells`)."""
-    genes = sorted({g for comp in states.values() for g in comp.get("rna_pos") or [] if g in scorer.rna.var_names})
     antibodies = sorted({a for comp in states.values() for kind in COMPONENTS if kind.startswith("protein")
                          for a in comp.get(kind) or []})
     m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
     measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
-    if not genes or "counts" not in scorer.rna.layers:
+    genes, counts = scorer.gene_counts(state_genes({"states": {"": states}}))
+    if not genes:
         return np.zeros(len(rows)), np.zeros(len(rows), bool), measured
-    counts = scorer.rna.layers["counts"][rows][:, [scorer.rna.var_names.get_loc(g) for g in genes]]
-    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+    total = np.asarray(counts[rows].sum(1), dtype=np.float64).ravel()
     return total, total == 0, measured
 
 
@@ -875,7 +900,7 @@ def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows:
     Parameters
     ----------
     scorer
-        The annotation's scorer (its RNA needs ``layers['counts']``).
+        The annotation's scorer (it needs raw counts: :meth:`_Scorer.gene_counts`).
     states
         The lineage's states (name -> marker components) that were scored.
     labels
@@ -943,7 +968,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, no_evidence: str = "likeliest", rna_standins: bool = False,
-             standin_table: str | None = None, seed: int = 0) -> dict:
+             standin_table: str | None = None, counts: ad.AnnData | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
     Needs ``rna.X`` log-normalised, the protein layer ``protein_layer`` (``clr``; ``dsb``;
@@ -1076,6 +1101,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         :func:`sscsig.protein.antibody_genes` reads: ``standin_table``, or the shipped one),
         scaled like an antibody. Antibodies without a gene-level equivalent (CD45RA/RO) and genes
         not in the data stay missing. Not used by the lineage gate, which needs protein.
+    counts
+        Raw RNA counts of (at least) the marker file's state genes (:func:`state_genes`), cells in the
+        cohort's order, for ``no_evidence``: the rule reads these columns alone rather than the whole
+        counts layer (:func:`sscsig.io.read_modality` with ``var_names``). ``None``:
+        ``mdata['rna'].layers['counts']``; without either, ``no_evidence`` cannot apply.
     seed
         Seed of the control genes of ``scanpy.tl.score_genes``.
 
@@ -1086,7 +1116,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     """
     scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer,
                      standins=antibody_genes(standin_table) if rna_standins else None, centre=score_centre,
-                     module_centre=module_centre)
+                     module_centre=module_centre, counts=counts)
     refined: dict[str, int] = {}
     lineage_markers = None
     graph = sp.csr_matrix(mdata.obsp["connectivities"])

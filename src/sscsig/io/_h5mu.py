@@ -29,7 +29,7 @@ def read_obs(path) -> pd.DataFrame:
     return read_elems(path, "obs")[0]
 
 
-def read_modality(path, mod: str, *, x: str | None = "X", layers=(), cells=None,
+def read_modality(path, mod: str, *, x: str | None = "X", layers=(), cells=None, var_names=None,
                   chunk_cells: int = 50_000) -> ad.AnnData:
     """One modality with only the matrices a rule needs, in the cohort's cell order.
 
@@ -47,6 +47,11 @@ def read_modality(path, mod: str, *, x: str | None = "X", layers=(), cells=None,
         Boolean mask over the cohort's cells: only these rows are read (a sparse matrix
         ``chunk_cells`` rows at a time into arrays sized for the selection, so memory holds the
         selection once, not the whole matrix and then its subset). ``None``: every cell.
+    var_names
+        Only these variables (genes, antibodies; those the modality lacks are left out), read a
+        block of ``chunk_cells`` rows at a time, so that memory holds their columns alone: the
+        raw counts of a marker file's genes without the whole counts layer. Not with ``cells``.
+        ``None``: every variable.
     """
     with h5py.File(path, "r") as f:
         g = f[f"mod/{mod}"]
@@ -57,10 +62,19 @@ def read_modality(path, mod: str, *, x: str | None = "X", layers=(), cells=None,
                 raise ValueError(f"{path}: cells mask has {cells.shape} values for {len(names)} cells")
             names = names[cells]
 
+        var = read_elem(g["var"])
+        if var_names is not None:
+            if cells is not None:
+                raise ValueError("read_modality: var_names and cells cannot be combined")
+            cols = np.flatnonzero(var.index.isin(list(var_names)))
+            var = var.iloc[cols]
+
         def get(key):
+            if var_names is not None:
+                return _read_columns(g[key], cols, chunk_cells)
             return read_elem(g[key]) if cells is None else _read_rows(g[key], cells, chunk_cells)
 
-        return ad.AnnData(X=get(x) if x else None, obs=pd.DataFrame(index=names), var=read_elem(g["var"]),
+        return ad.AnnData(X=get(x) if x else None, obs=pd.DataFrame(index=names), var=var,
                           layers={k: get(f"layers/{k}") for k in layers if f"layers/{k}" in g})
 
 
@@ -88,6 +102,26 @@ def _read_rows(elem, rows: np.ndarray, chunk: int):
     shape = tuple(elem.attrs["shape"])
     return sp.csr_matrix((data, indices, ptr.astype(indices.dtype if nnz < 2**31 else np.int64)),
                          shape=(int(rows.sum()), shape[1]))
+
+
+def _read_columns(elem, cols: np.ndarray, chunk: int):
+    """The columns ``cols`` (positions, ascending) of a stored matrix: CSR read a block of rows at a
+    time, each block's entries in those columns kept; dense or CSC read whole, then subset."""
+    if not isinstance(elem, h5py.Group) or elem.attrs.get("encoding-type") != "csr_matrix":
+        return read_elem(elem)[:, cols]
+    n = int(elem.attrs["shape"][0])
+    indptr = elem["indptr"][()].astype(np.int64)
+    where = np.full(int(elem.attrs["shape"][1]), -1, dtype=np.int64)
+    where[cols] = np.arange(len(cols))
+    blocks = []
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        lo, hi = indptr[a], indptr[b]
+        new = where[elem["indices"][lo:hi]]
+        keep = new >= 0
+        row = np.repeat(np.arange(b - a), np.diff(indptr[a:b + 1]))[keep]
+        blocks.append(sp.csr_matrix((elem["data"][lo:hi][keep], (row, new[keep])), shape=(b - a, len(cols))))
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, len(cols)))
 
 
 def _cells_in_cohort_order(f: h5py.File, path, mod: str) -> pd.Index:
