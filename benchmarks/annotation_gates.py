@@ -22,9 +22,10 @@ Otsu boundary (`` otsu``: ``annotation.score_centre: otsu``) and with the lineag
 (``gate_layer: clr``, ``--clr-gates``: there are no empty droplets for DSB) for every lineage, at that
 fixed level and with levels learned per antibody (`` auto``: ``gate_threshold: auto``, the level the
 fallback), in the pooled cohort learned per study (`` auto per study``: ``gate_group_key: sample``),
-and, the pipeline's default, learned levels for the lineages none of whose antibodies shows a positive
-population only (`` auto unseparated``: ``gate_lineages: unseparated``), the same with the veto of the
-negative antibodies in every lineage (`` auto unseparated veto all``: ``gate_negatives: all``). The panel has no DC
+and learned levels for the lineages none of whose antibodies shows a positive population only
+(`` auto unseparated``: ``gate_lineages: unseparated``, ``gate_negatives: gated``), and, the
+pipeline's default, the same with the veto of the negative antibodies in every lineage
+(`` auto unseparated veto all``: ``gate_negatives: all``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -178,8 +179,8 @@ def main(argv=None) -> int:
                  ({"score_centre": "otsu"}, None, " otsu")] + [({}, g, f" gate clr>={g:g}") for g in a.clr_gates]
                 + [({"gate_threshold": "auto"}, g, f" gate clr>={g:g} auto") for g in a.clr_gates]
                 # the gate only for lineages none of whose antibodies shows a positive population
-                + [({"gate_threshold": "auto", "gate_lineages": "unseparated"}, g, f" gate clr>={g:g} auto unseparated")
-                   for g in a.clr_gates]
+                + [({"gate_threshold": "auto", "gate_lineages": "unseparated", "gate_negatives": "gated"}, g,
+                    f" gate clr>={g:g} auto unseparated") for g in a.clr_gates]
                 # and the veto of each lineage's negative antibodies in every lineage (gate_negatives: all)
                 + [({"gate_threshold": "auto", "gate_lineages": "unseparated", "gate_negatives": "all"}, g,
                     f" gate clr>={g:g} auto unseparated veto all") for g in a.clr_gates]

@@ -905,11 +905,13 @@ def test_cells_without_state_genes_but_with_state_antibodies_are_called_by_the_a
 
 
 def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
-    """gate_negatives: all (opt-in). NK is scored with CD3, CD14 and CD19 as negatives; their mean
+    """gate_negatives: all (the default). NK is scored with CD3, CD14 and CD19 as negatives; their mean
     dilutes one positive among them. CD3+ CD8+ cytotoxic T cells with NK-like RNA (NKG7, GNLY) and
     CD8A / CD8B undetected then score higher for NK than for CD8 T (37 such cells on the demo twin).
     Every lineage here has an antibody that stands out, so gate_lineages: unseparated gates none;
-    the veto alone still keeps CD3+ cells out of NK. With gate_negatives: gated they go to NK."""
+    the veto alone still keeps CD3+ cells out of NK. With gate_negatives: gated they go to NK.
+    Monocytes here have a CD19 background (CLR 1.0, Fc binding) well above the other non-B cells'
+    (-1): the veto level stays within the B cells' own CD19 range, so no monocyte is vetoed."""
     from sscsig.annotate import annotate
     from sscsig.errors import InputError
 
@@ -919,7 +921,7 @@ def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
     n = len(truth)
     names = ["CD3", "CD8", "CD56", "CD14", "CD19"]
     level = {"CD3": {"CD8_T": 3.0, "CTL": 3.0}, "CD8": {"CD8_T": 3.0, "CTL": 3.0}, "CD56": {"NK": 3.0, "CTL": 0.5},
-             "CD14": {"Mono": 3.0}, "CD19": {"B": 3.0}}
+             "CD14": {"Mono": 3.0}, "CD19": {"B": 3.0, "Mono": 1.0}}
     clr = np.column_stack([[level[a].get(t, -1.0) for t in truth] for a in names]) + rng.normal(0, 0.25, (n, 5))
     prot = ad.AnnData(np.zeros(clr.shape), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{a}" for a in names]))
     prot.layers["clr"] = clr
@@ -946,8 +948,8 @@ def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
         report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
         return m.obs["lineage"].astype(str).to_numpy(), report
 
-    gated, rep_gated = lineages()  # the default
-    veto, report = lineages(gate_negatives="all")
+    gated, rep_gated = lineages(gate_negatives="gated")
+    veto, report = lineages()  # the default
     ctl = truth == "CTL"
     assert all(rep_gated["lineage_gate"][k]["cells_gated"] == 0 for k in rep_gated["lineage_gate"])  # all separated
     assert (gated[ctl] == "NK").mean() > 0.8  # the mean of the negatives dilutes CD3
@@ -957,6 +959,15 @@ def test_a_lineages_negative_antibody_vetoes_it_even_where_the_gate_is_off():
     others = ~ctl
     expect = np.where(truth == "CTL", "CD8_T", truth)
     assert (veto[others] == expect[others]).all() and (gated[others] == veto[others]).all()
+    cd19 = report["gate_thresholds"]["ADT_CD19"]
+    assert cd19["veto"] > 1.0 + 4 * 0.25 and report["lineage_gate"]["Mono"]["score_calls_vetoed"] == 0
+    # without the floor (veto_within 0 -> its old level, 4 SDs above the non-B cells' median): monocytes vetoed
+    from sscsig.annotate import gate_thresholds
+    from sscsig.annotate._markers import _Scorer
+
+    low = gate_thresholds(_Scorer(mdata, seed=0, min_genes=1), markers, truth, layer="clr", min_value=1.0,
+                          veto_within=1e9)["ADT_CD19"]["veto"]
+    assert low < 1.0 and (clr[truth == "Mono", 4] >= low).mean() > 0.5
     with pytest.raises(InputError, match="gate_negatives"):
         annotate(mdata.copy(), markers, gate_negatives="none")
 
@@ -1010,10 +1021,11 @@ def _two_batches(*parts):
 
 def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     """gate_group_key: two batches stained with different CD4 lots (the second's CD4-negative cells at
-    CLR 1.7, as Hao 2020's). The CD4 veto learned over the pooled cohort sits between the two
-    backgrounds and takes the second batch's CD8 T cells (51% of the CD8 T cells kept); learned per
-    batch, each follows its own staining (100%). On ADTnorm's 13 real studies pooled, levels per
-    study raised the lineage F1 (no DC) from 0.947 to 0.954 (README "Absent lineages")."""
+    CLR 1.7, as Hao 2020's). Over the pooled cohort CD4 shows no population of its own (the second
+    batch's background widens the negatives), so the fixed level (1) vetoes that batch's CD8 T cells
+    (51% of the CD8 T cells kept); learned per batch, each follows its own staining (100%). On ADTnorm's 13 real
+    studies pooled, levels per study raised the lineage F1 (no DC) from 0.947 to 0.954 (README "Absent
+    lineages")."""
     from sscsig.annotate import annotate
     from sscsig.errors import InputError
 
@@ -1033,7 +1045,8 @@ def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     assert min(recall(pooled).values()) < 0.8, recall(pooled)
     assert min(recall(per_batch).values()) >= 0.95, recall(per_batch)
     levels = report["gate_thresholds_per_group"]
-    assert set(levels) == {"b1", "b2"} and levels["b2"]["ADT_CD4"]["veto"] > 1.7 > levels["b1"]["ADT_CD4"]["veto"]
+    assert set(levels) == {"b1", "b2"} and levels["b2"]["ADT_CD4"]["admit"] > 1.7 > levels["b1"]["ADT_CD4"]["admit"]
+    assert min(levels[b]["ADT_CD4"]["veto"] for b in levels) > 1.7  # within the CD4 T cells' own range
     with pytest.raises(InputError, match="gate_group_key"):
         annotate(mdata.copy(), markers, seed=0, gate_layer="clr", gate_threshold="auto", gate_group_key="lot")
     with pytest.raises(InputError, match="needs gate_threshold: auto"):
@@ -1057,7 +1070,11 @@ def test_the_default_gate_applies_only_to_lineages_without_a_positive_population
     full, markers, truth = _gate_cohort(cd4_background=1.7)
     ungated, _ = calls(full.copy(), markers, gate_layer=None)
     gated, report = calls(full.copy(), markers, **default)
-    assert (gated == ungated).all()
+    assert (gated == ungated).all()  # with the default veto in every lineage: it vetoes no call here
+    assert all(v["cells_gated"] == 0 and v["score_calls_vetoed"] == 0 and v["gated_by"] == "protein_neg"
+               for v in report["lineage_gate"].values())
+    gated_only, report = calls(full.copy(), markers, **default, gate_negatives="gated")
+    assert (gated_only == ungated).all()
     assert all(v["cells_gated"] == 0 and v["gated_by"] == "" for v in report["lineage_gate"].values())
     every, _ = calls(full.copy(), markers, gate_layer="clr", gate_min=1.0, gate_threshold="fixed",
                      gate_lineages="all")  # every lineage, fixed level

@@ -574,8 +574,9 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
 
 
 #: gate_threshold "auto": how far above its negatives (in robust SDs of their values) an antibody's
-#: positive cells must sit to count as a population of their own, and the admit / veto levels
-GATE_SEPARATED, GATE_ADMIT, GATE_VETO = 2.0, 2.0, 4.0
+#: positive cells must sit to count as a population of their own, and the admit / veto levels; the veto
+#: level is never below the positive cells' median minus GATE_VETO_WITHIN of their robust SDs
+GATE_SEPARATED, GATE_ADMIT, GATE_VETO, GATE_VETO_WITHIN = 2.0, 2.0, 4.0, 2.0
 GATE_THRESHOLDS = ("fixed", "auto")
 #: annotation.gate_lineages: gate every lineage, or only those none of whose antibodies has a positive
 #: population in the cohort (:func:`unseparated_lineages`)
@@ -602,7 +603,7 @@ def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Score
 
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
                     separated: float = GATE_SEPARATED, admit: float = GATE_ADMIT, veto: float = GATE_VETO,
-                    rows: np.ndarray | None = None) -> dict[str, dict]:
+                    veto_within: float = GATE_VETO_WITHIN, rows: np.ndarray | None = None) -> dict[str, dict]:
     """Per antibody, the levels from which the lineage gate counts it positive, learned from the cohort.
 
     A fixed level (``min_value``) does not follow a lab's staining: on real CLR a dim CD56 left NK
@@ -613,6 +614,11 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
     than ``separated`` robust SDs (1.4826 x MAD) above N's median, the antibody has a positive
     population in this cohort and its levels come from N: a cell is admitted from ``admit`` SDs above
     N's median and vetoed (as a ``protein_neg`` marker) from ``veto`` SDs, neither above P's median.
+    The veto level is also never below P's median minus ``veto_within`` robust SDs of P: a cell is
+    vetoed only where it stains like the antibody's positive cells. N pools every other lineage, and
+    some have more background than most (monocytes bind antibodies through their Fc receptors): on
+    real pbmc10k, N's level for CD19 (CLR -0.36) lay within monocyte background and vetoed 3 monocytes
+    with ``gate_negatives: all``.
     Otherwise P is no population of its own (a lineage the cohort lacks, whose cells the scores picked
     from noise; or the whole cohort, as in sorted cells) and the absolute ``min_value`` decides, for
     all cells alike. Antibodies no lineage lists as positive keep ``min_value``. Cells whose sample did
@@ -647,7 +653,9 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
         top = float(np.median(pos))
         z = (top - med) / sd if sd > 0 else 0.0
         if z > separated:
-            out[var] = {"admit": min(med + admit * sd, top), "veto": min(med + veto * sd, top), "separated": True,
+            _, pos_sd = _median_sd(pos)
+            vetoed_from = min(max(med + veto * sd, top - veto_within * pos_sd), top)
+            out[var] = {"admit": min(med + admit * sd, top), "veto": vetoed_from, "separated": True,
                         "z": round(z, 2)}
         else:
             out[var] = {"admit": min_value, "veto": min_value, "separated": False, "z": round(z, 2)}
@@ -864,11 +872,11 @@ def state_genes(markers: dict) -> list[str]:
 def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cell of ``rows`` (one lineage's cells), the RNA and protein evidence its states' markers can give.
 
-    Returns (``total``, ``no_rna``, ``measured``): the cell's raw counts of all the states' ``rna_pos``
-    genes, whether that is 0 (``False`` throughout without raw counts, :meth:`_Scorer.gene_counts`, or
-    without such genes in the data), and whether its sample measured any of the states' antibodies. A cell with ``no_rna`` and
-    antibodies measured has its state decided by the antibodies (``annotate(no_evidence="likeliest")``);
-    one with neither has no evidence at all (:func:`no_evidence_cells`)."""
+    Returns (``total``, ``no_rna``, ``measured``): the cell's raw counts of all the states' ``rna_pos`` genes,
+    whether that is 0 (``False`` throughout without raw counts, :meth:`_Scorer.gene_counts`, or without such
+    genes in the data), and whether its sample measured any of the states' antibodies. A cell with ``no_rna``
+    and antibodies measured has its state decided by the antibodies (``annotate(no_evidence="likeliest")``); one
+    with neither has no evidence at all (:func:`no_evidence_cells`)."""
     antibodies = sorted({a for comp in states.values() for kind in COMPONENTS if kind.startswith("protein")
                          for a in comp.get(kind) or []})
     m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
@@ -964,7 +972,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, protein_layer: str = "clr",
              score_centre: str = "mean", module_centre: str = "mean", gate_layer: str | None = "clr",
              gate_min: float | None = None, gate_threshold: str = "auto", gate_group_key: str | None = None,
-             gate_lineages: str = "unseparated", gate_negatives: str = "gated",
+             gate_lineages: str = "unseparated", gate_negatives: str = "all",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = False, no_evidence: str = "likeliest", rna_standins: bool = False,
@@ -1046,17 +1054,17 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         real studies analysed alone, worse where an antibody stains dimly; README "Absent lineages").
         The report's ``lineage_gate`` gives per lineage ``cells_gated``.
     gate_negatives
-        ``"gated"`` (default): a lineage's ``protein_neg`` antibodies veto it only where the gate
-        applies (``gate_lineages``). ``"all"``: in the lineages ``gate_lineages`` leaves ungated, the
-        gate's veto still applies: a cell positive for one of a lineage's ``protein_neg`` antibodies
-        (at its veto level, :func:`gate_thresholds`' ``veto`` under ``"auto"``) cannot take that
-        lineage, so that a CD3+ cell is not NK, B, monocyte or DC whatever its RNA. A lineage's
-        scores average its negative antibodies, so one positive among them is diluted by the others:
-        on the demo twin 37 CD3+ CD8+ cytotoxic T cells whose CD3D / CD8A / CD8B went undetected were
-        called NK (NK's CD3-negativity averaged with CD14 and CD19); ``"all"`` calls them CD8 T. Not
-        the default: the learned veto levels can sit within real monocytes' background (pbmc10k,
-        200 cells: CD19 veto at CLR -0.36, CD14 at 0.46), and cells were vetoed from their lineage
-        (README "Absent lineages"). A cell that every lineage vetoes is ``Unassigned``.
+        ``"all"`` (default): in the lineages ``gate_lineages`` leaves ungated, the gate's veto still
+        applies: a cell positive for one of a lineage's ``protein_neg`` antibodies (at its veto level,
+        :func:`gate_thresholds`' ``veto`` under ``"auto"``) cannot take that lineage, so that a CD3+
+        cell is not NK, B, monocyte or DC whatever its RNA. A lineage's scores average its negative
+        antibodies, so one positive among them is diluted by the others: on the demo twin 37 CD3+
+        CD8+ cytotoxic T cells whose CD3D / CD8A / CD8B went undetected were called NK (NK's
+        CD3-negativity averaged with CD14 and CD19); ``"all"`` calls them CD8 T. ``"gated"``: the
+        veto only where the gate applies (``gate_lineages``), the default before the veto level was
+        kept within the positive cells' range (:func:`gate_thresholds`; without that, real
+        monocytes were vetoed: README "Absent lineages"). A cell that every lineage vetoes is
+        ``Unassigned``.
     gate_group_key
         With ``gate_threshold: "auto"``: an ``obs`` column (``"batch"``, ``"sample"``) whose groups
         learn their own levels, for cohorts stained with different antibody lots. An antibody with a
