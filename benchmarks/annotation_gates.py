@@ -25,7 +25,8 @@ fallback), in the pooled cohort learned per study (`` auto per study``: ``gate_g
 and learned levels for the lineages none of whose antibodies shows a positive population only
 (`` auto unseparated``: ``gate_lineages: unseparated``, ``gate_negatives: gated``), and, the
 pipeline's default, the same with the veto of the negative antibodies in every lineage
-(`` auto unseparated veto all``: ``gate_negatives: all``). The panel has no DC
+(`` auto unseparated veto all``: ``gate_negatives: all``; pooled also with levels per study,
+`` auto unseparated veto all per study``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -186,6 +187,10 @@ def main(argv=None) -> int:
                     f" gate clr>={g:g} auto unseparated veto all") for g in a.clr_gates]
                 # levels learned per study: pooled only (a study alone is one group, the row above)
                 + [({"gate_threshold": "auto", "gate_group_key": "sample"}, g, f" gate clr>={g:g} auto per study")
+                   for g in a.clr_gates]
+                # the pipeline's default gate with levels per study (a cohort whose batches stain differently)
+                + [({"gate_threshold": "auto", "gate_lineages": "unseparated", "gate_negatives": "all",
+                     "gate_group_key": "sample"}, g, f" gate clr>={g:g} auto unseparated veto all per study")
                    for g in a.clr_gates])
     for changes, gate, tag in variants:
         calls = call(counts, study, seed=a.seed, gate_min=gate, **changes)
