@@ -775,6 +775,33 @@ def test_cells_without_any_state_programme_do_not_go_to_the_rarest_state():
         annotate(mdata.copy(), markers, module_centre="median")
 
 
+def _states_of(mdata, markers, **kw):
+    """The state calls and report of annotating a copy of ``mdata`` (no smoothing, single-gene modules)."""
+    from sscsig.annotate import annotate
+
+    m = mdata.copy()
+    report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
+    return m.obs["cell_state"].astype(str).to_numpy(), report
+
+
+def _sparse_states(rng):
+    """One lineage of three states whose three genes each are sparse: A common (P(none of its genes
+    detected) 0.30), B 0.05, R rare (0.01); 600 other genes. (sizes, truth, raw counts, RNA with
+    ``layers['counts']``)."""
+    rates = {"A": 0.4, "B": 1.0, "R": 1.5}  # per gene
+    sizes = {"A": 300, "B": 120, "R": 25}
+    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    n = len(truth)
+    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(600)]
+    counts = rng.poisson(rng.uniform(0.05, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
+    for j, g in enumerate(genes[:9]):
+        counts[:, j] = np.where(truth == g[0], rng.poisson(rates[g[0]], n), 0)
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+                     var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    return sizes, truth, counts, rna
+
+
 def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none():
     """no_evidence: likeliest (default). A cell that detects none of its lineage's state genes, with no
     state antibody in the panel, is given the state most of whose cells are expected to show nothing:
@@ -785,17 +812,8 @@ def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none
     from sscsig.errors import InputError
 
     rng = np.random.default_rng(3)
-    rates = {"A": 0.4, "B": 1.0, "R": 1.5}  # per gene; P(none of 3 detected): 0.30, 0.05, 0.01
-    sizes = {"A": 300, "B": 120, "R": 25}
-    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    sizes, truth, counts, rna = _sparse_states(rng)
     n = len(truth)
-    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(600)]
-    counts = rng.poisson(rng.uniform(0.05, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
-    for j, g in enumerate(genes[:9]):
-        counts[:, j] = np.where(truth == g[0], rng.poisson(rates[g[0]], n), 0)
-    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
-    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
-    rna.layers["counts"] = sp.csr_matrix(counts)
     prot = ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["CD3", "CD25"]}, index=["ADT_CD3", "ADT_CD25"]))
     prot.layers["clr"] = np.column_stack([3.0 + rng.normal(0, 0.2, n), rng.normal(0, 0.2, n)])
     mdata = md.MuData({"rna": rna, "prot": prot})
@@ -806,9 +824,7 @@ def test_cells_without_evidence_go_to_the_state_whose_cells_most_often_show_none
                "states": {"T": {s: {"rna_pos": [f"{s}{i}" for i in range(3)]} for s in sizes}}}
 
     def run(**kw):
-        m = mdata.copy()
-        report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
-        return m.obs["cell_state"].astype(str).to_numpy(), report
+        return _states_of(mdata, markers, **kw)
 
     scores, rep_scores = run(no_evidence="scores")
     likeliest, report = run()
@@ -846,17 +862,8 @@ def test_cells_without_state_genes_but_with_state_antibodies_are_called_by_the_a
     from sscsig.annotate import annotate
 
     rng = np.random.default_rng(3)
-    rates = {"A": 0.4, "B": 1.0, "R": 1.5}  # per gene; P(none of 3 detected): 0.30, 0.05, 0.01
-    sizes = {"A": 300, "B": 120, "R": 25}
-    truth = np.concatenate([[k] * v for k, v in sizes.items()])
+    _, truth, counts, rna = _sparse_states(rng)
     n = len(truth)
-    genes = [f"{s}{i}" for s in sizes for i in range(3)] + [f"F{i}" for i in range(600)]
-    counts = rng.poisson(rng.uniform(0.05, 2.0, len(genes)), (n, len(genes))).astype(np.float32)
-    for j, g in enumerate(genes[:9]):
-        counts[:, j] = np.where(truth == g[0], rng.poisson(rates[g[0]], n), 0)
-    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
-                     var=pd.DataFrame(index=genes))
-    rna.layers["counts"] = sp.csr_matrix(counts)
     names = ["CD3", "CD16", "CD56"]
     prot = ad.AnnData(np.zeros((n, 3)), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{a}" for a in names]))
     prot.layers["clr"] = np.column_stack([3.0 + rng.normal(0, 0.2, n),  # A is CD16+, R CD56+ CD16- (NK.dim / bright)
@@ -872,9 +879,7 @@ def test_cells_without_state_genes_but_with_state_antibodies_are_called_by_the_a
                                       "rna_pos": ["R0", "R1", "R2"]}}}}
 
     def run(**kw):
-        m = mdata.copy()
-        report = annotate(m, markers, smoothing=0.0, seed=0, min_genes_per_module=1, **kw)
-        return m.obs["cell_state"].astype(str).to_numpy(), report
+        return _states_of(mdata, markers, **kw)
 
     scores, rep_scores = run(no_evidence="scores")
     likeliest, report = run()
