@@ -206,7 +206,7 @@ class _Scorer:
         if counts is not None and counts.n_obs != self.rna.n_obs:
             raise ValueError(f"annotate: counts has {counts.n_obs} cells, the cohort's RNA {self.rna.n_obs}")
         self.counts = counts
-        self._counts: dict[tuple, sp.csr_matrix] = {}
+        self._count_columns: dict[tuple, sp.csr_matrix] = {}  # gene_counts' cache
         self.prot = mdata["prot"]
         if protein_layer not in PROTEIN_LAYERS:
             raise InputError(f"annotation.protein_layer {protein_layer!r} is not one of {', '.join(PROTEIN_LAYERS)}")
@@ -303,10 +303,10 @@ class _Scorer:
             return [], None
         present = [g for g in genes if g in self.rna.var_names and g in source.var_names]
         key = tuple(present)
-        if key not in self._counts:  # a lineage's state genes, read once
+        if key not in self._count_columns:  # a lineage's state genes, read once
             x = source.X if source is self.counts else source.layers["counts"]
-            self._counts[key] = sp.csr_matrix(x[:, [source.var_names.get_loc(g) for g in present]])
-        return present, self._counts[key]
+            self._count_columns[key] = sp.csr_matrix(x[:, [source.var_names.get_loc(g) for g in present]])
+        return present, self._count_columns[key]
 
     def detected_none(self, genes: list[str]) -> np.ndarray:
         """Per cell, whether it detects none of the module's genes (in the data)."""
@@ -650,10 +650,9 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
         if len(neg) < 10 or len(pos) < 10:
             continue
         med, sd = _median_sd(neg)
-        top = float(np.median(pos))
+        top, pos_sd = _median_sd(pos)
         z = (top - med) / sd if sd > 0 else 0.0
         if z > separated:
-            _, pos_sd = _median_sd(pos)
             vetoed_from = min(max(med + veto * sd, top - veto_within * pos_sd), top)
             out[var] = {"admit": min(med + admit * sd, top), "veto": vetoed_from, "separated": True,
                         "z": round(z, 2)}
@@ -862,11 +861,15 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
 NO_EVIDENCE = ("likeliest", "scores")
 
 
+def _rna_pos_genes(states: dict) -> set[str]:
+    """The ``rna_pos`` genes of these states (name -> marker components)."""
+    return {g for comp in states.values() for g in comp.get("rna_pos") or []}
+
+
 def state_genes(markers: dict) -> list[str]:
     """The ``rna_pos`` genes of every state in the marker file (``markers['states']``), sorted: the
     genes whose raw counts :func:`annotate`'s ``no_evidence`` reads."""
-    return sorted({g for states in markers["states"].values() for comp in states.values()
-                   for g in comp.get("rna_pos") or []})
+    return sorted(set().union(*map(_rna_pos_genes, markers["states"].values())))
 
 
 def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -881,7 +884,7 @@ def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[n
                          for a in comp.get(kind) or []})
     m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
     measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
-    genes, counts = scorer.gene_counts(state_genes({"states": {"": states}}))
+    genes, counts = scorer.gene_counts(sorted(_rna_pos_genes(states)))
     if not genes:
         return np.zeros(len(rows)), np.zeros(len(rows), bool), measured
     total = np.asarray(counts[rows].sum(1), dtype=np.float64).ravel()
