@@ -10,9 +10,9 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
 - ``kang2018_ifnb_muscat_example_sce.h5ad``: the marker method on RNA alone (1,556 PBMCs, 1,267
   genes, 5 labelled types; :func:`score_kang_markers`).
 
-Each marker run is scored as the defaults call it (the state calls refined), without the refinement
-(rows `` no refine``: the marker calls alone), with the lineages refined too (``refine_lineages:
-true``, rows ``+refine_lineages``), with transcript stand-ins for the antibodies the data lacks
+Each marker run is scored as the defaults call it (the lineage and state calls refined), without the
+refinement (rows `` no refine``: the marker calls alone), with only the states refined (``refine_lineages:
+false``, the default before this version, rows `` lineages unrefined``), with transcript stand-ins for the antibodies the data lacks
 (``annotation.rna_standins: true``, rows ``+standins``), with each marker component centred at its
 Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``) and with each sparse RNA module centred
 at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``).
@@ -65,7 +65,7 @@ SINGLER_FINE_TO_STATES = {
 
 
 #: (settings that differ from the config's annotation defaults, row suffix): how each data set is scored
-ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": True}, "+refine_lineages"),
+ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": False}, " lineages unrefined"),
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
                        ({"module_centre": "negative"}, " negative"))
 

@@ -978,7 +978,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_lineages: str = "unseparated", gate_negatives: str = "all",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
-             refine_lineages: bool = False, no_evidence: str = "likeliest", rna_standins: bool = False,
+             refine_lineages: bool = True, no_evidence: str = "likeliest", rna_standins: bool = False,
              standin_table: str | None = None, counts: ad.AnnData | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
@@ -1085,9 +1085,13 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         marker genes and the antibodies, genes and antibodies weighted as two equal blocks, trained
         on the state calls at or above the ``refine_quantile`` of their state's confidence, with
         inverse penalty ``refine_c``; a state with fewer than ``refine_min_cells`` such calls keeps
-        its marker calls. With ``refine_lineages`` (off by default) the lineages are refined first
-        (when this function calls them; within what the gate admits), on every gene of the marker
-        file and the antibodies, learned per marker state. The marker calls are kept in
+        its marker calls. With ``refine_lineages`` (on by default) the lineages are refined first
+        (when this function calls them; within what the gate and the veto admit, so a lineage they
+        keep out gains no cell), on every gene of the marker file and the antibodies, learned per
+        marker state. It was off while there was no gate by default: without one, the refinement
+        learned the B cells the scores invented among sorted T cells (17% -> 28%); with the gate and
+        the veto it raised the lineage F1 of 9 of 13 real studies analysed alone (README "Refining
+        the calls"). The marker calls are kept in
         ``obs['cell_state_markers']`` (and ``obs['lineage_markers']``).
     no_evidence
         How a cell with no evidence for any state of its lineage is called: it detects none of the states'
