@@ -291,6 +291,118 @@ def test_a_substate_can_set_its_own_robust_z(tmp_path):
             load_markers(path)
 
 
+def test_count_evidence_tests_a_cells_counts_against_the_background_for_its_library():
+    """A candidate shows a programme when its counts are improbable (Poisson upper tail <= alpha) at
+    the rate of the non-candidates times its own library size; one stray count is not enough."""
+    from sscsig.annotate import count_evidence
+
+    rng = np.random.default_rng(0)
+    lib = np.r_[rng.integers(4000, 6000, 1000), 5000, 5000, 50000, 5000].astype(float)
+    counts = np.r_[rng.poisson(0.15 * lib[:1000] / 5000), 1, 4, 3, 3].astype(float)
+    cand = np.r_[np.zeros(1000, bool), True, True, True, True]
+    cand[:5] = True  # background cells among the candidates, too
+    got = count_evidence(counts, lib, cand, alpha=0.01)
+    # one count: P(X >= 1) ~ 0.14; four: ~ 2e-5; three in a 10x library (expected 1.5): ~ 0.19; three: ~ 5e-4
+    assert got[-4:].tolist() == [False, True, False, True]
+    assert not got[5:1000].any()  # a cell not tested is never evidence
+    assert got[:5].sum() == (counts[:5] >= 3).sum()
+    # without library sizes every cell has the same expectation: the 10x-library cell's three counts then count
+    assert count_evidence(counts, None, cand, alpha=0.01)[-2]
+    # where the cells hardly ever detect the genes, one count is evidence; among five cells it is not
+    one = count_evidence(np.r_[np.zeros(1000), 1, 0], None, np.r_[np.zeros(1000, bool), True, True], alpha=0.01)
+    assert one[-2:].tolist() == [True, False]
+    assert not count_evidence(np.array([0, 0, 0, 1, 0.0]), None, np.ones(5, bool), alpha=0.01).any()
+
+
+def test_a_sparse_substate_needs_more_than_one_stray_count(tmp_path, caplog):
+    """A module-high substate of a sparse programme: the robust z alone calls the cells with one
+    stray count (most cells detect none, so the MAD is small); ``substate_alpha`` keeps the cells
+    whose counts the background does not explain, and the report counts the ones turned away."""
+    import logging
+
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+
+    rng = np.random.default_rng(3)
+    n, n_prog = 800, 40
+    program = [f"P{i}" for i in range(9)]
+    genes = program + [f"G{i}" for i in range(1000)]
+    rates = rng.gamma(0.3, 0.5, 1000)  # mostly sparse genes, as in 10x data: score_genes' controls are sparse too
+    counts = np.c_[rng.poisson(0.015, (n, 9)), rng.poisson(rates, (n, 1000))].astype(np.float32)
+    counts[:n_prog, :9] = rng.poisson(1.0, (n_prog, 9))  # the programme's cells: ~9 counts of its genes
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
+    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD14"]}, index=["ADT_CD14"]))
+    prot.layers["clr"] = 3.0 + rng.normal(0, 0.3, (n, 1))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"]}},
+                                    "states": {"Mono": {"S": {"protein_pos": ["CD14"],
+                                                              "substates": {"S.P": {"rna_pos": program}}}}}}))
+    markers = load_markers(path)
+    stray = (counts[n_prog:, :9].sum(1) > 0).sum()
+    assert stray > 50  # the background's cells with a count of the programme's genes
+
+    def called(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, **kw)
+        return m.obs["cell_state"].astype(str).to_numpy() == "S.P", report
+
+    z_alone, _ = called(substate_alpha=None)
+    assert z_alone[:n_prog].all() and z_alone[n_prog:].sum() > 30  # one stray count makes an outlier
+    hit, report = called()
+    # the background's own tail at alpha 0.01 (~1% of its cells, each with >= 2 counts), not its stray counts
+    assert hit[:n_prog].sum() >= n_prog - 1 and hit[n_prog:].sum() <= 0.02 * (n - n_prog)
+    assert (counts[n_prog:, :9].sum(1)[hit[n_prog:]] >= 2).all()
+    assert report["substates_without_count_evidence"]["S.P"] == z_alone.sum() - hit.sum()
+    # without raw counts the robust z decides alone, and the log says so
+    m = mdata.copy()
+    del m["rna"].layers["counts"]
+    with caplog.at_level(logging.WARNING, logger="sscsig"):
+        annotate(m, markers, smoothing=0.0, seed=0)
+    assert (m.obs["cell_state"].astype(str).to_numpy() == "S.P").sum() == z_alone.sum()
+    assert "substate_alpha: no raw counts" in caplog.text
+
+
+def test_a_programme_half_the_lineage_carries_is_still_a_substate(tmp_path):
+    """As in IFN-beta-stimulated samples (Kang 2018): half the cells carry the programme. Its robust
+    z over all the cells is small (the median sits among them); against the cells whose counts the
+    background explains it is large, so with raw counts they are called, without them not."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+
+    rng = np.random.default_rng(4)
+    n, half = 600, 300
+    program = [f"P{i}" for i in range(9)]
+    genes = program + [f"G{i}" for i in range(1000)]
+    counts = np.c_[rng.poisson(0.015, (n, 9)), rng.poisson(rng.gamma(0.3, 0.5, 1000), (n, 1000))].astype(np.float32)
+    counts[:half, :9] = rng.poisson(rng.uniform(0.5, 3.0, (half, 1)), (half, 9))  # carried at several levels
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
+    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD14"]}, index=["ADT_CD14"]))
+    prot.layers["clr"] = 3.0 + rng.normal(0, 0.3, (n, 1))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"]}},
+                                    "states": {"Mono": {"S": {"protein_pos": ["CD14"],
+                                                              "substates": {"S.P": {"rna_pos": program}}}}}}))
+    markers = load_markers(path)
+    m = mdata.copy()
+    annotate(m, markers, smoothing=0.0, seed=0)
+    hit = m.obs["cell_state"].astype(str).to_numpy() == "S.P"
+    assert hit[:half].mean() >= 0.95 and hit[half:].mean() <= 0.02
+    m = mdata.copy()
+    del m["rna"].layers["counts"]
+    annotate(m, markers, smoothing=0.0, seed=0)  # the robust z over all cells: most carriers are not outliers
+    assert (m.obs["cell_state"].astype(str).to_numpy()[:half] == "S.P").mean() <= 0.5
+
+
 def test_the_study_marker_file_calls_the_study_twins_41_states(tmp_path):
     """config/markers_study.yaml on a small twin with the study's 41 fine states (demo.states: study),
     on a plain graph (log-normalised RNA + CLR PCA, no batch correction, no QC: the truth's singlets
