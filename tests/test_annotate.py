@@ -357,6 +357,22 @@ def test_a_sparse_substate_needs_more_than_one_stray_count(tmp_path, caplog):
     # the background's own tail at alpha 0.01 (~1% of its cells, each with >= 2 counts), not its stray counts
     assert hit[:n_prog].sum() >= n_prog - 1 and hit[n_prog:].sum() <= 0.02 * (n - n_prog)
     assert (counts[n_prog:, :9].sum(1)[hit[n_prog:]] >= 2).all()
+    # a substate with an antibody among its markers is left to its robust z: here its cells show the
+    # antibody and hardly any of its genes' counts, which alone would not be evidence
+    weak = counts.copy()
+    weak[:n_prog, :9] = rng.poisson(0.03, (n_prog, 9))
+    ab = md.MuData({"rna": ad.AnnData(sp.csr_matrix(np.log1p(weak / weak.sum(1, keepdims=True) * 1e4)),
+                                      var=pd.DataFrame(index=genes), layers={"counts": sp.csr_matrix(weak)}),
+                    "prot": ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["CD14", "CD117"]},
+                                                                          index=["ADT_CD14", "ADT_CD117"]))})
+    ab["prot"].layers["clr"] = np.c_[3.0 + rng.normal(0, 0.3, n), np.r_[np.full(n_prog, 3.0), np.zeros(n - n_prog)]
+                                     + rng.normal(0, 0.3, n)]
+    ab.obsp["connectivities"] = sp.csr_matrix((n, n))
+    with_ab = yaml.safe_load(path.read_text())
+    with_ab["states"]["Mono"]["S"]["substates"]["S.P"]["protein_pos"] = ["CD117"]
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(with_ab))
+    annotate(ab, load_markers(tmp_path / "ab.yaml"), smoothing=0.0, seed=0)
+    assert (ab.obs["cell_state"].astype(str).to_numpy()[:n_prog] == "S.P").mean() >= 0.9
     assert report["substates_without_count_evidence"]["S.P"] == z_alone.sum() - hit.sum()
     # without raw counts the robust z decides alone, and the log says so
     m = mdata.copy()

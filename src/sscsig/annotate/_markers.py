@@ -526,8 +526,9 @@ def _gate_substates(
     a cell must also show the programme in its counts (:func:`count_evidence`), and the z is taken
     against the cells that do not (their median / MAD), so that a programme most of the cells carry
     is still found (Kang 2018: IFN-beta-stimulated monocytes, half the lineage, had ISG z ~0.4 over
-    all monocytes). ``dropped`` counts, per substate, the cells the robust z over all cells would call
-    that show no count evidence."""
+    all monocytes). A substate with antibodies among its markers keeps the robust z over all cells:
+    its antibodies are evidence its gene counts cannot weigh (the study file's ILC). ``dropped``
+    counts, per substate, the cells the robust z over all cells would call that show no count evidence."""
     sub_graph = graph[rows][:, rows]
     names, scores = scorer.score_labels(subs, rows, kind="substate")
     out = np.full(len(rows), None, dtype=object)
@@ -537,7 +538,9 @@ def _gate_substates(
     z, hit = np.zeros((len(rows), len(names))), np.zeros((len(rows), len(names)), bool)
     for j, nm in enumerate(names):
         smooth = _smooth(scores[j][:, None], sub_graph, smoothing)[:, 0]
-        present, cnt = scorer.gene_counts(subs[nm].get("rna_pos") or []) if alpha is not None else ([], None)
+        rna_only = not any(subs[nm].get(kind) for kind in COMPONENTS if kind.startswith("protein"))
+        present, cnt = (scorer.gene_counts(subs[nm].get("rna_pos") or []) if alpha is not None and rna_only
+                        else ([], None))
         if cnt is None or not present:
             z[:, j] = _robust_z(smooth)
             hit[:, j] = z[:, j] > thr[j]
@@ -1084,7 +1087,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         is looked for among: Poisson upper-tail probability at most this, given the cell's library
         size (``obs['total_counts']``, else the counts' row sums; :func:`count_evidence`); and its
         robust z is then taken against the cells without such counts, not all cells. ``None``: the
-        robust z over all the cells alone, as before this option. Needs raw counts (``counts`` or
+        robust z over all the cells alone, as before this option. A substate with antibodies among its
+        markers is left to its robust z. Needs raw counts (``counts`` or
         ``rna.layers['counts']``); without them the robust z alone decides, with a warning. Why: a
         robust z of a sparse module calls cells with one count (on the demo twin, 27 x 800, 108
         classical monocytes became CD14.ISG: F1 0.79; with 0.01, 0.92), and a z over all cells misses
