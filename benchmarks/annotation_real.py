@@ -11,8 +11,9 @@ Data sets scored (from ``../shared/data``; see its README for sources and licenc
   genes, 5 labelled types; :func:`score_kang_markers`).
 
 Each marker run is scored as the defaults call it (the lineage and state calls refined), without the
-refinement (rows `` no refine``: the marker calls alone), with only the states refined (``refine_lineages:
-false``, the default before this version, rows `` lineages unrefined``), with transcript stand-ins for the antibodies the data lacks
+refinement (rows `` no refine``: the marker calls alone), with only the states refined
+(``refine_lineages: false``, the default before ba01315, rows `` lineages unrefined``), with
+transcript stand-ins for the antibodies the data lacks
 (``annotation.rna_standins: true``, rows ``+standins``), with each marker component centred at its
 Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``) and with each sparse RNA module centred
 at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``).
@@ -164,9 +165,10 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     """The marker method on Kang 2018 (1,556 real PBMCs, RNA only, 1,267 genes), without and with
     ``refine``, scored against its 5 labelled types (as lineages, and CD14 vs FCGR3A monocytes as
     states), and the interferon programme against its cause: the share of Kang's monocytes called
-    CD14.ISG in the IFN-beta-stimulated samples and in the controls (``monocytes_called_isg_*``). The data set keeps 1,267 genes: lineages none of whose genes are among them (DC,
-    other_T) are left out of the marker file, and a module may have a single gene (B: MS4A1 only).
-    The graph is scanpy's on 30 PCs of the log-normalised counts (no antibodies to integrate)."""
+    CD14.ISG or CD16.ISG in the IFN-beta-stimulated samples and in the controls (``monocytes_called_isg_*``).
+    The data set keeps 1,267 genes: lineages none of whose genes are among them (DC, other_T) are left out of
+    the marker file, and a module may have a single gene (B: MS4A1 only). The graph is scanpy's on 30 PCs of the
+    log-normalised counts (no antibodies to integrate)."""
     import anndata as ad
     import mudata as md
     import scanpy as sc
@@ -200,10 +202,12 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
         big = table[table.label.isin(set(KANG_TO_LINEAGE.values()))]
         mono = (lineage_truth == "Mono") & (lin == "Mono")
         name = "markers (RNA only)" + suffix
-        cd16_right = (state[mono] == "CD16.Mono") == (truth[mono] == "FCGR3A+ Monocytes")
-        # a programme state against a known cause: IFN-beta stimulation (Kang's group_id) and CD14.ISG
+        # CD16.Mono and its ISG-high substate are FCGR3A+ monocytes
+        cd16_right = np.isin(state[mono], ["CD16.Mono", "CD16.ISG"]) == (truth[mono] == "FCGR3A+ Monocytes")
+        # a programme state against a known cause: IFN-beta stimulation (Kang's group_id) and the ISG states
         kang_mono, stim = lineage_truth == "Mono", k.obs["group_id"].astype(str).to_numpy() == "stim"
-        isg = {f"monocytes_called_isg_{g}": round(float((state[kang_mono & sel] == "CD14.ISG").mean()), 3)
+        isg_call = np.isin(state, ["CD14.ISG", "CD16.ISG"])
+        isg = {f"monocytes_called_isg_{g}": round(float(isg_call[kang_mono & sel].mean()), 3)
                for g, sel in (("stim", stim), ("ctrl", ~stim))}
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
