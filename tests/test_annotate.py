@@ -314,35 +314,56 @@ def test_count_evidence_tests_a_cells_counts_against_the_background_for_its_libr
     assert not count_evidence(np.array([0, 0, 0, 1, 0.0]), None, np.ones(5, bool), alpha=0.01).any()
 
 
+PROGRAMME = [f"P{i}" for i in range(9)]
+
+
+def _programme_counts(rng, n: int) -> np.ndarray:
+    """Raw counts of a cohort of ``n`` cells: the 9 genes of a sparse programme at a background of
+    0.015 a gene, then 1,000 mostly sparse genes, as in 10x data (score_genes' controls are sparse too)."""
+    return np.c_[rng.poisson(0.015, (n, 9)), rng.poisson(rng.gamma(0.3, 0.5, 1000), (n, 1000))].astype(np.float32)
+
+
+def _programme_cohort(counts: np.ndarray, clr: np.ndarray, antibodies: list[str]) -> md.MuData:
+    """One lineage's cells: log-normalised RNA with its raw counts, the antibodies' CLR, no kNN graph."""
+    n = len(counts)
+    genes = PROGRAMME + [f"G{i}" for i in range(counts.shape[1] - 9)]
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)),
+                     var=pd.DataFrame(index=genes), layers={"counts": sp.csr_matrix(counts)})
+    prot = ad.AnnData(np.zeros((n, len(antibodies))),
+                      var=pd.DataFrame({"antibody": antibodies}, index=[f"ADT_{a}" for a in antibodies]))
+    prot.layers["clr"] = clr
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    return mdata
+
+
+def _programme_markers(path: Path, **substate) -> dict:
+    """A marker file of one lineage (CD14+), one state S and its substate S.P of the programme's genes
+    (and ``substate``'s other components)."""
+    import yaml
+
+    from sscsig.annotate import load_markers
+
+    sub = {"rna_pos": PROGRAMME} | substate
+    path.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"]}},
+                                    "states": {"Mono": {"S": {"protein_pos": ["CD14"], "substates": {"S.P": sub}}}}}))
+    return load_markers(path)
+
+
 def test_a_sparse_substate_needs_more_than_one_stray_count(tmp_path, caplog):
     """A module-high substate of a sparse programme: the robust z alone calls the cells with one
     stray count (most cells detect none, so the MAD is small); ``substate_alpha`` keeps the cells
     whose counts the background does not explain, and the report counts the ones turned away."""
     import logging
 
-    import yaml
-
-    from sscsig.annotate import annotate, load_markers
+    from sscsig.annotate import annotate
 
     rng = np.random.default_rng(3)
     n, n_prog = 800, 40
-    program = [f"P{i}" for i in range(9)]
-    genes = program + [f"G{i}" for i in range(1000)]
-    rates = rng.gamma(0.3, 0.5, 1000)  # mostly sparse genes, as in 10x data: score_genes' controls are sparse too
-    counts = np.c_[rng.poisson(0.015, (n, 9)), rng.poisson(rates, (n, 1000))].astype(np.float32)
+    counts = _programme_counts(rng, n)
     counts[:n_prog, :9] = rng.poisson(1.0, (n_prog, 9))  # the programme's cells: ~9 counts of its genes
-    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
-    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
-    rna.layers["counts"] = sp.csr_matrix(counts)
-    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD14"]}, index=["ADT_CD14"]))
-    prot.layers["clr"] = 3.0 + rng.normal(0, 0.3, (n, 1))
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"]}},
-                                    "states": {"Mono": {"S": {"protein_pos": ["CD14"],
-                                                              "substates": {"S.P": {"rna_pos": program}}}}}}))
-    markers = load_markers(path)
+    mdata = _programme_cohort(counts, 3.0 + rng.normal(0, 0.3, (n, 1)), ["CD14"])
+    markers = _programme_markers(tmp_path / "m.yaml")
     stray = (counts[n_prog:, :9].sum(1) > 0).sum()
     assert stray > 50  # the background's cells with a count of the programme's genes
 
@@ -357,23 +378,15 @@ def test_a_sparse_substate_needs_more_than_one_stray_count(tmp_path, caplog):
     # the background's own tail at alpha 0.01 (~1% of its cells, each with >= 2 counts), not its stray counts
     assert hit[:n_prog].sum() >= n_prog - 1 and hit[n_prog:].sum() <= 0.02 * (n - n_prog)
     assert (counts[n_prog:, :9].sum(1)[hit[n_prog:]] >= 2).all()
+    assert report["substates_without_count_evidence"]["S.P"] == z_alone.sum() - hit.sum()
     # a substate with an antibody among its markers is left to its robust z: here its cells show the
     # antibody and hardly any of its genes' counts, which alone would not be evidence
     weak = counts.copy()
     weak[:n_prog, :9] = rng.poisson(0.03, (n_prog, 9))
-    ab = md.MuData({"rna": ad.AnnData(sp.csr_matrix(np.log1p(weak / weak.sum(1, keepdims=True) * 1e4)),
-                                      var=pd.DataFrame(index=genes), layers={"counts": sp.csr_matrix(weak)}),
-                    "prot": ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["CD14", "CD117"]},
-                                                                          index=["ADT_CD14", "ADT_CD117"]))})
-    ab["prot"].layers["clr"] = np.c_[3.0 + rng.normal(0, 0.3, n), np.r_[np.full(n_prog, 3.0), np.zeros(n - n_prog)]
-                                     + rng.normal(0, 0.3, n)]
-    ab.obsp["connectivities"] = sp.csr_matrix((n, n))
-    with_ab = yaml.safe_load(path.read_text())
-    with_ab["states"]["Mono"]["S"]["substates"]["S.P"]["protein_pos"] = ["CD117"]
-    (tmp_path / "ab.yaml").write_text(yaml.safe_dump(with_ab))
-    annotate(ab, load_markers(tmp_path / "ab.yaml"), smoothing=0.0, seed=0)
+    cd117 = np.r_[np.full(n_prog, 3.0), np.zeros(n - n_prog)] + rng.normal(0, 0.3, n)
+    ab = _programme_cohort(weak, np.c_[3.0 + rng.normal(0, 0.3, n), cd117], ["CD14", "CD117"])
+    annotate(ab, _programme_markers(tmp_path / "ab.yaml", protein_pos=["CD117"]), smoothing=0.0, seed=0)
     assert (ab.obs["cell_state"].astype(str).to_numpy()[:n_prog] == "S.P").mean() >= 0.9
-    assert report["substates_without_count_evidence"]["S.P"] == z_alone.sum() - hit.sum()
     # without raw counts the robust z decides alone, and the log says so
     m = mdata.copy()
     del m["rna"].layers["counts"]
@@ -387,28 +400,14 @@ def test_a_programme_half_the_lineage_carries_is_still_a_substate(tmp_path):
     """As in IFN-beta-stimulated samples (Kang 2018): half the cells carry the programme. Its robust
     z over all the cells is small (the median sits among them); against the cells whose counts the
     background explains it is large, so with raw counts they are called, without them not."""
-    import yaml
-
-    from sscsig.annotate import annotate, load_markers
+    from sscsig.annotate import annotate
 
     rng = np.random.default_rng(4)
     n, half = 600, 300
-    program = [f"P{i}" for i in range(9)]
-    genes = program + [f"G{i}" for i in range(1000)]
-    counts = np.c_[rng.poisson(0.015, (n, 9)), rng.poisson(rng.gamma(0.3, 0.5, 1000), (n, 1000))].astype(np.float32)
+    counts = _programme_counts(rng, n)
     counts[:half, :9] = rng.poisson(rng.uniform(0.5, 3.0, (half, 1)), (half, 9))  # carried at several levels
-    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
-    rna = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
-    rna.layers["counts"] = sp.csr_matrix(counts)
-    prot = ad.AnnData(np.zeros((n, 1)), var=pd.DataFrame({"antibody": ["CD14"]}, index=["ADT_CD14"]))
-    prot.layers["clr"] = 3.0 + rng.normal(0, 0.3, (n, 1))
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({"lineages": {"Mono": {"protein_pos": ["CD14"]}},
-                                    "states": {"Mono": {"S": {"protein_pos": ["CD14"],
-                                                              "substates": {"S.P": {"rna_pos": program}}}}}}))
-    markers = load_markers(path)
+    mdata = _programme_cohort(counts, 3.0 + rng.normal(0, 0.3, (n, 1)), ["CD14"])
+    markers = _programme_markers(tmp_path / "m.yaml")
     m = mdata.copy()
     annotate(m, markers, smoothing=0.0, seed=0)
     hit = m.obs["cell_state"].astype(str).to_numpy() == "S.P"
