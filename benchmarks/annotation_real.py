@@ -191,6 +191,8 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
         markers["lineages"].pop(absent), markers["states"].pop(absent)
     truth = k.obs["cluster_id"].astype(str).to_numpy()
     lineage_truth = k.obs["cluster_id"].map(KANG_TO_LINEAGE).astype(str).to_numpy()
+    # a programme state against a known cause: IFN-beta stimulation (Kang's group_id) and the ISG states
+    kang_mono, stim = lineage_truth == "Mono", k.obs["group_id"].astype(str).to_numpy() == "stim"
     rows, classes, confusions = [], [], {}
     for changes, suffix in ANNOTATION_VARIANTS:
         m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
@@ -204,8 +206,6 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
         name = "markers (RNA only)" + suffix
         # CD16.Mono and its ISG-high substate are FCGR3A+ monocytes
         cd16_right = np.isin(state[mono], ["CD16.Mono", "CD16.ISG"]) == (truth[mono] == "FCGR3A+ Monocytes")
-        # a programme state against a known cause: IFN-beta stimulation (Kang's group_id) and the ISG states
-        kang_mono, stim = lineage_truth == "Mono", k.obs["group_id"].astype(str).to_numpy() == "stim"
         isg_call = np.isin(state, ["CD14.ISG", "CD16.ISG"])
         isg = {f"monocytes_called_isg_{g}": round(float(isg_call[kang_mono & sel].mean()), 3)
                for g, sel in (("stim", stim), ("ctrl", ~stim))}

@@ -297,10 +297,16 @@ class _Scorer:
                 self._modules[key] = self._module_scorer.score(present, random_state=self.seed)
         return self._modules[key]
 
+    @property
+    def count_source(self) -> ad.AnnData | None:
+        """Where raw counts come from: the ``counts`` given to :func:`annotate`, else the RNA (its
+        ``layers['counts']``); ``None`` without either."""
+        return self.counts if self.counts is not None else self.rna if "counts" in self.rna.layers else None
+
     def gene_counts(self, genes: list[str]) -> tuple[list[str], sp.spmatrix | None]:
         """Raw counts of those of ``genes`` that the RNA and the counts have, every cell: from the
         ``counts`` given to :func:`annotate`, else ``rna.layers['counts']``; ``None`` without either."""
-        source = self.counts if self.counts is not None else self.rna if "counts" in self.rna.layers else None
+        source = self.count_source
         if source is None:
             return [], None
         present = [g for g in genes if g in self.rna.var_names and g in source.var_names]
@@ -461,8 +467,10 @@ def _median_sd(x: np.ndarray) -> tuple[float, float]:
     return med, float(np.median(np.abs(x - med))) * 1.4826
 
 
-def _robust_z(x: np.ndarray) -> np.ndarray:
-    med, mad = _median_sd(x)
+def _robust_z(x: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """``x`` as robust z: centred and scaled by the median / robust SD of ``x[among]`` (all of ``x``
+    without a mask)."""
+    med, mad = _median_sd(x if among is None else x[among])
     return (x - med) / (mad if mad > 1e-9 else 1.0)
 
 
@@ -549,8 +557,7 @@ def _gate_substates(
         shows = count_evidence(x, None if scorer.library is None else scorer.library[rows],
                                np.ones(len(rows), bool), alpha=alpha)
         # the robust z against the cells whose counts the background explains
-        med, mad = _median_sd(smooth[~shows]) if (~shows).sum() >= 10 else _median_sd(smooth)
-        z[:, j] = (smooth - med) / (mad if mad > 1e-9 else 1.0)
+        z[:, j] = _robust_z(smooth, ~shows if (~shows).sum() >= 10 else None)
         hit[:, j] = (z[:, j] > thr[j]) & shows
         if dropped is not None:
             dropped[nm] = dropped.get(nm, 0) + int(((_robust_z(smooth) > thr[j]) & ~shows).sum())
@@ -1226,13 +1233,14 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     """
     if substate_alpha is not None and not 0 < substate_alpha < 1:
         raise InputError(f"annotation.substate_alpha {substate_alpha!r} must be between 0 and 1 (or null)")
-    library = (mdata.obs["total_counts"].to_numpy(float) if "total_counts" in mdata.obs
+    library = (None if substate_alpha is None else mdata.obs["total_counts"].to_numpy(float)
+               if "total_counts" in mdata.obs
                else np.asarray(mdata["rna"].layers["counts"].sum(1)).ravel() if "counts" in mdata["rna"].layers
                else None)
     scorer = _Scorer(mdata, seed=seed, min_genes=min_genes_per_module, protein_layer=protein_layer,
                      standins=antibody_genes(standin_table) if rna_standins else None, centre=score_centre,
                      module_centre=module_centre, counts=counts, library=library)
-    if substate_alpha is not None and scorer.gene_counts(state_genes(markers))[1] is None:
+    if substate_alpha is not None and scorer.count_source is None:
         log.warning("annotation.substate_alpha: no raw counts (rna.layers['counts']), so the module-high "
                     "substates are called on their robust z alone")
     no_count_evidence: dict[str, int] = {}
