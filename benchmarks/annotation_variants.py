@@ -2,10 +2,10 @@
 the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
-        [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
+        [--seed 0] [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
         [--reference-cells-per-donor M] [--score-only | --reannotate]
 
-Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0, 27 donors), run through the
+Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0 unless ``--seed``, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
 totalVI with 60 epochs, as the tests, unless ``--config`` says otherwise) and scored against the
 simulator's truth with :func:`sscsig.annotate.annotation_vs_truth`. ``--with-raw`` simulates the
@@ -114,11 +114,11 @@ def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
 
 
 def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
-                with_raw: bool = False, reference: Path | None = None) -> dict:
+                with_raw: bool = False, reference: Path | None = None, seed: int = 0) -> dict:
     from sscsig.demo import DemoParams, simulate_cohort
 
     data, results = out / name / "data", out / name / "results"
-    simulate_cohort(data, DemoParams(seed=0, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
+    simulate_cohort(data, DemoParams(seed=seed, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
     cfg = out / name / "config.yaml"
     cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
                    "integration:\n  totalvi:\n    max_epochs: 60\n" + VARIANT_CONFIG.get(name, "")
@@ -130,7 +130,7 @@ def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra
                           cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"variant {name}: the pipeline failed:\n{proc.stderr[-3000:]}")
-    return {**score_variant(name, out), "minutes": round((time.time() - t0) / 60, 1)}
+    return {**score_variant(name, out), "seed": seed, "minutes": round((time.time() - t0) / 60, 1)}
 
 
 def reannotate_variant(name: str, out: Path, *, extra_config: Path | None = None) -> dict:
@@ -231,6 +231,9 @@ def main(argv=None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--cells-per-donor", type=int, default=150)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the cohorts' simulation seed (0: the cohort the marker files were written on; others: "
+                         "other donors and cells, so the same variants scored out of sample)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", type=Path, help="extra config file (e.g. annotation settings to compare)")
     ap.add_argument("--with-raw", action="store_true", help="simulate raw droplets too, so that DSB runs")
@@ -278,7 +281,7 @@ def main(argv=None) -> int:
     for name in a.variants:
         rows.append(run_variant(name, a.out.resolve(), cells_per_donor=a.cells_per_donor, cores=a.cores,
                                 extra_config=a.config.resolve() if a.config else None, with_raw=a.with_raw,
-                                reference=reference))
+                                reference=reference, seed=a.seed))
         if a.ceiling:
             rows[-1].update(ceiling(name))
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
