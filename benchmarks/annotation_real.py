@@ -41,6 +41,11 @@ The lineage gate (``annotation.gate_layer: dsb``) is checked on real DSB-normali
 (``dsb_kotliarov2020_*``, no labels): cells per lineage without and with the gate
 (``gate_kotliarov2020_lineages.tsv``).
 
+Each row's lineage macro-F1 (``lineage_macro_f1`` or, for a mapping, ``lineage_macro_f1_in_reference``)
+comes with its 95% bootstrap interval over the cells (``lineage_macro_f1_ci_low`` / ``_high``,
+:func:`sscsig.annotate.macro_f1_interval`, seeded): on 200 cells one cell moves it by ~0.005, so two
+rows whose intervals overlap widely are not told apart by these data.
+
 Writes ``summary.tsv``, ``per_class.tsv`` and ``confusion_<data>_<method>.tsv`` under ``--out``.
 """
 
@@ -69,6 +74,14 @@ SINGLER_FINE_TO_STATES = {
 ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": False}, " lineages unrefined"),
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
                        ({"module_centre": "negative"}, " negative"))
+
+
+def _interval(pred, truth, labels, seed: int) -> dict:
+    """The 95% bootstrap interval of a macro-F1 over ``labels`` (cells resampled; ``macro_f1_interval``)."""
+    from sscsig.annotate import macro_f1_interval
+
+    low, high = macro_f1_interval(pred, truth, labels=labels, seed=seed)
+    return {"lineage_macro_f1_ci_low": round(low, 3), "lineage_macro_f1_ci_high": round(high, 3)}
 
 
 def _annotation_options(cfg: dict, **changes) -> dict:
@@ -138,6 +151,7 @@ def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
         state_hit = np.array([s in SINGLER_FINE_TO_STATES.get(f, set()) for s, f in zip(state, fine)])
         rows.append({"data": "pbmc10k_200", "reference": "SingleR main (RNA)", "method": method,
                      "n_cells": len(main), "lineage_macro_f1": round(float(big.f1.mean()), 3),
+                     **_interval(pred, main, big.label, seed),
                      "lineage_accuracy": round(overall["accuracy"], 3),
                      "classes_averaged": ",".join(big.label),
                      "unassigned_share": round(float((lin == "Unassigned").mean()), 3),
@@ -211,6 +225,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
                for g, sel in (("stim", stim), ("ctrl", ~stim))}
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
+                     **_interval(lin, lineage_truth, big.label, seed),
                      "lineage_accuracy": round(overall["accuracy"], 3), "classes_averaged": ",".join(big.label),
                      "unassigned_share": round(float((lin == "Unassigned").mean()), 3),
                      "state_agreement_on_specific_fine_labels": round(float(cd16_right.mean()), 3),
@@ -278,6 +293,7 @@ def score_reference_mapping(reference, query, *, data: str, seed: int = 0, refer
     row = {"data": data, "reference": "query's own labels",
            "method": f"reference ({res.facts['model']}, {res.facts['classifier']})",
            "n_cells": len(truth), "lineage_macro_f1_in_reference": round(float(big.f1.mean()), 3),
+           **_interval(pred, truth, big.label, seed),
            "lineage_macro_f1_in_reference_knn": knn_f1,
            "lineage_accuracy": round(overall["accuracy"], 3), "classes_averaged": ",".join(big.label),
            "unassigned_share": round(float((pred == "Unassigned").mean()), 3),

@@ -200,6 +200,31 @@ def test_annotation_f1_counts_unassigned_against_recall():
     assert np.isclose(summ["macro_f1"], np.mean([0.75, 2 * 0.75 / 1.75]))
 
 
+def _noisy_calls(n: int, *, seed: int, error: float = 0.1):
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(["A", "B", "C", "D"], n, p=[0.4, 0.3, 0.2, 0.1])
+    wrong = rng.random(n) < error
+    return np.where(wrong, rng.choice(["A", "B", "C", "D", "Unassigned"], n), truth), truth
+
+
+def test_macro_f1_interval_brackets_the_estimate_and_narrows_with_more_cells():
+    from sscsig.annotate import annotation_f1, macro_f1_interval
+
+    pred, truth = _noisy_calls(200, seed=1)
+    estimate = annotation_f1(pred, truth)[1]["macro_f1"]
+    low, high = macro_f1_interval(pred, truth, n_resamples=500, seed=3)
+    assert low < estimate < high and 0.03 < high - low < 0.25
+    assert macro_f1_interval(pred, truth, n_resamples=500, seed=3) == (low, high)  # seeded
+    big_low, big_high = macro_f1_interval(*_noisy_calls(5000, seed=1), n_resamples=200, seed=3)
+    assert big_high - big_low < (high - low) / 3  # ~1/sqrt(25) of the width at 25x the cells
+    assert macro_f1_interval(truth, truth, n_resamples=200) == (1.0, 1.0)
+    # the labels averaged are fixed: adding a label nothing is called (and no cell is) lowers it
+    low_e, high_e = macro_f1_interval(pred, truth, labels=["A", "B", "C", "D", "E"], n_resamples=500, seed=3)
+    assert np.isclose(low_e, low * 4 / 5) and np.isclose(high_e, high * 4 / 5)
+    with pytest.raises(ValueError, match="one length"):
+        macro_f1_interval(pred[:10], truth)
+
+
 def test_confidence_calibration_tells_honest_from_over_confident_probabilities():
     from sscsig.annotate import confidence_calibration
 

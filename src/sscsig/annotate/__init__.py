@@ -11,10 +11,11 @@ model, trained once per reference and cohort panel), :func:`annotate_by_referenc
 onto a user-supplied labelled reference, ``annotation.method: reference``),
 :func:`subcluster` (Leiden within lineages), :func:`panel_evidence` (the marker evidence that
 antibody panels differing between samples take away), :func:`annotation_f1` and
-:func:`annotation_vs_truth` (scoring against known labels or the demo's truth).
+:func:`annotation_vs_truth` (scoring against known labels or the demo's truth), :func:`macro_f1_interval`
+(how far the cells sampled could move a macro-F1).
 """
 
-from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration
+from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration, macro_f1_interval
 from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, count_evidence, gate_thresholds,
                        load_markers, marker_options, no_evidence_cells, panel_evidence, refine_states, state_genes,
                        subcluster, unseparated_lineages)
@@ -22,6 +23,6 @@ from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, r
 
 __all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
            "annotation_f1", "annotation_vs_truth", "confidence_calibration", "count_evidence", "gate_thresholds",
-           "load_markers", "load_reference", "marker_options", "no_evidence_cells", "panel_evidence",
+           "load_markers", "load_reference", "macro_f1_interval", "marker_options", "no_evidence_cells", "panel_evidence",
            "read_label_table", "refine_states", "state_genes", "subcluster", "train_reference_model",
            "unseparated_lineages"]
