@@ -314,6 +314,24 @@ def test_count_evidence_tests_a_cells_counts_against_the_background_for_its_libr
     assert not count_evidence(np.array([0, 0, 0, 1, 0.0]), None, np.ones(5, bool), alpha=0.01).any()
 
 
+def test_count_evidence_keeps_a_programmes_weak_cells_out_of_its_background():
+    """A programme whose cells detect it weakly (Poisson mean 2): those with one or two counts, left
+    in the background by the split, would hold its rate at ~4x the true 0.04 a cell, and two counts
+    would never be evidence (recall ~0.32, the cells with >= 3). The mixture's background finds those
+    with two (recall ~0.59) and still not the background cells' stray counts."""
+    from sscsig.annotate import count_evidence
+
+    rng = np.random.default_rng(1)
+    truth = np.r_[np.zeros(850, bool), np.ones(150, bool)]
+    counts = np.where(truth, rng.poisson(2.0, 1000), rng.poisson(0.04, 1000)).astype(float)
+    got = count_evidence(counts, np.full(1000, 5000.0), np.ones(1000, bool), alpha=0.01)
+    assert got[truth].mean() > 0.5
+    assert got[counts == 2].all() and not got[counts <= 1].any()
+    assert got[~truth].sum() <= 3
+    # no programme at all: the same background cells alone show nothing
+    assert not count_evidence(counts[~truth], None, np.ones(850, bool), alpha=0.01)[counts[~truth] <= 1].any()
+
+
 PROGRAMME = [f"P{i}" for i in range(9)]
 
 
