@@ -1082,7 +1082,7 @@ def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows:
     (``None``: none of them, no raw counts, or fewer than two states to weigh); and the expected
     number of the cells without evidence per state (the posterior sums).
     """
-    from scipy.special import gammaln, logsumexp
+    from scipy.special import logsumexp
 
     labels = np.asarray(labels, dtype=object)
     total, no_rna, measured = state_evidence(scorer, states, rows)
@@ -1099,14 +1099,14 @@ def no_evidence_cells(scorer: "_Scorer", states: dict, labels: np.ndarray, rows:
     lib = lib[inside] / max(float(np.median(lib[inside])), 1e-12)
     resp = (labels[inside][:, None] == np.array(names, dtype=object)[None, :]).astype(float)
     resp[none[inside]] = 1.0 / len(names)  # the cells without evidence start undecided
-    const = gammaln(x + 1).sum(1)
     last = -np.inf
     for _ in range(max_iter):
         weight = resp.sum(0)
         share = np.maximum(weight / weight.sum(), 1e-12)
         rate = np.maximum(resp.T @ x, 1e-9) / np.maximum(resp.T @ lib, 1e-12)[:, None]  # states x genes
-        loglik = (np.log(share)[None, :] + x @ np.log(rate).T - lib[:, None] * rate.sum(1)[None, :]
-                  - const[:, None])
+        # log P(cell, state) up to each cell's log(x!), the same for every state: it cancels in the
+        # responsibilities and in the change of the log-likelihood
+        loglik = np.log(share)[None, :] + x @ np.log(rate).T - lib[:, None] * rate.sum(1)[None, :]
         norm = logsumexp(loglik, axis=1)
         resp = np.exp(loglik - norm[:, None])
         if norm.sum() - last < 1e-6 * len(x):
