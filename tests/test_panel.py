@@ -245,7 +245,9 @@ def test_majority_policy_through_the_workflow(tmp_path, write_sheet, small_cohor
     import scanpy as sc
 
 
-    sheet = pd.read_csv(write_sheet(), sep="\t")
+    # seven of the 27 samples (both complications, both groups, all three batches): the rule is per sample
+    # and the merge per cohort, so more samples would only add QC jobs (27: 94 s of the suite)
+    sheet = pd.read_csv(write_sheet(), sep="\t").iloc[[0, 1, 2, 4, 14, 21, 22]].reset_index(drop=True)
     lacking = sheet["sample"].iloc[1]
     a = sc.read_10x_h5(sheet["path"].iloc[1], gex_only=False)
     cd4 = (a.var["feature_types"] == "Antibody Capture") & a.var_names.str.upper().str.startswith("CD4")
