@@ -15,7 +15,7 @@ gives ``annotation.reference.path``); the query is the second half, annotated by
   mapping's kNN votes (``classifier: knn``, scored from ``obs['cell_state_knn']``);
 - ``both``: the reference's lineages, the marker file's states within them.
 
-``markers`` and ``both`` refine the states as the defaults do (``annotation.refine``, README "Refining
+``markers`` and ``both`` refine the states as the defaults do (``annotation.refine``, docs/annotation.md "Refining
 the calls"; the lineages are the marker file's, resp. the reference's); ``markers, no refine`` and
 ``both, no refine`` leave the marker calls as they are.
 

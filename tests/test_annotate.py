@@ -461,7 +461,7 @@ def test_the_study_marker_file_calls_the_study_twins_41_states(tmp_path):
     on a plain graph (log-normalised RNA + CLR PCA, no batch correction, no QC: the truth's singlets
     are scored), so it runs in half a minute. Measured on this cohort (seed 0, 27 x 300 cells): lineage
     macro-F1 0.976, state macro-F1 0.853; with the pipeline's totalVI graph on 27 x 800 cells, 0.982 /
-    0.859 (README). The core marker file, which lacks 18 of the states, scores 0.96 / 0.38 here."""
+    0.859 (docs/annotation.md). The core marker file, which lacks 18 of the states, scores 0.96 / 0.38 here."""
     import scanpy as sc
 
     from sscsig.annotate import annotate, annotation_vs_truth, load_markers
@@ -1222,7 +1222,7 @@ def test_gate_levels_learned_per_group_follow_each_batchs_staining():
     CLR 1.7, as Hao 2020's). Over the pooled cohort CD4 shows no population of its own (the second
     batch's background widens the negatives), so the fixed level (1) vetoes that batch's CD8 T cells
     (51% of the CD8 T cells kept); learned per batch, each follows its own staining (100%). On ADTnorm's 13 real
-    studies pooled, levels per study raised the lineage F1 (no DC) from 0.947 to 0.954 (README "Absent
+    studies pooled, levels per study raised the lineage F1 (no DC) from 0.947 to 0.954 (docs/annotation.md "Absent
     lineages")."""
     from sscsig.annotate import annotate
     from sscsig.errors import InputError

@@ -32,8 +32,8 @@ ADT_PREFIX = "ADT_"
 _TOTALSEQ = re.compile(r"[_.-]?TotalSeq[_.-]?[ABC]?$", re.IGNORECASE)
 PROTEIN_NORMS = ("auto", "dsb", "clr")
 #: the lineage gate's level (annotation.gate_min) where the config leaves it null, per normalised layer:
-#: DSB in units of the empty droplets' background SD (6: README "Absent lineages"); CLR 1 (the twin and
-#: ADTnorm's 13 real studies, README "Without raw droplets"). totalvi_denoised has none: its scale depends
+#: DSB in units of the empty droplets' background SD (6: docs/annotation.md "Absent lineages"); CLR 1 (the twin and
+#: ADTnorm's 13 real studies, docs/annotation.md "Without raw droplets"). totalvi_denoised has none: its scale depends
 #: on the model, so the level must be given.
 GATE_MIN_DEFAULTS = {"dsb": 6.0, "clr": 1.0}
 

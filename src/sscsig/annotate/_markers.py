@@ -753,7 +753,7 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
 
     A fixed level (``min_value``) does not follow a lab's staining: on real CLR a dim CD56 left NK
     cells below it, and a CD4 antibody with a high background put CD8 T cells above it (ADTnorm's
-    studies, README "Absent lineages"). Here the marker scores' own lineage calls without the gate
+    studies, docs/annotation.md "Absent lineages"). Here the marker scores' own lineage calls without the gate
     (``calls``) split the cells, for each antibody that a lineage lists as ``protein_pos`` /
     ``protein_any``, into those called such a lineage (P) and the rest (N). If P's median lies more
     than ``separated`` robust SDs (1.4826 x MAD) above N's median, the antibody has a positive
@@ -1183,7 +1183,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         robust z of a sparse module calls cells with one count (on the demo twin, 27 x 800, 108
         classical monocytes became CD14.ISG: F1 0.79; with 0.01, 0.92), and a z over all cells misses
         a programme half of them carry (real Kang 2018: 0 of 337 IFN-beta-stimulated monocytes called
-        CD14.ISG; with 0.01, 332, and 6 of 312 controls; README "Module-high substates"). The
+        CD14.ISG; with 0.01, 332, and 6 of 312 controls; docs/annotation.md "Module-high substates"). The
         report's ``substates_without_count_evidence``: per substate, the cells the z over all cells
         would have called that show no count evidence.
     protein_layer
@@ -1199,14 +1199,14 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         the lineage F1 of 11 analysed alone and cut the B cells and monocytes invented among sorted
         T cells from 17% / 18% to 3% / 6%; it is not the default because it lowered real pbmc10k's
         lineage F1 (0.933 -> 0.918 / 0.916, WNN / totalVI), failed the real-cell CD4 / CD8 tests with
-        a marker file adjusted for it, and was worse on RNA-only data (README "Marker scores").
+        a marker file adjusted for it, and was worse on RNA-only data (docs/annotation.md "Marker scores").
     module_centre
         How an RNA module component (``rna_pos``, ``rna_neg``) is centred: ``"mean"`` (default), as
         ``score_centre`` says for every component; ``"negative"``, at the median score of the cells
         that detect none of its genes, where at least a fifth of the cells scored do (z-scores where
         fewer do), so that a cell without a state's programme scores about 0 for it whatever the
         state's share (:func:`_negative_z`). Antibodies still follow ``score_centre``. Better on
-        every twin variant and on Kang 2018's lineages, worse on real pbmc10k's fine states (README
+        every twin variant and on Kang 2018's lineages, worse on real pbmc10k's fine states (docs/annotation.md
         "Sparse gene modules"), so not the default.
     gate_layer, gate_min
         Absolute protein evidence for the lineages (``None``: off; default ``"clr"``, for the lineages
@@ -1226,7 +1226,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``"fixed"``: ``gate_min`` for every antibody. ``"auto"`` (default): each antibody's levels
         learned from the cohort where a positive population stands out from the cells the scores
         call other lineages, ``gate_min`` where none does (:func:`gate_thresholds`; the report's
-        ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (README "Absent
+        ``gate_thresholds``). Made for ``gate_layer: "clr"`` without raw droplets (docs/annotation.md "Absent
         lineages").
     gate_lineages
         ``"all"``: the gate applies to every lineage. ``"unseparated"`` (default; before this version
@@ -1239,7 +1239,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         file's DC, can be gated although present), while invented lineages go: B in the B-depleted
         twin 0.44% -> 0%, CD8 T in the sorted one 11% -> 99.9%.
         ``"all"`` also applies the learned levels' co-receptor logic to every cell (better on most
-        real studies analysed alone, worse where an antibody stains dimly; README "Absent lineages").
+        real studies analysed alone, worse where an antibody stains dimly; docs/annotation.md "Absent lineages").
         The report's ``lineage_gate`` gives per lineage ``cells_gated``.
     gate_negatives
         ``"all"`` (default): in the lineages ``gate_lineages`` leaves ungated, the gate's veto still
@@ -1251,7 +1251,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         CD3-negativity averaged with CD14 and CD19); ``"all"`` calls them CD8 T. ``"gated"``: the
         veto only where the gate applies (``gate_lineages``), the default before the veto level was
         kept within the positive cells' range (:func:`gate_thresholds`; without that, real
-        monocytes were vetoed: README "Absent lineages"). A cell that every lineage vetoes is
+        monocytes were vetoed: docs/annotation.md "Absent lineages"). A cell that every lineage vetoes is
         ``Unassigned``.
     gate_group_key
         With ``gate_threshold: "auto"``: an ``obs`` column (``"batch"``, ``"sample"``) whose groups
@@ -1275,7 +1275,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         keep out gains no cell), on every gene of the marker file and the antibodies, learned per
         marker state. It was off while there was no gate by default: without one, the refinement
         learned the B cells the scores invented among sorted T cells (17% -> 28%); with the gate and
-        the veto it raised the lineage F1 of 9 of 13 real studies analysed alone (README "Refining
+        the veto it raised the lineage F1 of 9 of 13 real studies analysed alone (docs/annotation.md "Refining
         the calls"). The marker calls are kept in
         ``obs['cell_state_markers']`` (and ``obs['lineage_markers']``).
     no_evidence
