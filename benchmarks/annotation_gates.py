@@ -100,10 +100,11 @@ def _config() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
 
 
-def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float | None = None, **changes
-         ) -> pd.DataFrame:
-    """Lineage and state calls of the default marker file from protein alone (one cohort); ``changes``:
-    annotation settings that differ from the config's (``refine=False``)."""
+def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float | None = None,
+         antibodies: list[str] = ANTIBODIES, **changes) -> pd.DataFrame:
+    """Lineage and state calls of the default marker file from protein alone (one cohort); ``counts``:
+    cells x ``antibodies``; ``changes``: annotation settings that differ from the config's
+    (``refine=False``)."""
     import anndata as ad
     import mudata as md
     import scanpy as sc
@@ -115,7 +116,7 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     names = [f"c{i}" for i in range(len(counts))]
     obs = pd.DataFrame({"sample": samples}, index=names)
     prot = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs.copy(),
-                      var=pd.DataFrame({"antibody": ANTIBODIES}, index=[f"ADT_{a}" for a in ANTIBODIES]))
+                      var=pd.DataFrame({"antibody": antibodies}, index=[f"ADT_{a}" for a in antibodies]))
     prot.layers["clr"] = clr = clr_per_cell(counts)  # per cell, so the same as the pipeline's per sample
     rna = ad.AnnData(sp.csr_matrix((len(names), 1), dtype=np.float32), obs=obs.copy(),
                      var=pd.DataFrame(index=["none"]))  # no RNA: every RNA component is neutral

@@ -1315,3 +1315,54 @@ def test_the_default_gate_per_sample_catches_a_lineage_one_sample_lacks():
     assert (per_batch[batch == "b2"] == "B").sum() == 0
     b1 = batch == "b1"
     assert (per_batch[b1] == cohort[b1]).all() and (per_batch[b1 & (truth == "B")] == "B").all()
+
+
+def test_real_pbmc_protein_only_calls_follow_the_antibodies_and_abstain_without_evidence():
+    """7,472 real PBMCs of 10x's pbmc_10k_protein_v3 (tests/data/pbmc10k_adt_7472.h5ad: 14 antibodies, no
+    RNA; SingleR's RNA-based labels). From protein alone, with the default marker file: T cells follow
+    their co-receptor antibodies (CD3+ with CLR(CD8a) - CLR(CD4) >= 2 are CD8 T, the reverse CD4 T,
+    never the other); the lineages agree with SingleR's labels as the antibodies adjudicate its CD4 /
+    CD8 split (macro-F1 0.936 when written; benchmarks/annotation_pbmc10k_adt.py); and the B and
+    other_T cells, none of whose states has a marker in this panel, get no state (`Unassigned`)
+    rather than a guessed one."""
+    import scanpy as sc
+
+    from sscsig.annotate import annotate, annotation_f1, load_markers
+    from sscsig.protein import clr_per_cell
+
+    a = ad.read_h5ad(ROOT / "tests" / "data" / "pbmc10k_adt_7472.h5ad")
+    a = a[:, [v for v in a.var_names if not v.startswith("IgG")]].copy()  # the isotype controls
+    counts = a.X.toarray().astype(np.float64)
+    clr = pd.DataFrame(clr_per_cell(counts), columns=a.var_names)
+    obs = pd.DataFrame({"sample": "pbmc10k"}, index=a.obs_names)
+    prot = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs.copy(),
+                      var=pd.DataFrame({"antibody": list(a.var_names)}, index=[f"ADT_{v}" for v in a.var_names]))
+    prot.layers["clr"] = clr.to_numpy()
+    rna = ad.AnnData(sp.csr_matrix((a.n_obs, 1), dtype=np.float32), obs=obs.copy(), var=pd.DataFrame(index=["none"]))
+    m = md.MuData({"rna": rna, "prot": prot})
+    m.obs["sample"] = "pbmc10k"
+    graph = ad.AnnData(clr.to_numpy())
+    sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=0)
+    m.obsp["connectivities"] = graph.obsp["connectivities"]
+    annotate(m, load_markers(ROOT / "config" / "markers.yaml"), seed=0)
+    lineage = m.obs["lineage"].astype(str).to_numpy()
+    state = m.obs["cell_state"].astype(str).to_numpy()
+
+    t_cell, diff = clr["CD3"].to_numpy() > 1.5, (clr["CD8a"] - clr["CD4"]).to_numpy()
+    cd8, cd4 = t_cell & (diff >= 2), t_cell & (diff <= -2)
+    assert cd8.sum() > 1000 and cd4.sum() > 2000
+    assert (lineage[cd8] == "CD8_T").mean() >= 0.95 and not (lineage[cd8] == "CD4_T").any()
+    assert (lineage[cd4] == "CD4_T").mean() >= 0.95 and not (lineage[cd4] == "CD8_T").any()
+
+    main = a.obs["singler_main"].astype(str).to_numpy()
+    adjudicated = main.copy()
+    singler_t = np.isin(main, ["CD4+ T-cells", "CD8+ T-cells"])
+    adjudicated[singler_t & (diff <= -2)] = "CD4+ T-cells"
+    adjudicated[singler_t & (diff >= 2)] = "CD8+ T-cells"
+    to_singler = {"CD4_T": "CD4+ T-cells", "CD8_T": "CD8+ T-cells", "Mono": "Monocytes", "DC": "Monocytes",
+                  "NK": "NK cells", "B": "B-cells"}
+    table, _ = annotation_f1([to_singler.get(x, x) for x in lineage], adjudicated)
+    assert table[table.n_true >= 20].f1.mean() >= 0.92, table
+
+    no_state_markers = np.isin(lineage, ["B", "other_T"])
+    assert no_state_markers.sum() > 500 and (state[no_state_markers] == "Unassigned").all()
