@@ -11,8 +11,9 @@ among them, with the same labels, so this is the same library at 37x the cells, 
 
 What it measures: the calls ``sscsig.annotate.annotate`` makes from the 14 antibodies alone (no RNA:
 every RNA component is neutral; ``annotation_gates.call``: CLR per cell, the kNN graph on the CLR
-values, the default ``config/markers.yaml`` and the schema's annotation defaults, one sample), as the
-defaults call them and without the refinement (`` no refine``). SingleR calls from RNA, so this is
+values, the default ``config/markers.yaml`` and the schema's annotation defaults, the lineage gate
+included, one sample), as the defaults call them and without the refinement (`` no refine``); and
+what cohorts lacking a lineage, cut from these cells, are called (``absent_lineages.tsv``). SingleR calls from RNA, so this is
 agreement between two annotators that read different molecules, not accuracy against truth.
 
 Scores:
@@ -46,6 +47,9 @@ from annotation_real import LINEAGE_TO_SINGLER, SINGLER_FINE_TO_STATES, _interva
 
 ROOT = Path(__file__).resolve().parents[1]
 ISOTYPES = ("IgG1", "IgG2a", "IgG2b")
+#: the pipeline's default lineage gate (config annotation.gate_*: clr, auto levels, else CLR >= 1, the
+#: lineages without a positive population, the negative antibodies' veto in every lineage)
+DEFAULT_GATE = {"gate_min": 1.0, "gate_threshold": "auto", "gate_lineages": "unseparated", "gate_negatives": "all"}
 #: the pipeline's state -> SingleR's fine label it corresponds to (the two memory B labels are one)
 FINE_OF_STATE = {state: ("memory B-cells" if label.endswith("emory B-cells") else label)
                  for label, states in SINGLER_FINE_TO_STATES.items() for state in states}
@@ -118,6 +122,29 @@ def score(calls: pd.DataFrame, main: np.ndarray, fine: np.ndarray, clr: pd.DataF
     return row, classes, confusions
 
 
+def absent_lineages(counts: np.ndarray, antibodies: list[str], main_labels: np.ndarray, clr: pd.DataFrame, *,
+                    seed: int) -> pd.DataFrame:
+    """The default calls of cohorts that lack lineages, made from these real cells: without the B cells
+    (SingleR's, and any cell with CLR(CD19) >= 1), without the monocytes (likewise, CD14), and sorted
+    CD8 or CD4 T cells (CLR(CD3) > 1.5, CLR(CD14) < 1 and CLR(CD8a) - CLR(CD4) >= 2, or the reverse).
+    Per subset, the share of its cells called each lineage."""
+    from annotation_gates import call
+
+    t_cell = (clr["CD3"].to_numpy() > 1.5) & (clr["CD14"].to_numpy() < 1)  # CD3+ CD14+: T / monocyte doublets
+    diff = (clr["CD8a"] - clr["CD4"]).to_numpy()
+    subsets = {"no B cells": ~((main_labels == "B-cells") | (clr["CD19"].to_numpy() >= 1)),
+               "no monocytes": ~((main_labels == "Monocytes") | (clr["CD14"].to_numpy() >= 1)),
+               "sorted CD8 T": t_cell & (diff >= 2), "sorted CD4 T": t_cell & (diff <= -2)}
+    rows = []
+    for name, keep in subsets.items():
+        calls = call(counts[keep], np.full(int(keep.sum()), "pbmc10k"), seed=seed, antibodies=antibodies,
+                     **DEFAULT_GATE)
+        shares = calls["lineage"].value_counts(normalize=True)
+        rows.append({"subset": name, "n_cells": int(keep.sum()),
+                     **{f"called_{k}": round(float(v), 4) for k, v in shares.items()}})
+    return pd.DataFrame(rows).fillna(0.0)
+
+
 def main(argv=None) -> int:
     from annotation_gates import call  # benchmarks/, beside this script
 
@@ -137,11 +164,14 @@ def main(argv=None) -> int:
     samples = np.full(len(counts), "pbmc10k")
     rows, classes, confusions = [], [], {}
     for changes, method in (({}, "markers, protein only"), ({"refine": False}, "markers, protein only, no refine")):
-        calls = call(counts, samples, seed=a.seed, antibodies=antibodies, **changes)
+        calls = call(counts, samples, seed=a.seed, antibodies=antibodies, **DEFAULT_GATE, **changes)
         row, cls, conf = score(calls, main_labels, fine, clr, method=method, seed=a.seed, min_cells=a.min_cells)
         rows.append(row), classes.extend(cls), confusions.update(conf)
         print(f"done: {method}", flush=True)
     summary = write_tables(a.out, pd.DataFrame(rows), classes, confusions)
+    absent = absent_lineages(counts, antibodies, main_labels, clr, seed=a.seed)
+    absent.to_csv(a.out / "absent_lineages.tsv", sep="\t", index=False)
+    print(absent.to_string(index=False))
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(summary.T.to_string())
         print(pd.concat(classes).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
