@@ -738,9 +738,10 @@ def _lineages_without_own_markers(markers: dict, scorer: "_Scorer") -> dict[str,
     ``rna_pos`` genes that no other lineage lists as positive (other_T's CD3 is also CD4_T's and
     CD8_T's; its own are TCR Va7.2, TCR gd, CD161, TRDC, SLC4A10 and KLRB1). Without any of them the
     lineage's score rests on markers it shares and on negative markers, which cannot tell it from the
-    lineages it shares them with: in 1,205 real CD3+ CD8+ CD4- cells with a 14-antibody panel and no
-    RNA (pbmc10k, docs/annotation.md "Protein alone on 7,472 real PBMCs"), other_T (CD3+ CD4-) took
-    28% of the cells from CD8 T, the z-scores of CD8 being noise within cells that all carry it. An
+    lineages it shares them with: in 1,186 real CD3+ CD8+ CD4- cells with a 14-antibody panel and no
+    RNA, annotated as a cohort of their own (pbmc10k, docs/annotation.md "Protein alone on 7,472 real
+    PBMCs"), other_T (CD3+ CD4-) took 31% of the cells from CD8 T, the z-scores of CD8 being noise
+    within cells that all carry it. An
     antibody the panel lacks counts as present where its transcript stands in (``rna_standins``); a
     gene module as present when :func:`annotate`'s ``min_genes_per_module`` of its genes are. A
     lineage whose positive markers are all shared with others is judged by them and not listed.
