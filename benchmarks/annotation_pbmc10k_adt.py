@@ -47,12 +47,29 @@ from annotation_real import LINEAGE_TO_SINGLER, SINGLER_FINE_TO_STATES, _interva
 
 ROOT = Path(__file__).resolve().parents[1]
 ISOTYPES = ("IgG1", "IgG2a", "IgG2b")
-#: the pipeline's default lineage gate (config annotation.gate_*: clr, auto levels, else CLR >= 1, the
-#: lineages without a positive population, the negative antibodies' veto in every lineage)
-DEFAULT_GATE = {"gate_min": 1.0, "gate_threshold": "auto", "gate_lineages": "unseparated", "gate_negatives": "all"}
-#: the pipeline's state -> SingleR's fine label it corresponds to (the two memory B labels are one)
-FINE_OF_STATE = {state: ("memory B-cells" if label.endswith("emory B-cells") else label)
-                 for label, states in SINGLER_FINE_TO_STATES.items() for state in states}
+
+
+def default_gate() -> dict:
+    """The config's lineage gate as ``annotation_gates.call`` takes it (which turns the gate off
+    without ``gate_min``): its level (``gate_min``, or the layer's default), how levels are learned,
+    which lineages it applies to and where the negative antibodies veto."""
+    from annotation_gates import _config
+
+    from sscsig.protein import GATE_MIN_DEFAULTS
+
+    a = _config()["annotation"]
+    return {"gate_min": a["gate_min"] if a["gate_min"] is not None else GATE_MIN_DEFAULTS[a["gate_layer"]],
+            **{k: a[k] for k in ("gate_threshold", "gate_lineages", "gate_negatives")}}
+
+
+def _fine(label: str) -> str:
+    """SingleR's fine label as scored here: its two memory B labels ("Memory B-cells", "Class-switched
+    memory B-cells") are one, as the pipeline has one memory B state."""
+    return "memory B-cells" if label.endswith("emory B-cells") else label
+
+
+#: the pipeline's state -> SingleR's fine label it corresponds to
+FINE_OF_STATE = {state: _fine(label) for label, states in SINGLER_FINE_TO_STATES.items() for state in states}
 
 
 def load(path: Path):
@@ -96,7 +113,7 @@ def score(calls: pd.DataFrame, main: np.ndarray, fine: np.ndarray, clr: pd.DataF
     adj_table, _ = annotation_f1(pred, adjudicated)
     adj_big = adj_table[adj_table.n_true >= min_cells]
     specific = np.array([f in SINGLER_FINE_TO_STATES for f in fine])
-    fine_truth = np.array([("memory B-cells" if f.endswith("emory B-cells") else f) for f in fine[specific]])
+    fine_truth = np.array([_fine(f) for f in fine[specific]])
     fine_pred = np.array([FINE_OF_STATE.get(s, s) for s in state[specific]])
     fine_table, _ = annotation_f1(fine_pred, fine_truth)
     hit = np.array([s in SINGLER_FINE_TO_STATES.get(f, set()) for s, f in zip(state, fine)])
@@ -138,7 +155,7 @@ def absent_lineages(counts: np.ndarray, antibodies: list[str], main_labels: np.n
     rows = []
     for name, keep in subsets.items():
         calls = call(counts[keep], np.full(int(keep.sum()), "pbmc10k"), seed=seed, antibodies=antibodies,
-                     **DEFAULT_GATE)
+                     **default_gate())
         shares = calls["lineage"].value_counts(normalize=True)
         rows.append({"subset": name, "n_cells": int(keep.sum()),
                      **{f"called_{k}": round(float(v), 4) for k, v in shares.items()}})
@@ -164,7 +181,7 @@ def main(argv=None) -> int:
     samples = np.full(len(counts), "pbmc10k")
     rows, classes, confusions = [], [], {}
     for changes, method in (({}, "markers, protein only"), ({"refine": False}, "markers, protein only, no refine")):
-        calls = call(counts, samples, seed=a.seed, antibodies=antibodies, **DEFAULT_GATE, **changes)
+        calls = call(counts, samples, seed=a.seed, antibodies=antibodies, **default_gate(), **changes)
         row, cls, conf = score(calls, main_labels, fine, clr, method=method, seed=a.seed, min_cells=a.min_cells)
         rows.append(row), classes.extend(cls), confusions.update(conf)
         print(f"done: {method}", flush=True)

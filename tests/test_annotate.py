@@ -1,6 +1,7 @@
 """Marker annotation with absolute protein evidence (annotation.gate_layer): lineages a cohort lacks
 are not invented from ranks, sorted cells keep their lineage, and the gate's rule itself."""
 
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -1351,6 +1352,9 @@ def test_real_pbmc_protein_only_calls_follow_the_antibodies_and_abstain_without_
     states has a marker here, get no state rather than a guessed one; and those CD8 T cells, annotated
     as a cohort of their own (sorted cells), stay CD8 T (71% before other_T needed markers of its own:
     CD3+ CD4- cells with CD8 z-scores that are noise among cells that all carry it)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from annotation_real import LINEAGE_TO_SINGLER, coreceptor_adjudicated  # SingleR's labels, the antibodies' split
+
     from sscsig.annotate import annotation_f1
     from sscsig.protein import clr_per_cell
 
@@ -1372,14 +1376,9 @@ def test_real_pbmc_protein_only_calls_follow_the_antibodies_and_abstain_without_
     assert (lineage[cd8] == "CD8_T").mean() >= 0.95 and (lineage[cd8] == "CD4_T").mean() <= 0.001
     assert (lineage[cd4] == "CD4_T").mean() >= 0.95 and (lineage[cd4] == "CD8_T").mean() <= 0.001
 
-    main = a.obs["singler_main"].astype(str).to_numpy()
-    adjudicated = main.copy()
-    singler_t = np.isin(main, ["CD4+ T-cells", "CD8+ T-cells"])
-    adjudicated[singler_t & (diff <= -2)] = "CD4+ T-cells"
-    adjudicated[singler_t & (diff >= 2)] = "CD8+ T-cells"
-    to_singler = {"CD4_T": "CD4+ T-cells", "CD8_T": "CD8+ T-cells", "Mono": "Monocytes", "NK": "NK cells",
-                  "B": "B-cells"}
-    table, _ = annotation_f1([to_singler.get(x, x) for x in lineage], adjudicated)
+    adjudicated = coreceptor_adjudicated(a.obs["singler_main"].astype(str).to_numpy(), clr["CD4"].to_numpy(),
+                                         clr["CD8a"].to_numpy())
+    table, _ = annotation_f1([LINEAGE_TO_SINGLER.get(x, x) for x in lineage], adjudicated)
     assert table[table.n_true >= 20].f1.mean() >= 0.91, table
 
     b = lineage == "B"

@@ -283,12 +283,17 @@ class _Scorer:
         with np.errstate(invalid="ignore"):
             return measured & np.column_stack([x[:, j] >= t for j, t in enumerate(levels)]), measured
 
+    def scorable(self, genes: list[str]) -> list[str]:
+        """The genes of a module the data has, or ``[]`` when fewer than ``min_genes`` are (no module score)."""
+        present = [g for g in genes if g in self.rna.var_names]
+        return present if len(present) >= self.min_genes else []
+
     def module(self, genes: list[str]) -> np.ndarray | None:
         key = tuple(sorted(genes))
         if key not in self._modules:
-            present = [g for g in genes if g in self.rna.var_names]
+            present = self.scorable(genes)
             self.missing.update(f"gene {g}" for g in genes if g not in self.rna.var_names)
-            if len(present) < self.min_genes:
+            if not present:
                 self._modules[key] = None
             else:
                 if self._module_scorer is None:  # scanpy's score_genes, the gene means computed once
@@ -761,7 +766,7 @@ def _lineages_without_own_markers(markers: dict, scorer: "_Scorer") -> dict[str,
         own_genes = sorted(genes - set().union(*(g for _, g in others)))
         if not own_prot and not own_genes:
             continue
-        if (own_prot and scorer.protein(own_prot) is not None) or (own_genes and scorer.module(own_genes) is not None):
+        if (own_prot and scorer.protein(own_prot) is not None) or scorer.scorable(own_genes):
             continue
         out[lin] = own_prot + own_genes
     return out
