@@ -275,3 +275,71 @@ def test_majority_policy_through_the_workflow(tmp_path, write_sheet, small_cohor
     in_lacking = (merged.obs["sample"].astype(str) == lacking).to_numpy()
     assert in_lacking.sum() > 0 and (~measured[col].to_numpy() == in_lacking).all()
     assert measured.drop(columns=col).to_numpy().all()
+
+
+def test_antibodies_are_found_under_the_names_public_panels_give_them():
+    """A marker file's targets (CD197, CD127, HLA-DR, ...) are found however a panel spells them. The
+    names are those of four public data sets: dsb's Kotliarov 2020 PBMCs (``CD3_PROT``), CiteFuse's
+    ECCITE-seq (``IL7Ralpha (CD127)``, ``CCR7``), Seurat's bmcite (``CD197-CCR7``, ``HLA.DR``, ``CD8a``)
+    and Hao 2021's PBMC reference (two clones ``CD3-1`` / ``CD3-2``, ``TCR-V-7.2``); before this matching
+    the first found none of the 34 targets and the second lacked CD197, CD127 and HLA-DR. Targets the
+    panel lacks stay missing: CD45 is not CD45RA, CD1c not CD1a, HLA-DR not HLA-A,B,C, CD279 not PD-L1."""
+    from sscsig.protein import antibody_names, find_protein
+
+    def found(names: list[str], targets: list[str]) -> dict[str, str | None]:
+        var = pd.DataFrame({"antibody": names}, index=[f"ADT_{n}" for n in names])
+        hits = {t: find_protein(var, t) for t in targets}
+        return {t: None if v is None else v[len("ADT_"):] for t, v in hits.items()}
+
+    dsb = ["CD3_PROT", "CD4_PROT", "CD8_PROT", "HLA-DR_PROT", "TCRgd_PROT", "CD278 _PROT", "CD45RA_PROT",
+           "CD1c_PROT", "MouseIgG1kappaisotype_PROT"]
+    assert found(dsb, ["CD3", "CD8", "HLA-DR", "TCR_gd", "CD1c", "CD45RO"]) == {
+        "CD3": "CD3_PROT", "CD8": "CD8_PROT", "HLA-DR": "HLA-DR_PROT", "TCR_gd": "TCRgd_PROT", "CD1c": "CD1c_PROT",
+        "CD45RO": None}
+    eccite = ["B220 (CD45R)", "B7-H1 (PD-L1)", "C-kit (CD117)", "CCR7", "CD1a", "CD3", "CD45", "CD45RA",
+              "HLA-A,B,C", "IL7Ralpha (CD127)", "MHCII (HLA-DR)", "PD-1 (CD279)", "PD-L1 (CD274)", "PD1 (CD279)"]
+    assert found(eccite, ["CD197", "CD127", "HLA-DR", "CD279", "CD274", "CD117", "CD45", "CD1c", "CD45RO"]) == {
+        "CD197": "CCR7", "CD127": "IL7Ralpha (CD127)", "HLA-DR": "MHCII (HLA-DR)", "CD279": "PD-1 (CD279)",
+        "CD274": "PD-L1 (CD274)", "CD117": "C-kit (CD117)", "CD45": "CD45", "CD1c": None, "CD45RO": None}
+    bmcite = ["CD11a", "CD127-IL7Ra", "CD16", "CD197-CCR7", "CD278-ICOS", "CD3", "CD45RA", "CD45RO", "CD8a",
+              "HLA.DR"]
+    assert found(bmcite, ["CD127", "CD197", "CD8", "HLA-DR", "CD11c", "CD45RO", "CD278"]) == {
+        "CD127": "CD127-IL7Ra", "CD197": "CD197-CCR7", "CD8": "CD8a", "HLA-DR": "HLA.DR", "CD11c": None,
+        "CD45RO": "CD45RO", "CD278": "CD278-ICOS"}
+    hao = ["CD3-1", "CD3-2", "CD4-1", "CD4-2", "CD8", "CD56-1", "CD56-2", "TCR-V-7.2", "HLA-DR"]
+    assert found(hao, ["CD3", "CD4", "CD56", "TCR_Va7.2", "CD8", "TCR_gd"]) == {
+        "CD3": "CD3-1", "CD4": "CD4-1", "CD56": "CD56-1", "TCR_Va7.2": "TCR-V-7.2", "CD8": "CD8", "TCR_gd": None}
+    # the exact name wins over any other match (CD8 before CD8a); a panel named by genes is read too
+    assert found(["CD8a", "CD8"], ["CD8"]) == {"CD8": "CD8"}
+    assert found(["MS4A1", "NCAM1", "CD3E"], ["CD20", "CD56", "CD3"]) == {"CD20": "MS4A1", "CD56": "NCAM1", "CD3": "CD3E"}
+    assert antibody_names("CD197-CCR7_TotalSeqC") == ("CD197-CCR7", "CD197", "CCR7")
+
+
+def test_samples_that_spell_an_antibody_differently_share_it():
+    """Two samples whose feature references spell a target differently (``HLA-DR`` / ``HLA.DR``,
+    ``CD3`` / ``CD3_PROT``) keep it under the intersection policy, under the first sample's spelling; the
+    start-up check and the merge say so in the same sentence. Two antibodies of one sample with the same
+    key (CiteFuse's ``PD-1 (CD279)`` and ``PD1 (CD279)``) are left apart."""
+    from sscsig.io import panel_warnings
+    from sscsig.protein import same_antibody_names
+    from sscsig.qc import merge_samples
+
+    s1 = ["CD3", "HLA-DR", "CD14"]
+    s2 = ["CD3_PROT", "HLA.DR", "CD14"]
+    s3 = ["CD3", "HLA_DR", "CD14"]
+    samples = {"s1": _sample("s1", s1, 20, 1), "s2": _sample("s2", s2, 20, 2), "s3": _sample("s3", s3, 20, 3)}
+    sheet = pd.DataFrame({"sample": ["s1", "s2", "s3"], "donor": ["d1", "d2", "d3"], "batch": ["b"] * 3,
+                          "path": [""] * 3})
+    mdata, report = merge_samples(samples, sheet, panel_policy="intersection")
+    assert mdata["prot"].var_names.tolist() == ["ADT_CD3", "ADT_HLA-DR", "ADT_CD14"]
+    assert mdata["prot"].var["antibody"].tolist() == ["CD3", "HLA-DR", "CD14"]
+    assert report["antibodies_renamed"] == {"s2": {"CD3_PROT": "CD3", "HLA.DR": "HLA-DR"}, "s3": {"HLA_DR": "HLA-DR"}}
+    # the counts moved with their names: s2's HLA.DR column is the cohort's HLA-DR in s2's cells
+    in_s2 = (mdata.obs["sample"] == "s2").to_numpy()
+    np.testing.assert_array_equal(mdata["prot"].X[in_s2][:, 1].toarray(),
+                                  samples["s2"]["prot"][:, "ADT_HLA.DR"].X.toarray())
+    said = panel_warnings({"s1": s1, "s2": s2, "s3": s3}, panel_policy="intersection")
+    assert said == report["panel_warnings"] and len(said) == 2 and "HLA.DR -> HLA-DR" in said[0]
+
+    two = same_antibody_names({"a": ["PD-1 (CD279)", "PD1 (CD279)"], "b": ["PD-1 (CD279)", "pd1 (cd279)"]})
+    assert two == {"a": {}, "b": {}}

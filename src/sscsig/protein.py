@@ -16,7 +16,9 @@ protein PCs), annotation (marker scores), pseudobulk (per-donor protein means) a
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 import warnings
 from pathlib import Path
 
@@ -43,16 +45,93 @@ def clean_antibody_name(name: str) -> str:
     return _TOTALSEQ.sub("", str(name))
 
 
-def find_protein(prot_var: pd.DataFrame, name: str) -> str | None:
-    """The ``ADT_*`` feature of a target, matched case-insensitively (``CD8`` also finds ``CD8a``)."""
-    want = name.lower()
-    for var_name, ab in zip(prot_var.index, prot_var["antibody"].astype(str)):
-        if ab.lower() == want:
-            return var_name
-    for var_name, ab in zip(prot_var.index, prot_var["antibody"].astype(str)):
-        if ab.lower().rstrip("ab") == want:
-            return var_name
+#: a tag some tools put on every antibody's name (dsb's data: ``CD3_PROT``; ``ADT_CD3``, ``CD3-ADT``)
+_NAME_TAG = re.compile(r"^(?:adt|prot|protein)[-_. ]+|[-_. ]+(?:adt|prot|protein)$", re.IGNORECASE)
+#: a part of a compound name that can name a target alone: letters then a digit (CD3, CD197, CCR7, IL7Ra)
+_NAME_PART = re.compile(r"[A-Za-z]+[0-9][A-Za-z0-9]*")
+
+
+@functools.lru_cache(maxsize=4096)
+def antibody_names(name: str) -> tuple[str, ...]:
+    """The names one antibody of a panel answers to, its own name first.
+
+    Panels name their antibodies in their own ways; besides the name itself (TotalSeq suffix and a
+    tag such as ``_PROT`` or ``ADT_`` off), these are the names inside and before parentheses
+    (``IL7Ralpha (CD127)``, ``MHCII (HLA-DR)``: CiteFuse's ECCITE-seq panel) and the parts of a name
+    joined by ``-``, ``_``, ``/`` or a space that are letters then a digit (``CD197-CCR7``,
+    ``CD127-IL7Ra``: Seurat's bmcite; ``CD3-1``, ``CD3-2``: two clones, or a name made unique next
+    to the gene of the same name). ``HLA-DR`` and ``PD-1`` have no such parts.
+
+    Examples
+    --------
+    >>> antibody_names("IL7Ralpha (CD127)")
+    ('IL7Ralpha (CD127)', 'CD127', 'IL7Ralpha')
+    >>> antibody_names("CD197-CCR7_TotalSeqC")
+    ('CD197-CCR7', 'CD197', 'CCR7')
+    """
+    base = _NAME_TAG.sub("", clean_antibody_name(name).strip()).strip() or str(name).strip()
+    names = [base]
+    paren = re.fullmatch(r"(.*?)\s*\(([^()]*)\)", base)
+    if paren:
+        names += [paren.group(2).strip(), paren.group(1).strip()]
+    for n in list(names):
+        parts = re.split(r"[-_/ ]+", n)
+        if len(parts) > 1:
+            names += [q for q in parts if _NAME_PART.fullmatch(q)]
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+@functools.lru_cache(maxsize=None)
+def antibody_aliases() -> dict[str, frozenset[str]]:
+    """:func:`antibody_key` of a target -> the keys of every name it goes by, from the shipped table
+    (``sscsig/data/antibody_genes.tsv``): the target, its ``aliases`` (CD197: CCR7; CD279: PD-1) and its
+    gene where it is encoded by one gene (CD56: NCAM1; CD127: IL7R), so that a panel that names an
+    antibody by its gene is read too."""
+    groups: dict[str, set[str]] = {}
+    for target, (genes, aliases) in _antibody_table(None).items():
+        group = {antibody_key(n) for n in (target, *aliases, *(genes if len(genes) == 1 else []))}
+        for k in group:
+            groups.setdefault(k, set()).update(group)
+    return {k: frozenset(v) for k, v in groups.items()}
+
+
+def _match_level(antibody: str, name: str, want: str, aliases: frozenset[str]) -> int | None:
+    """How well a panel's ``antibody`` matches the target ``name`` (key ``want``); lower is better,
+    ``None``: not at all."""
+    if antibody.lower() == name.lower():
+        return 0
+    keys = [antibody_key(n) for n in antibody_names(antibody)]
+    if keys[0] == want:
+        return 1
+    if keys[0].rstrip("ab") == want:  # CD8a, CD8b for CD8
+        return 2
+    if want in keys[1:]:
+        return 3
+    if aliases.intersection(keys):
+        return 4
     return None
+
+
+def find_protein(prot_var: pd.DataFrame, name: str) -> str | None:
+    """The ``ADT_*`` feature of the target ``name`` (as a marker file writes it), or ``None``.
+
+    Best match first: the antibody's name itself, case-insensitively; the name with punctuation,
+    TotalSeq suffix and tags such as ``_PROT`` off (``HLA.DR`` for HLA-DR, ``CD3_PROT`` for CD3);
+    ``CD8a`` / ``CD8b`` for CD8; a name inside parentheses or a part of a compound name
+    (:func:`antibody_names`: ``IL7Ralpha (CD127)``, ``CD197-CCR7``, ``CD3-1``); an alias or the
+    gene of the target (:func:`antibody_aliases`: ``CCR7`` for CD197, ``PD-1`` for CD279). Among
+    antibodies that match equally well, the panel's first.
+    """
+    want = antibody_key(name)
+    aliases = antibody_aliases().get(want, frozenset()) - {want}
+    best: tuple[int, str] | None = None
+    for var_name, ab in zip(prot_var.index, prot_var["antibody"].astype(str)):
+        level = _match_level(ab, name, want, aliases)
+        if level is not None and (best is None or level < best[0]):
+            best = (level, var_name)
+            if level == 0:
+                break
+    return None if best is None else best[1]
 
 
 def antibody_key(name: str) -> str:
@@ -116,6 +195,15 @@ def antibody_genes(path: str | Path | None = None) -> dict[str, list[str]]:
     -------
     ``{key: [gene, ...]}`` for every antibody and alias.
     """
+    out: dict[str, list[str]] = {}
+    for target, (genes, aliases) in _antibody_table(path).items():
+        for name in (target, *aliases):
+            out[antibody_key(name)] = genes
+    return out
+
+
+def _antibody_table(path: str | Path | None) -> dict[str, tuple[list[str], list[str]]]:
+    """:func:`antibody_genes`' table read: target -> (genes, aliases)."""
     from importlib import resources
 
     src = resources.files("sscsig") / "data" / "antibody_genes.tsv" if path is None else Path(path)
@@ -125,14 +213,13 @@ def antibody_genes(path: str | Path | None = None) -> dict[str, list[str]]:
         raise InputError(f"antibody-gene table {src}: {e}") from None
     if missing := {"antibody", "genes"} - set(table.columns):
         raise InputError(f"antibody-gene table {src}: no column {', '.join(sorted(missing))}")
-    out: dict[str, list[str]] = {}
+    out: dict[str, tuple[list[str], list[str]]] = {}
     for row in table.itertuples():
         genes = [g.strip() for g in row.genes.split(",") if g.strip()]
         if not genes:
             raise InputError(f"antibody-gene table {src}: antibody {row.antibody!r} has no gene")
-        for name in [row.antibody, *str(getattr(row, "aliases", "") or "").split(",")]:
-            if name.strip():
-                out[antibody_key(name.strip())] = genes
+        aliases = [a.strip() for a in str(getattr(row, "aliases", "") or "").split(",") if a.strip()]
+        out[row.antibody.strip()] = (genes, aliases)
     return out
 
 
@@ -172,6 +259,50 @@ MISSING_KEPT, NOT_MEASURED = "not measured, kept as missing", "not measured"
 def sample_measured(status) -> bool:
     """Whether a :func:`panel_plan` status says the sample measured the antibody (kept or not)."""
     return str(status) in (MEASURED, MEASURED_DROPPED)
+
+
+def same_antibody_names(panels: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """Per sample, its antibodies that an earlier sample spells otherwise, and that spelling.
+
+    Two names are the same antibody when they agree but for case, punctuation, a TotalSeq suffix
+    or a tag such as ``_PROT`` (``HLA-DR``, ``HLA.DR``, ``HLA_DR``; :func:`antibody_key` of
+    :func:`antibody_names`' first name). Without this, two samples whose feature references spell a
+    target differently would each lose it under ``qc.panel_policy: intersection``. A name whose key
+    two antibodies of the same sample share (CiteFuse's ``PD-1 (CD279)`` and ``PD1 (CD279)``) is
+    left as it is, and so is every spelling of it elsewhere.
+
+    Parameters
+    ----------
+    panels
+        ``sample -> antibody names`` (``var['antibody']``), in the cohort's sample order.
+
+    Returns
+    -------
+    ``sample -> {name: the first sample's spelling}`` (empty where nothing is renamed).
+    """
+    def key(n: str) -> str:
+        return antibody_key(antibody_names(n)[0])
+
+    ambiguous = {k for names in panels.values() for k, c in Counter(map(key, names)).items() if c > 1}
+    first: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {}
+    for sample, names in panels.items():
+        out[sample] = {}
+        for n in names:
+            k = key(n)
+            if k in ambiguous:
+                continue
+            first.setdefault(k, n)
+            if first[k] != n:
+                out[sample][n] = first[k]
+    return out
+
+
+def rename_sentences(renamed: dict[str, dict[str, str]]) -> list[str]:
+    """One sentence per sample with antibodies :func:`same_antibody_names` renames; said at start-up
+    (:func:`sscsig.io.panel_warnings`) and again by the merge."""
+    return [f"sample {s}: antibodies an earlier sample spells otherwise take its spelling (the same target): "
+            + ", ".join(f"{a} -> {b}" for a, b in names.items()) for s, names in renamed.items() if names]
 
 
 def panel_plan(panels: dict[str, list[str]], *, policy: str = "intersection",
@@ -433,6 +564,6 @@ def dsb_normalise(cells, empty, *, pseudocount: float = 10, denoise: bool = True
     return z.astype(np.float32)
 
 
-__all__ = ["ADT_PREFIX", "GATE_MIN_DEFAULTS", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
+__all__ = ["ADT_PREFIX", "GATE_MIN_DEFAULTS", "MEASURED", "MEASURED_DROPPED", "MISSING_KEPT", "NOT_MEASURED", "PANEL_POLICIES", "PROTEIN_NORMS", "antibody_aliases", "antibody_names", "background_means", "clean_antibody_name", "clr_per_cell", "complete_panel", "dsb_normalise",
            "find_protein", "measured_mask", "normalised_protein", "otsu_separation", "otsu_threshold",
-           "panel_plan", "panel_sentences", "protein_norm_method", "sample_measured", "select_empty_droplets"]
+           "panel_plan", "panel_sentences", "rename_sentences", "same_antibody_names", "protein_norm_method", "sample_measured", "select_empty_droplets"]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import clean_antibody_name, panel_plan, panel_sentences
+from ..protein import clean_antibody_name, panel_plan, panel_sentences, rename_sentences, same_antibody_names
 
 
 @dataclass
@@ -221,11 +221,14 @@ def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
 def panel_warnings(panels: dict[str, list[str]], *, panel_policy: str, panel_min_fraction: float = 0.5) -> list[str]:
     """One sentence per sample whose antibody panel differs from the cohort's: what
     ``qc.panel_policy`` (:func:`sscsig.protein.panel_plan`) will drop or keep as missing
-    (:func:`sscsig.protein.panel_sentences`)."""
+    (:func:`sscsig.protein.panel_sentences`), after one per sample whose antibodies take an earlier
+    sample's spelling (:func:`sscsig.protein.same_antibody_names`, :func:`sscsig.protein.rename_sentences`)."""
     if not panels:
         return []
+    renamed = same_antibody_names(panels)  # as the merge will (HLA.DR in one sample, HLA-DR in another)
+    panels = {s: [renamed[s].get(a, a) for a in names] for s, names in panels.items()}
     plan = panel_plan(panels, policy=panel_policy, min_fraction=panel_min_fraction)
-    return list(panel_sentences(plan, policy=panel_policy).values())
+    return rename_sentences(renamed) + list(panel_sentences(plan, policy=panel_policy).values())
 
 
 __all__ = ["SampleHeader", "check_inputs", "inspect_sample", "panel_warnings"]

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..protein import MEASURED_DROPPED, MISSING_KEPT, panel_plan, panel_sentences
+from ..protein import (ADT_PREFIX, MEASURED_DROPPED, MISSING_KEPT, panel_plan, panel_sentences, rename_sentences,
+                       same_antibody_names)
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,29 @@ def merge_samples(
         ``intersection`` keeps those every sample measured; ``majority`` those measured in at least
         ``panel_min_fraction`` of the samples, ``union`` all. A kept antibody a sample lacks is 0 in
         its counts, NaN in its normalised layers and ``prot.obsm['protein_measured']`` False there;
-        ``prot.var['measured_in_all']`` marks the antibodies every sample has.
+        ``prot.var['measured_in_all']`` marks the antibodies every sample has. An antibody a later
+        sample spells otherwise (``HLA.DR`` for ``HLA-DR``, ``CD3_PROT`` for ``CD3``) takes the first
+        sample's spelling first (:func:`sscsig.protein.same_antibody_names`), with a warning.
 
     Returns
     -------
     The cohort MuData and a report: genes/proteins dropped or missing, per sample
-    (``panel_by_sample``) and per antibody (``panel``, :func:`panel_plan`'s table).
+    (``panel_by_sample``) and per antibody (``panel``, :func:`panel_plan`'s table); the antibodies
+    renamed per sample (``antibodies_renamed``).
     """
     if not samples:
         raise InputError("no samples to merge (every sample was dropped by QC?)")
     rnas = {s: m["rna"] for s, m in samples.items()}
     prots = {s: m["prot"] for s, m in samples.items()}
+    renamed = same_antibody_names({s: [str(a) for a in p.var["antibody"]] for s, p in prots.items()
+                                   if "antibody" in p.var})
+    for s, names in renamed.items():
+        if names:  # said with the panel's other warnings (report["panel_warnings"])
+            p = prots[s].copy()
+            p.var_names = [ADT_PREFIX + names[str(a)] if str(a) in names else v
+                           for v, a in zip(p.var_names, p.var["antibody"])]
+            p.var["antibody"] = [names.get(str(a), str(a)) for a in p.var["antibody"]]
+            prots[s] = p
     plan = panel_plan({s: list(p.var_names) for s, p in prots.items()}, policy=panel_policy,
                       min_fraction=panel_min_fraction)
     # each antibody's annotation (target name, isotype, ...) from the first sample that gives it
@@ -105,6 +118,7 @@ def merge_samples(
                      "missing": [a for a in plan.index if plan.at[a, s] == MISSING_KEPT]}
                  for s in prots}
     report = {"proteins_not_in_all_samples": affected, "panel_policy": panel_policy,
+              "antibodies_renamed": {s: v for s, v in renamed.items() if v},
               "panel_min_fraction": panel_min_fraction,
               "panel_by_sample": {s: v for s, v in by_sample.items() if v["dropped"] or v["missing"]},
               "panel": plan.reset_index().to_dict(orient="records"),
@@ -113,7 +127,8 @@ def merge_samples(
     if with_dsb and cohort_norm != "dsb":
         report["protein_norm_note"] = (f"DSB was possible for {len(with_dsb)} of {len(prots)} samples only "
                                        "(raw_path missing for the others); CLR is used for the whole cohort")
-    report["panel_warnings"] = list(panel_sentences(plan.drop(columns="target"), policy=panel_policy).values())
+    report["panel_warnings"] = rename_sentences(renamed) + list(panel_sentences(plan.drop(columns="target"),
+                                                                               policy=panel_policy).values())
     for w in report["panel_warnings"]:
         log.warning("%s", w)
     mdata.uns["protein_norm"] = cohort_norm
