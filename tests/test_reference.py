@@ -70,6 +70,11 @@ def test_reference_antibodies_are_matched_to_the_cohort_whatever_their_naming():
                      "CD45RA": "ADT_CD45RA", "CD45RO": "ADT_CD45RO"}  # the exact CD4 wins over CD4-1
     assert match_antibodies(["CD4-1"], panel) == {"CD4-1": "ADT_CD4"}
     assert match_antibodies(["ADT_CD45RA", "CD45R"], panel) == {"ADT_CD45RA": "ADT_CD45RA"}
+    # the other names either side answers to (bmcite's CD197-CCR7, CiteFuse's IL7Ralpha (CD127), dsb's _PROT)
+    assert match_antibodies(["CD197-CCR7", "IL7Ralpha (CD127)", "CD19_PROT", "CCR7"],
+                            ["ADT_CD197", "ADT_CD127", "ADT_CD19"]) == {
+        "CD197-CCR7": "ADT_CD197", "IL7Ralpha (CD127)": "ADT_CD127", "CD19_PROT": "ADT_CD19"}  # CD197 taken once
+    assert match_antibodies(["CCR7"], ["ADT_CD197-CCR7"]) == {"CCR7": "ADT_CD197-CCR7"}
 
     ref = ad.AnnData(np.arange(16, dtype=np.float32).reshape(2, 8), var=pd.DataFrame(index=names))
     out = _antibodies_named_as(ref, panel)

@@ -144,8 +144,11 @@ def match_antibodies(names, panel) -> dict[str, str]:
 
     A reference or atlas names its antibodies its own way: ``ADT_CD4`` (sscsig), ``CD4`` or
     ``CD4_TotalSeqC`` (Cell Ranger), ``CD4-1`` (``var_names_make_unique`` after a gene of the same
-    name). Each name is matched on its key with the ``ADT_`` prefix off; a name no key matches is tried
-    once more without a ``-<digits>`` suffix.
+    name), ``CD197-CCR7`` (Seurat's bmcite), ``CD3_PROT`` (dsb). Each name is matched on its key with
+    the ``ADT_`` prefix off; a name no key matches is tried once more without a ``-<digits>`` suffix,
+    and then by the other names either side answers to (:func:`antibody_names`: a tag such as ``_PROT``
+    off, a name in parentheses, a part of a compound name; and :func:`antibody_aliases`: ``CCR7`` for
+    CD197), as :func:`find_protein` finds a marker file's targets.
 
     Parameters
     ----------
@@ -177,6 +180,21 @@ def match_antibodies(names, panel) -> dict[str, str]:
             if hit is not None and hit not in taken:
                 out[n] = hit
                 taken.add(hit)
+
+    def other_names(n: str) -> set[str]:
+        n = n[len(ADT_PREFIX):] if n.startswith(ADT_PREFIX) else n
+        keys = {antibody_key(a) for a in antibody_names(n)}
+        return keys.union(*(antibody_aliases().get(k, frozenset()) for k in keys))
+
+    panel_names = [(str(p), other_names(str(p))) for p in panel]
+    for n in map(str, names):
+        if n in out:
+            continue
+        mine = other_names(n)
+        hit = next((p for p, theirs in panel_names if p not in taken and mine & theirs), None)
+        if hit is not None:
+            out[n] = hit
+            taken.add(hit)
     return out
 
 
