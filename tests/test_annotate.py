@@ -1412,7 +1412,7 @@ def test_real_pbmc_calls_do_not_depend_on_how_the_panel_spells_its_antibodies():
 
 
 def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share(shared_data):
-    """2,872 real PBMCs of Kotliarov 2020 (dsb's data in ../shared: 82 antibodies named ``CD3_PROT``, ...,
+    """2,872 real PBMCs of Kotliarov 2020 (dsb's data in ../shared: 83 antibodies named ``CD3_PROT``, ...,
     no RNA, no TCR Va7.2 antibody and a TCR gd antibody without a positive population). other_T's
     antibodies include CD3, which every T cell shows, so the lineage counted as having a positive population
     and was never gated: 26% of the CD3+ CD8+ CD4- CD161-low cells were called other_T (109 of the CD8+

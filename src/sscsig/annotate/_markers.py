@@ -782,7 +782,7 @@ def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Score
     A lineage is judged by its own antibodies where the panel has any: those no other lineage lists as
     positive (other_T by TCR Va7.2, TCR gd and CD161, not by the CD3 every T cell carries; CD8_T by CD8).
     A shared antibody's positive population says that some lineage carrying it is there, not this one:
-    on 2,872 real PBMCs with an 82-antibody panel (Kotliarov 2020, dsb's data; no TCR Va7.2 antibody,
+    on 2,872 real PBMCs with an 83-antibody panel (Kotliarov 2020, dsb's data; no TCR Va7.2 antibody,
     TCR gd without a positive population) CD3 let other_T go ungated and it took 26% of the CD3+ CD8+
     CD4- CD161-low cells (99.2% CD8 T once judged by TCR gd and CD161; twin variants unchanged, ADTnorm's
     13 studies alone 0.9563 -> 0.9562; docs/annotation.md "Antibody names")."""

@@ -1,0 +1,105 @@
+"""The marker method's protein calls on real PBMCs with a wide panel, against experts' gates (run by hand).
+
+    python benchmarks/annotation_kotliarov.py ADTNORM_DIR [--shared ../shared/data]
+                                              [--out benchmarks/annotation_kotliarov]
+
+Data: the 2,872 cells of ``dsb_kotliarov2020_adt_cells.h5ad`` in ``../shared/data`` (Kotliarov et al.,
+Nat Med 2020, via niaid/dsb, CC0: raw counts of 83 antibodies and 4 isotype controls, named
+``CD3_PROT``, ...; no RNA, no labels) and the gated labels of the same cells in ADTnorm's benchmark set
+(``ADTNORM_DIR``: ``cell_x_adt`` / ``cell_x_feature`` as ``benchmarks/annotation_gates.py`` reads them,
+github.com/yezhengSTAT/ADTnorm, GPL-3, not stored here). ADTnorm keeps 9 of the antibodies (CD3, CD4,
+CD8, CD14, CD19, CD25, CD45RA, CD56, CD127); every fixture cell's 9 raw counts occur exactly once
+among ADTnorm's 58,654 Kotliarov cells, and that is how the labels are joined (no cell is left
+unmatched; the script stops if one is, or if a count vector is not unique).
+
+What it measures: the default calls (``config/config.yaml``'s gate, the default marker file, CLR per
+cell, the kNN graph on the CLR values, one sample), from all 83 antibodies under the data's own names
+and from the 9 ADTnorm keeps, each with and without the refinement, scored as
+``annotation_gates.score`` scores ADTnorm's studies (lineage and fine macro-F1 over labels with >= 20
+gated cells, ``undefined`` cells left out). The gates were drawn on the 9 antibodies, so where the wide
+panel sees more than they did (CD45RA+ CD8 T cells that are CD57+ CD27- CD28-: effector memory
+re-expressing CD45RA, gated "naive CD8"), the score counts the call as wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from annotation_gates import ANTIBODIES, call, load, score  # noqa: E402
+from annotation_pbmc10k_adt import default_gate  # noqa: E402
+
+FIXTURE = "dsb_kotliarov2020_adt_cells.h5ad"
+
+
+def labelled_cells(adtnorm: Path, shared: Path) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """The fixture's cells x antibodies raw counts (isotype controls left out), the antibodies' names as
+    the data gives them, and each cell's ADTnorm row (study, sample, ``cell_type_l1`` / ``_l2``), joined
+    on the 9 antibodies' raw counts."""
+    import anndata as ad
+
+    a = ad.read_h5ad(shared / FIXTURE)
+    a = a[:, [v for v in a.var_names if "sotype" not in v]].copy()
+    counts = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    adt, meta = load(adtnorm)
+    mine = (meta["study_name"] == "kotliarov_2020").to_numpy()
+    adt, meta = adt[mine].reset_index(drop=True), meta[mine].reset_index(drop=True)
+
+    def keys(x: np.ndarray) -> pd.Series:
+        return pd.DataFrame(np.rint(x).astype(np.int64)).astype(str).agg("_".join, axis=1)
+
+    theirs = keys(adt[ANTIBODIES].to_numpy())
+    if theirs.duplicated().any():
+        raise SystemExit("annotation_kotliarov: ADTnorm's Kotliarov cells do not have unique 9-antibody counts")
+    cols = [list(a.var_names).index(f"{ab}_PROT") for ab in ANTIBODIES]
+    row = keys(counts[:, cols]).map(pd.Series(np.arange(len(theirs)), index=theirs.to_numpy()))
+    if row.isna().any():
+        raise SystemExit(f"annotation_kotliarov: {int(row.isna().sum())} fixture cells have no ADTnorm row")
+    return counts.astype(np.float64), list(a.var_names), meta.iloc[row.astype(int).to_numpy()].reset_index(drop=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("adtnorm", type=Path, help="folder with ADTnorm's cell_x_adt / cell_x_feature (.rda or .tsv.gz)")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "annotation_kotliarov")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    counts, names, meta = labelled_cells(a.adtnorm, a.shared)
+    nine = [names.index(f"{ab}_PROT") for ab in ANTIBODIES]
+    samples = np.full(len(counts), "kotliarov")
+    rows, classes, confusions = [], [], {}
+    for panel, x, abs_ in ((f"{len(names)} antibodies", counts, names),
+                           ("9 antibodies (ADTnorm's)", counts[:, nine], [names[j] for j in nine])):
+        for changes, tag in (({}, ""), ({"refine": False}, ", no refine")):
+            calls = call(x, samples, seed=a.seed, antibodies=abs_, **(default_gate() | changes))
+            row, per_class = score(calls, meta, cohort=panel + tag, study="kotliarov_2020")
+            rows.append(row), classes.append(per_class)
+            if not tag:
+                for level, key in (("lineage", "cell_type_l1"), ("states", "cell_type_l2")):
+                    column = "lineage" if level == "lineage" else "cell_state"
+                    confusions[f"{level}_{panel.split()[0]}_antibodies"] = pd.crosstab(
+                        pd.Series(calls[column].to_numpy(), name=f"sscsig {column}"),
+                        pd.Series(meta[key].astype(str).to_numpy(), name=f"gated {key}"))
+            print(f"done: {panel}{tag}", flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    summary = pd.DataFrame(rows).drop(columns=["study"]).rename(columns={"cohort": "panel"})
+    summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
+    pd.concat(classes).rename(columns={"cohort": "panel"}).drop(columns=["study"]).to_csv(
+        a.out / "per_class.tsv", sep="\t", index=False)
+    for name, table in confusions.items():
+        table.to_csv(a.out / f"confusion_{name}.tsv", sep="\t")
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        print(summary.drop(columns=["lineages_averaged"]).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
