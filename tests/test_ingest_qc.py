@@ -287,3 +287,30 @@ def test_per_cell_tables_line_up_with_the_cohorts_cell_names(tmp_path):
     table = read_cell_table(tmp_path / "cells.tsv")
     assert list(table.index) == ["S1_0012", "S2_7"] and list(table["label"]) == ["a", "b"]
     assert list(cell_names("S1", ["AAAC-1", "GGTT-1"])) == ["S1_AAAC-1", "S1_GGTT-1"]
+
+
+def test_read_counting_rows_are_not_antibodies(shared_data, caplog):
+    """CiteFuse's ECCITE-seq CTCL library (../shared) carries CITE-seq-Count's read-counting rows among its
+    protein features: bad_struct, no_match and total_reads, the last half of each cell's "antibody" counts.
+    Reading drops them (features.technical_pattern) with a warning naming the sample, and the start-up check
+    lists the same antibodies, so that the panel check does not call them a panel difference; the 49
+    antibodies the control library shares stay, their counts untouched."""
+    import logging
+
+    import mudata as md
+
+    from sscsig.io import inspect_sample
+
+    path = shared_data / "eccite_sce_ctcl_subset_citefuse.h5mu"
+    with caplog.at_level(logging.WARNING, logger="sscsig.io._read"):
+        m = read_sample(path, sample="ctcl")
+    assert not {"bad_struct", "no_match", "total_reads"} & set(m["prot"].var["antibody"])
+    assert m["prot"].n_vars == 49 and "total_reads" in caplog.text and "ctcl" in caplog.text
+    assert inspect_sample(path, sample="ctcl").antibodies == list(m["prot"].var["antibody"])
+    raw = md.read_h5mu(path)["prot"]
+    np.testing.assert_array_equal(m["prot"][:, "ADT_CD3"].X.toarray().ravel(),
+                                  np.asarray(raw[:, "CD3"].layers["counts"].todense()).ravel())
+    control = read_sample(shared_data / "eccite_sce_control_subset_citefuse.h5mu", sample="control")
+    assert list(control["prot"].var_names) == list(m["prot"].var_names)
+    with pytest.raises(InputError, match="technical_pattern"):
+        read_sample(path, sample="ctcl", technical_pattern=".")

@@ -40,6 +40,7 @@ def _validate(args) -> int:
     design = design_from_sheet(sheet, config)
     warnings = check_inputs(sheet, rna_type=config["features"]["rna_type"],
                             protein_type=config["features"]["protein_type"],
+                            technical_pattern=config["features"]["technical_pattern"],
                             panel_policy=config["qc"]["panel_policy"],
                             panel_min_fraction=config["qc"]["panel_min_fraction"],
                             min_shared_genes=config["tissue"]["map"]["min_shared_genes"])

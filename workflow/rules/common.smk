@@ -38,6 +38,7 @@ try:
         if workflow.is_main_process:  # not again inside each cluster job
             for _w in check_inputs(_sheet, rna_type=config["features"]["rna_type"],
                                    protein_type=config["features"]["protein_type"],
+                                   technical_pattern=config["features"]["technical_pattern"],
                                    panel_policy=config["qc"]["panel_policy"],
                                    panel_min_fraction=config["qc"]["panel_min_fraction"],
                                    min_shared_genes=config["tissue"]["map"]["min_shared_genes"]):

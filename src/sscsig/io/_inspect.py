@@ -10,6 +10,7 @@ duplicated barcodes stop the run with one line naming the sample and file, befor
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,12 +123,14 @@ def _rhapsody_header(path: Path, sample: str, rna_type: str, protein_type: str):
 
 
 def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expression",
-                   protein_type: str = "Antibody Capture") -> SampleHeader:
+                   protein_type: str = "Antibody Capture",
+                   technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$") -> SampleHeader:
     """Read a library's features and barcodes (not its counts) and check them.
 
     Accepts what :func:`~sscsig.io.read_sample` accepts. Raises :class:`InputError` naming the
     sample and file when it is missing or unreadable, has no RNA or no protein features, no
-    barcodes, duplicated barcodes, or duplicated antibody names.
+    barcodes, duplicated barcodes, or duplicated antibody names. The antibodies are the protein
+    features but those matching ``technical_pattern``, which :func:`~sscsig.io.read_sample` drops.
     """
     path = Path(path)
     if not path.exists():
@@ -164,7 +167,8 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
     if bc.has_duplicates:
         raise InputError(f"sample {sample!r}: {path} has duplicated barcodes, e.g. "
                          f"{list(bc[bc.duplicated()][:3])}")
-    antibodies = [clean_antibody_name(n) for n, t in zip(names, types) if t == protein_type]
+    antibodies = [clean_antibody_name(n) for n, t in zip(names, types)
+                  if t == protein_type and not re.search(technical_pattern, str(n))]
     dup = sorted({a for a in antibodies if antibodies.count(a) > 1})
     if dup:
         raise InputError(f"sample {sample!r}: {path}: duplicated antibody names {dup}")
@@ -174,7 +178,9 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
 
 
 def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
-                 protein_type: str = "Antibody Capture", panel_policy: str = "intersection",
+                 protein_type: str = "Antibody Capture",
+                 technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$",
+                 panel_policy: str = "intersection",
                  panel_min_fraction: float = 0.5, min_shared_genes: int = 50) -> list[str]:
     """Inspect every sample (``path``) and its raw droplets (``raw_path``) of a validated sheet.
 
@@ -188,11 +194,13 @@ def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
     headers = {}
     for _, row in sheet.iterrows():
         s = str(row["sample"])
-        h = inspect_sample(row["path"], sample=s, rna_type=rna_type, protein_type=protein_type)
+        h = inspect_sample(row["path"], sample=s, rna_type=rna_type, protein_type=protein_type,
+                           technical_pattern=technical_pattern)
         headers[s] = h
         raw = row.get("raw_path")
         if isinstance(raw, str) and raw:
-            r = inspect_sample(raw, sample=s, rna_type=rna_type, protein_type=protein_type)
+            r = inspect_sample(raw, sample=s, rna_type=rna_type, protein_type=protein_type,
+                               technical_pattern=technical_pattern)
             missing = h.barcodes.difference(r.barcodes)
             if len(missing):
                 raise InputError(f"sample {s!r}: raw_path {raw} lacks {len(missing)} of the sample's "

@@ -202,6 +202,7 @@ def read_sample(
     rna_type: str = "Gene Expression",
     protein_type: str = "Antibody Capture",
     isotype_pattern: str = r"(?i)isotype|IgG[0-9]",
+    technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$",
 ) -> md.MuData:
     """Read one sample's library.
 
@@ -215,6 +216,12 @@ def read_sample(
         ``feature_types`` values of RNA and protein features (config ``features``).
     isotype_pattern
         Regular expression that marks isotype-control antibodies (config ``features``).
+    technical_pattern
+        Regular expression for protein-type features that count the tag library's reads rather than
+        an antibody (CITE-seq-Count's ``unmapped``, ``bad_struct``, ``no_match``, ``total_reads``;
+        config ``features``): dropped, with a warning. Kept, ``total_reads`` alone was half of each
+        cell's "antibody" counts in CiteFuse's ECCITE-seq data and would enter the CLR, the QC's
+        protein totals and the embedding as an antibody.
 
     Returns
     -------
@@ -235,6 +242,14 @@ def read_sample(
             sample, len(dups), ", ".join(map(str, dups[:5])),
         )
         rna.var_names_make_unique()
+    technical = np.array([bool(re.search(technical_pattern, str(n))) for n in prot.var_names])
+    if technical.any():
+        log.warning("sample %s: %s: protein features that count reads, not an antibody, dropped (features."
+                    "technical_pattern): %s", sample, path, ", ".join(map(str, prot.var_names[technical])))
+        prot = prot[:, ~technical].copy()
+        if prot.n_vars == 0:
+            raise InputError(f"sample {sample!r}: {path}: every {protein_type!r} feature matches "
+                             f"features.technical_pattern {technical_pattern!r}; no antibody is left")
     antibodies = [clean_antibody_name(n) for n in prot.var_names]
     prot.var = pd.DataFrame(
         {
