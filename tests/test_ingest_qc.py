@@ -314,3 +314,5 @@ def test_read_counting_rows_are_not_antibodies(shared_data, caplog):
     assert list(control["prot"].var_names) == list(m["prot"].var_names)
     with pytest.raises(InputError, match="technical_pattern"):
         read_sample(path, sample="ctcl", technical_pattern=".")
+    with pytest.raises(InputError, match="technical_pattern"):  # the start-up check says so before any job
+        inspect_sample(path, sample="ctcl", technical_pattern=".")

@@ -81,6 +81,12 @@ def antibody_names(name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n))
 
 
+@functools.lru_cache(maxsize=4096)
+def _name_keys(name: str) -> tuple[str, ...]:
+    """:func:`antibody_key` of each of :func:`antibody_names`' names, its own name's first."""
+    return tuple(antibody_key(n) for n in antibody_names(name))
+
+
 @functools.lru_cache(maxsize=None)
 def antibody_aliases() -> dict[str, frozenset[str]]:
     """:func:`antibody_key` of a target -> the keys of every name it goes by, from the shipped table
@@ -100,7 +106,7 @@ def _match_level(antibody: str, name: str, want: str, aliases: frozenset[str]) -
     ``None``: not at all."""
     if antibody.lower() == name.lower():
         return 0
-    keys = [antibody_key(n) for n in antibody_names(antibody)]
+    keys = _name_keys(antibody)
     if keys[0] == want:
         return 1
     if keys[0].rstrip("ab") == want:  # CD8a, CD8b for CD8
@@ -181,9 +187,8 @@ def match_antibodies(names, panel) -> dict[str, str]:
                 out[n] = hit
                 taken.add(hit)
 
-    def other_names(n: str) -> set[str]:
-        n = n[len(ADT_PREFIX):] if n.startswith(ADT_PREFIX) else n
-        keys = {antibody_key(a) for a in antibody_names(n)}
+    def other_names(n: str) -> set[str]:  # antibody_names drops the ADT_ prefix with the other tags
+        keys = set(_name_keys(n))
         return keys.union(*(antibody_aliases().get(k, frozenset()) for k in keys))
 
     panel_names = [(str(p), other_names(str(p))) for p in panel]
@@ -299,7 +304,7 @@ def same_antibody_names(panels: dict[str, list[str]]) -> dict[str, dict[str, str
     ``sample -> {name: the first sample's spelling}`` (empty where nothing is renamed).
     """
     def key(n: str) -> str:
-        return antibody_key(antibody_names(n)[0])
+        return _name_keys(n)[0]
 
     ambiguous = {k for names in panels.values() for k, c in Counter(map(key, names)).items() if c > 1}
     first: dict[str, str] = {}

@@ -736,6 +736,20 @@ GATE_LINEAGES = ("all", "unseparated")
 GATE_NEGATIVES = ("all", "gated")
 
 
+def _own_positive_markers(markers: dict) -> dict[str, tuple[list[str], list[str]]]:
+    """Per lineage, its own positive markers: the ``protein_pos`` / ``protein_any`` antibodies and the
+    ``rna_pos`` genes that no other lineage of the marker file lists as positive (sorted)."""
+    positive = {lin: ({n for kind in ("protein_pos", "protein_any") for n in comp.get(kind) or []},
+                      set(comp.get("rna_pos") or []))
+                for lin, comp in markers["lineages"].items()}
+    out = {}
+    for lin, (prot, genes) in positive.items():
+        others = [v for k, v in positive.items() if k != lin]
+        out[lin] = (sorted(prot - set().union(*(p for p, _ in others))),
+                    sorted(genes - set().union(*(g for _, g in others))))
+    return out
+
+
 def _lineages_without_own_markers(markers: dict, scorer: "_Scorer") -> dict[str, list[str]]:
     """The lineages none of whose own positive markers is in the data, with those markers.
 
@@ -756,14 +770,8 @@ def _lineages_without_own_markers(markers: dict, scorer: "_Scorer") -> dict[str,
     -------
     ``{lineage: sorted own positive markers}`` for each lineage the data gives no own evidence of.
     """
-    positive = {lin: ({n for kind in ("protein_pos", "protein_any") for n in comp.get(kind) or []},
-                      set(comp.get("rna_pos") or []))
-                for lin, comp in markers["lineages"].items()}
     out = {}
-    for lin, (prot, genes) in positive.items():
-        others = [v for k, v in positive.items() if k != lin]
-        own_prot = sorted(prot - set().union(*(p for p, _ in others)))
-        own_genes = sorted(genes - set().union(*(g for _, g in others)))
+    for lin, (own_prot, own_genes) in _own_positive_markers(markers).items():
         if not own_prot and not own_genes:
             continue
         if (own_prot and scorer.protein(own_prot) is not None) or scorer.scorable(own_genes):
@@ -789,13 +797,11 @@ def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Score
     def found(names) -> list[str]:
         return [v for n in names for v in [find_protein(scorer.prot.var, n)] if v is not None and v in levels]
 
-    positive = {lin: [n for kind in ("protein_pos", "protein_any") for n in comp.get(kind) or []]
-                for lin, comp in markers["lineages"].items()}
+    own = _own_positive_markers(markers)
     out = []
-    for lin, names in positive.items():
-        shared = set().union(*(set(v) for k, v in positive.items() if k != lin))
-        own = found([n for n in names if n not in shared])
-        judged = own or found(names)
+    for lin, comp in markers["lineages"].items():
+        judged = found(own[lin][0]) or found([n for kind in ("protein_pos", "protein_any")
+                                              for n in comp.get(kind) or []])
         if judged and not any(levels[v]["separated"] for v in judged):
             out.append(lin)
     return out

@@ -10,7 +10,6 @@ duplicated barcodes stop the run with one line naming the sample and file, befor
 from __future__ import annotations
 
 import gzip
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..protein import clean_antibody_name, panel_plan, panel_sentences, rename_sentences, same_antibody_names
+from ._read import TECHNICAL_PATTERN, technical_features
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _rhapsody_header(path: Path, sample: str, rna_type: str, protein_type: str):
 
 def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expression",
                    protein_type: str = "Antibody Capture",
-                   technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$") -> SampleHeader:
+                   technical_pattern: str = TECHNICAL_PATTERN) -> SampleHeader:
     """Read a library's features and barcodes (not its counts) and check them.
 
     Accepts what :func:`~sscsig.io.read_sample` accepts. Raises :class:`InputError` naming the
@@ -167,8 +167,9 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
     if bc.has_duplicates:
         raise InputError(f"sample {sample!r}: {path} has duplicated barcodes, e.g. "
                          f"{list(bc[bc.duplicated()][:3])}")
-    antibodies = [clean_antibody_name(n) for n, t in zip(names, types)
-                  if t == protein_type and not re.search(technical_pattern, str(n))]
+    prot_names = [n for n, t in zip(names, types) if t == protein_type]
+    technical = technical_features(prot_names, technical_pattern, sample=sample, path=path, protein_type=protein_type)
+    antibodies = [clean_antibody_name(n) for n, tech in zip(prot_names, technical) if not tech]
     dup = sorted({a for a in antibodies if antibodies.count(a) > 1})
     if dup:
         raise InputError(f"sample {sample!r}: {path}: duplicated antibody names {dup}")
@@ -179,7 +180,7 @@ def inspect_sample(path: str | Path, *, sample: str, rna_type: str = "Gene Expre
 
 def check_inputs(sheet: pd.DataFrame, *, rna_type: str = "Gene Expression",
                  protein_type: str = "Antibody Capture",
-                 technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$",
+                 technical_pattern: str = TECHNICAL_PATTERN,
                  panel_policy: str = "intersection",
                  panel_min_fraction: float = 0.5, min_shared_genes: int = 50) -> list[str]:
     """Inspect every sample (``path``) and its raw droplets (``raw_path``) of a validated sheet.

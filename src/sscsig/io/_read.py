@@ -121,6 +121,21 @@ def read_rhapsody_csv(path: str | Path, *, sample: str, rna_type: str = "Gene Ex
                           "prot": ad.AnnData(x[:, is_prot], obs=obs.copy(), var=pd.DataFrame(index=names[is_prot]))})
 
 
+#: features.technical_pattern's default (the schema's): CITE-seq-Count's read-counting rows
+TECHNICAL_PATTERN = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$"
+
+
+def technical_features(names, pattern: str, *, sample: str, path, protein_type: str) -> np.ndarray:
+    """Which of a library's protein features (``names``) match ``features.technical_pattern``: rows that
+    count the tag library's reads, not an antibody. Raises :class:`InputError` naming the sample and
+    file when every one does (no antibody would be left)."""
+    technical = np.array([bool(re.search(pattern, str(n))) for n in names], dtype=bool)
+    if len(technical) and technical.all():
+        raise InputError(f"sample {sample!r}: {path}: every {protein_type!r} feature matches "
+                         f"features.technical_pattern {pattern!r}; no antibody is left")
+    return technical
+
+
 def _read_any(path: Path, sample: str, *, rna_type: str = "Gene Expression",
               protein_type: str = "Antibody Capture") -> ad.AnnData | md.MuData:
     import scanpy as sc
@@ -202,7 +217,7 @@ def read_sample(
     rna_type: str = "Gene Expression",
     protein_type: str = "Antibody Capture",
     isotype_pattern: str = r"(?i)isotype|IgG[0-9]",
-    technical_pattern: str = r"(?i)^(unmapped|bad_struct|no_match|total_reads)$",
+    technical_pattern: str = TECHNICAL_PATTERN,
 ) -> md.MuData:
     """Read one sample's library.
 
@@ -242,14 +257,12 @@ def read_sample(
             sample, len(dups), ", ".join(map(str, dups[:5])),
         )
         rna.var_names_make_unique()
-    technical = np.array([bool(re.search(technical_pattern, str(n))) for n in prot.var_names])
+    technical = technical_features(prot.var_names, technical_pattern, sample=sample, path=path,
+                                   protein_type=protein_type)
     if technical.any():
         log.warning("sample %s: %s: protein features that count reads, not an antibody, dropped (features."
                     "technical_pattern): %s", sample, path, ", ".join(map(str, prot.var_names[technical])))
         prot = prot[:, ~technical].copy()
-        if prot.n_vars == 0:
-            raise InputError(f"sample {sample!r}: {path}: every {protein_type!r} feature matches "
-                             f"features.technical_pattern {technical_pattern!r}; no antibody is left")
     antibodies = [clean_antibody_name(n) for n in prot.var_names]
     prot.var = pd.DataFrame(
         {
