@@ -1,6 +1,7 @@
 """Marker annotation with absolute protein evidence (annotation.gate_layer): lineages a cohort lacks
 are not invented from ranks, sorted cells keep their lineage, and the gate's rule itself."""
 
+import functools
 import sys
 from pathlib import Path
 
@@ -1411,6 +1412,21 @@ def test_real_pbmc_calls_do_not_depend_on_how_the_panel_spells_its_antibodies():
     assert len(set(lineage)) >= 4
 
 
+@functools.lru_cache(maxsize=1)
+def _kotliarov_calls(shared: Path) -> tuple[np.ndarray, np.ndarray, dict, pd.DataFrame]:
+    """The protein-only lineage and state calls of Kotliarov 2020's 2,872 PBMCs in ../shared (83 antibodies,
+    isotype controls left out), the annotate report and the cells' CLR under the antibodies' plain names;
+    computed once for the tests that read them."""
+    from sscsig.protein import clr_per_cell
+
+    a = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_cells.h5ad")
+    a = a[:, [v for v in a.var_names if "sotype" not in v]].copy()
+    counts = (a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)).astype(np.float64)
+    lineage, states, report = _protein_only_calls(counts, list(a.var_names))
+    clr = pd.DataFrame(clr_per_cell(counts), columns=[v.split("_PROT")[0].strip() for v in a.var_names])
+    return lineage, states, report, clr
+
+
 def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share(shared_data):
     """2,872 real PBMCs of Kotliarov 2020 (dsb's data in ../shared: 83 antibodies named ``CD3_PROT``, ...,
     no RNA, no TCR Va7.2 antibody and a TCR gd antibody without a positive population). other_T's
@@ -1418,14 +1434,8 @@ def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share
     and was never gated: 26% of the CD3+ CD8+ CD4- CD161-low cells were called other_T (109 of the CD8+
     cells gdT, TCR gd at background) before a lineage's separation was judged by the antibodies of its own
     (TCR gd, CD161 here). Now >= 97% of them are CD8 T (99.2% when written) and the CD4+ cells CD4 T."""
-    from sscsig.protein import clr_per_cell
-
-    a = ad.read_h5ad(shared_data / "dsb_kotliarov2020_adt_cells.h5ad")
-    a = a[:, [v for v in a.var_names if "sotype" not in v]].copy()
-    counts = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
-    lineage, _, report = _protein_only_calls(counts.astype(np.float64), list(a.var_names))
+    lineage, _, report, clr = _kotliarov_calls(shared_data)
     assert not {"protein CD3", "protein CD4", "protein CD8", "protein CD161", "protein TCR_gd"} & set(report["missing_markers"])
-    clr = pd.DataFrame(clr_per_cell(counts.astype(np.float64)), columns=[v.split("_PROT")[0].strip() for v in a.var_names])
     t_cell = (clr["CD3"] > 1.5) & (clr["CD14"] < 1)
     diff = clr["CD8"] - clr["CD4"]
     cd8 = (t_cell & (diff >= 2) & (clr["CD161"] < 1)).to_numpy()  # CD161-high CD8 T cells are MAIT-like
@@ -1433,6 +1443,24 @@ def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share
     assert cd8.sum() > 300 and cd4.sum() > 500
     assert (lineage[cd8] == "CD8_T").mean() >= 0.97, pd.Series(lineage[cd8]).value_counts()
     assert (lineage[cd4] == "CD4_T").mean() >= 0.97, pd.Series(lineage[cd4]).value_counts()
+
+
+def test_real_monocytes_of_a_wide_panel_are_not_dcs_for_their_cd123(shared_data):
+    """Kotliarov 2020's PBMCs (as above). Non-classical monocytes carry some CD123 (1.8 CLR; pDC 4.2). While
+    CD123 was one of the monocytes' negative antibodies, all CD14-low CD16-high CD11c-high CD1c-negative
+    cells were called cDC2, and the monocyte lineage left without its CD16-high cells called 11% of the
+    CD14-high CD16-low ones CD16.Mono or Int.Mono (the states' scores are relative within the lineage).
+    Now >= 95% of the latter are CD14.Mono (96.6% when written) and a fifth of the former CD16.Mono (22%; most
+    of the rest are still cDC2, an open defect: docs/annotation.md "Non-classical monocytes")."""
+    lineage, states, _, clr = _kotliarov_calls(shared_data)
+    not_lymphoid = (clr["CD3"] < 0.5) & (clr["CD19"] < 1) & (clr["CD56"] < 0)
+    classical = (not_lymphoid & (clr["CD14"] > 0.8) & (clr["CD16"] < 0.5) & (clr["CD11c"] > 2)
+                 & (clr["CD123"] < 2)).to_numpy()
+    non_classical = (not_lymphoid & (clr["CD16"] > 3) & (clr["CD11c"] > 3) & (clr["CD14"] < 0.3)
+                     & (clr["CD1c"] < 0)).to_numpy()
+    assert classical.sum() > 150 and non_classical.sum() > 50
+    assert (states[classical] == "CD14.Mono").mean() >= 0.95, pd.Series(states[classical]).value_counts()
+    assert (states[non_classical] == "CD16.Mono").mean() >= 0.2, pd.Series(states[non_classical]).value_counts()
 
 
 def test_a_lineage_without_markers_of_its_own_in_the_data_is_not_called(tmp_path):
