@@ -101,10 +101,12 @@ def _config() -> dict:
 
 
 def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float | None = None,
-         antibodies: list[str] = ANTIBODIES, **changes) -> pd.DataFrame:
+         antibodies: list[str] = ANTIBODIES, dsb: np.ndarray | None = None, **changes) -> pd.DataFrame:
     """Lineage and state calls of the default marker file from protein alone (one cohort); ``counts``:
     cells x ``antibodies``; ``changes``: annotation settings that differ from the config's
-    (``refine=False``)."""
+    (``refine=False``). ``dsb``: the cells' DSB values (cells x ``antibodies``), scored, gated (with
+    ``gate_min``) and used for the kNN graph instead of the CLR, as the pipeline does with
+    ``protein_layer: dsb`` and ``gate_layer: dsb``."""
     import anndata as ad
     import mudata as md
     import scanpy as sc
@@ -117,18 +119,22 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     obs = pd.DataFrame({"sample": samples}, index=names)
     prot = ad.AnnData(sp.csr_matrix(counts.astype(np.float32)), obs=obs.copy(),
                       var=pd.DataFrame({"antibody": antibodies}, index=[f"ADT_{a}" for a in antibodies]))
-    prot.layers["clr"] = clr = clr_per_cell(counts)  # per cell, so the same as the pipeline's per sample
+    prot.layers["clr"] = clr_per_cell(counts)  # per cell, so the same as the pipeline's per sample
+    layer = "clr" if dsb is None else "dsb"
+    if dsb is not None:
+        prot.layers["dsb"] = np.asarray(dsb, dtype=np.float64)
     rna = ad.AnnData(sp.csr_matrix((len(names), 1), dtype=np.float32), obs=obs.copy(),
                      var=pd.DataFrame(index=["none"]))  # no RNA: every RNA component is neutral
     m = md.MuData({"rna": rna, "prot": prot})
     m.obs["sample"] = samples  # the study: annotation.gate_group_key "sample" learns the gate's levels per study
-    graph = ad.AnnData(clr)
+    graph = ad.AnnData(prot.layers[layer])
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=seed)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
     # without gate_min: no gate (the rows without "gate"); with it, every lineage gated at that fixed level
     # unless ``changes`` say otherwise (the pipeline's default: auto levels, unseparated lineages only)
     gate = ({"gate_layer": None} if gate_min is None else
-            {"gate_layer": "clr", "gate_min": gate_min, "gate_threshold": "fixed", "gate_lineages": "all"})
+            {"gate_layer": layer, "gate_min": gate_min, "gate_threshold": "fixed", "gate_lineages": "all"})
+    gate["protein_layer"] = layer
     annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), **(gate | changes)),
              seed=seed)
     return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),

@@ -14,7 +14,8 @@ unmatched; the script stops if one is, or if a count vector is not unique).
 
 What it measures: the default calls (``config/config.yaml``'s gate, the default marker file, CLR per
 cell, the kNN graph on the CLR values, one sample), from all 83 antibodies under the data's own names
-and from the 9 ADTnorm keeps, each with and without the refinement, scored as
+and from the 9 ADTnorm keeps, each with and without the refinement, and from all 83 as DSB values (``protein_layer`` and
+``gate_layer: dsb``, background from the 8,005 empty droplets beside the cells in ``../shared``), scored as
 ``annotation_gates.score`` scores ADTnorm's studies (lineage and fine macro-F1 over labels with >= 20
 gated cells, ``undefined`` cells left out). The gates were drawn on the 9 antibodies, so where the wide
 panel sees more than they did (CD45RA+ CD8 T cells that are CD57+ CD27- CD28-: effector memory
@@ -35,6 +36,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from annotation_gates import ANTIBODIES, call, load, score  # noqa: E402
 from annotation_pbmc10k_adt import default_gate  # noqa: E402
+
+from sscsig.protein import GATE_MIN_DEFAULTS  # noqa: E402
 
 FIXTURE = "dsb_kotliarov2020_adt_cells.h5ad"
 
@@ -65,6 +68,21 @@ def labelled_cells(adtnorm: Path, shared: Path) -> tuple[np.ndarray, list[str], 
     return counts.astype(np.float64), list(a.var_names), meta.iloc[row.astype(int).to_numpy()].reset_index(drop=True)
 
 
+def dsb_values(shared: Path, names: list[str], *, seed: int) -> np.ndarray:
+    """The fixture's cells DSB-normalised as the pipeline does it (:func:`sscsig.protein.dsb_normalise`:
+    background from the 8,005 empty droplets beside them in ``../shared``, the four isotype controls
+    in the technical component), cells x ``names`` (the antibodies without the isotype controls)."""
+    import anndata as ad
+
+    from sscsig.protein import dsb_normalise
+
+    cells = ad.read_h5ad(shared / FIXTURE)
+    empty = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_empty_drops.h5ad")
+    cells.var["isotype"] = ["sotype" in v for v in cells.var_names]
+    dsb = dsb_normalise(cells, empty, seed=seed)
+    return np.asarray(dsb, dtype=np.float64)[:, [list(cells.var_names).index(n) for n in names]]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("adtnorm", type=Path, help="folder with ADTnorm's cell_x_adt / cell_x_feature (.rda or .tsv.gz)")
@@ -89,6 +107,22 @@ def main(argv=None) -> int:
                         pd.Series(calls[column].to_numpy(), name=f"sscsig {column}"),
                         pd.Series(meta[key].astype(str).to_numpy(), name=f"gated {key}"))
             print(f"done: {panel}{tag}", flush=True)
+    # the same 83 antibodies as DSB values (protein_layer and gate_layer dsb: the gate's level in background
+    # SDs, learned from the cohort where an antibody has a positive population, as with CLR)
+    dsb = dsb_values(a.shared, names, seed=a.seed)
+    for changes, tag in (({}, ""), ({"refine": False}, ", no refine")):
+        calls = call(counts, samples, seed=a.seed, antibodies=names, dsb=dsb,
+                     **(default_gate() | {"gate_min": GATE_MIN_DEFAULTS["dsb"]} | changes))
+        panel = f"{len(names)} antibodies, DSB"
+        row, per_class = score(calls, meta, cohort=panel + tag, study="kotliarov_2020")
+        rows.append(row), classes.append(per_class)
+        if not tag:
+            for level, key in (("lineage", "cell_type_l1"), ("states", "cell_type_l2")):
+                column = "lineage" if level == "lineage" else "cell_state"
+                confusions[f"{level}_{len(names)}_antibodies_dsb"] = pd.crosstab(
+                    pd.Series(calls[column].to_numpy(), name=f"sscsig {column}"),
+                    pd.Series(meta[key].astype(str).to_numpy(), name=f"gated {key}"))
+        print(f"done: {panel}{tag}", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     summary = pd.DataFrame(rows).drop(columns=["study"]).rename(columns={"cohort": "panel"})
     summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)
