@@ -1445,6 +1445,19 @@ def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share
     assert (lineage[cd4] == "CD4_T").mean() >= 0.97, pd.Series(lineage[cd4]).value_counts()
 
 
+def test_real_gd_t_cells_are_called_only_where_tcr_gd_stains(shared_data):
+    """Kotliarov 2020's PBMCs (as above): the TCR gd antibody stains no population (99th percentile 0.95 CLR),
+    but other_T is present by CD161 (MAIT), so it is not gated, and 58 of its CD161-low cells were called
+    gdT from the relative scores of background. A state that its antibody shows no population of keeps
+    only the cells positive for it (at the gate's 1 CLR); the report names it."""
+    _, states, report, clr = _kotliarov_calls(shared_data)
+    gd = states == "gdT"
+    assert (clr.loc[gd, "TCRgd"] >= 1).all(), clr.loc[gd, "TCRgd"].describe()
+    assert report["states_without_positive_antibody"]["gdT"]["antibodies"] == ["TCR_gd"]
+    assert report["states_without_positive_antibody"]["gdT"]["cells_unassigned"] > 20
+    assert "MAIT" not in report["states_without_positive_antibody"]
+
+
 def test_real_monocytes_of_a_wide_panel_are_not_dcs_for_their_cd123(shared_data):
     """Kotliarov 2020's PBMCs (as above). Non-classical monocytes carry some CD123 (1.8 CLR; pDC 4.2). While
     CD123 was one of the monocytes' negative antibodies, all CD14-low CD16-high CD11c-high CD1c-negative
@@ -1461,6 +1474,53 @@ def test_real_monocytes_of_a_wide_panel_are_not_dcs_for_their_cd123(shared_data)
     assert classical.sum() > 150 and non_classical.sum() > 50
     assert (states[classical] == "CD14.Mono").mean() >= 0.95, pd.Series(states[classical]).value_counts()
     assert (states[non_classical] == "CD16.Mono").mean() >= 0.2, pd.Series(states[non_classical]).value_counts()
+
+
+@pytest.mark.parametrize("stained", [False, True])
+def test_a_state_whose_antibody_shows_no_positive_population_is_called_only_where_it_stains(tmp_path, stained):
+    """Lineage Y's states: Y.a (P2) and Y.b (P3). P3 stains no population (as TCR gd in real Kotliarov 2020
+    PBMCs, where 200 CD3+ CD4- CD8-dim cells were called gdT with DSB): the P2-low cells of Y took Y.b from
+    the relative scores of background. Now only cells with P3 at the gate's level (1 CLR) keep Y.b, the
+    rest of its calls are Unassigned and the report says so. Where P3 stains a population (``stained``),
+    nothing changes: Y.b is called for it."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+
+    rng = np.random.default_rng(0)
+    n = 300
+    x_cells, ya_cells = np.arange(n) < 100, (np.arange(n) >= 100) & (np.arange(n) < 200)
+    yb_cells = np.arange(n) >= 200
+    p3 = rng.normal(0, 0.3, n)
+    lit = np.flatnonzero(yb_cells)[:(50 if stained else 3)]
+    p3[lit] = 3.0 if stained else 1.5
+    clr = np.column_stack([np.where(x_cells, 3.0, 0.0), np.where(x_cells, 0.0, 3.0),
+                           np.where(ya_cells, 3.0, 0.0), p3]) + np.column_stack(
+        [rng.normal(0, 0.3, (n, 3)), np.zeros(n)])
+    names = ["P0", "P1", "P2", "P3"]
+    prot = ad.AnnData(np.zeros((n, 4)), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{v}" for v in names]))
+    prot.layers["clr"] = clr
+    rna = ad.AnnData(sp.csr_matrix((n, 1), dtype=np.float32), var=pd.DataFrame(index=["none"]))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({
+        "lineages": {"X": {"protein_pos": ["P0"]}, "Y": {"protein_pos": ["P1"], "protein_any": ["P2", "P3"]}},
+        "states": {"X": {"X.a": {"protein_pos": ["P0"]}},
+                   "Y": {"Y.a": {"protein_pos": ["P2"]}, "Y.b": {"protein_pos": ["P3"]}}}}))
+    report = annotate(mdata, load_markers(path), smoothing=0.0, refine=False, seed=0)
+    state = mdata.obs["cell_state"].astype(str).to_numpy()
+    assert (mdata.obs["lineage"].astype(str).to_numpy() == np.where(x_cells, "X", "Y")).all()
+    # (z-scores: a Y.a cell whose P3 background happens to be high scores Y.b; it is Unassigned where P3 stains nothing)
+    assert (state[ya_cells] == "Y.a").mean() >= 0.85
+    if stained:
+        assert report["states_without_positive_antibody"] == {}
+        assert (state[lit] == "Y.b").all()
+        return
+    assert set(report["states_without_positive_antibody"]) == {"Y.b"}
+    assert report["states_without_positive_antibody"]["Y.b"]["antibodies"] == ["P3"]
+    assert (state == "Y.b").sum() == 3 and (state[lit] == "Y.b").all()
+    assert (state[yb_cells] == "Unassigned").mean() >= 0.7  # (0 before: Y.b from the background)
 
 
 def test_a_lineage_without_markers_of_its_own_in_the_data_is_not_called(tmp_path):

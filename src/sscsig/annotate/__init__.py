@@ -3,7 +3,8 @@ their accuracy.
 
 :func:`load_markers`, :func:`annotate` (lineage, then fine states and module-high substates; its
 options from the config by :func:`marker_options`; the lineage gate's levels by :func:`gate_thresholds`,
-the lineages it applies to by :func:`unseparated_lineages`; the state of cells without evidence by
+the lineages it applies to by :func:`unseparated_lineages`, the states whose antibody stains no
+population by :func:`unseparated_states`; the state of cells without evidence by
 :func:`no_evidence_cells`, from the raw counts of :func:`state_genes`; the count evidence a
 module-high substate needs by :func:`count_evidence`),
 :func:`load_reference`, :func:`read_label_table`, :func:`train_reference_model` (the reference
@@ -18,11 +19,11 @@ antibody panels differing between samples take away), :func:`annotation_f1` and
 from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration, macro_f1_interval
 from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, count_evidence, gate_thresholds,
                        load_markers, marker_options, no_evidence_cells, panel_evidence, refine_states, state_genes,
-                       subcluster, unseparated_lineages)
+                       subcluster, unseparated_lineages, unseparated_states)
 from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, read_label_table, train_reference_model
 
 __all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
            "annotation_f1", "annotation_vs_truth", "confidence_calibration", "count_evidence", "gate_thresholds",
            "load_markers", "load_reference", "macro_f1_interval", "marker_options", "no_evidence_cells", "panel_evidence",
            "read_label_table", "refine_states", "state_genes", "subcluster", "train_reference_model",
-           "unseparated_lineages"]
+           "unseparated_lineages", "unseparated_states"]

@@ -807,6 +807,58 @@ def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Score
     return out
 
 
+def unseparated_states(lineage: dict, states: dict, labels: np.ndarray, rows: np.ndarray, scorer: "_Scorer", *,
+                       layer: str, separated: float = GATE_SEPARATED) -> dict[str, list[str]]:
+    """The states of one lineage that only their antibodies could find, whose calls show no positive
+    population of them: the state analogue of :func:`unseparated_lineages`.
+
+    For a lineage that any of several antibodies admits, each marking one of its states (``lineage``'s
+    ``protein_any``: other_T's TCR Va7.2 and CD161 for MAIT, TCR gd for gdT; DC's CD1c and CD123). The
+    lineage counts as present when one of them shows a positive population (:func:`unseparated_lineages`),
+    and its other states are then called from relative scores, whatever their antibody says: on 2,872
+    real PBMCs (Kotliarov 2020, protein only) no cell was TCR gd-positive (99th percentile 2.2 DSB), yet 200
+    CD3+ CD4- CD8-dim cells were called gdT with DSB (58 with CLR), other_T being present by CD161.
+
+    A state is judged by its own markers among those antibodies (its ``protein_pos`` / ``protein_any``
+    antibodies that no other state of the lineage lists as positive and the lineage lists in
+    ``protein_any``), where the panel has some and none of its own ``rna_pos`` genes is in the data
+    (:meth:`_Scorer.scorable`; with them the RNA is evidence too). It is listed when, for each such
+    antibody, the median ``layer`` value of the cells called the state (``labels`` of the lineage's
+    ``rows``; >= 10 of them, fewer count as no population) lies no more than ``separated`` robust SDs
+    above that of every other cell of the cohort (cells whose sample did not measure it left out), as
+    :func:`gate_thresholds` judges a lineage's antibodies. The state's calls are judged, not the
+    lineage's cells, of which a state is a minority. States defined by other antibodies (CD4.TCM by
+    CD45RO, CD197 and CD127) are not judged: their antibodies mark phenotypes the whole lineage shares
+    in part. Deterministic.
+
+    Returns
+    -------
+    ``{state: its own antibodies in the panel, as the marker file names them}``.
+    """
+    labels = np.asarray(labels, dtype=object)
+    x = scorer.prot.layers[layer]
+    either = set(lineage.get("protein_any") or [])
+    out = {}
+    for name, (prot, genes) in _own_positive_markers({"lineages": states}).items():
+        found = {m: v for m in prot if m in either and (v := find_protein(scorer.prot.var, m)) is not None}
+        if not found or scorer.scorable(genes) or not (labels == name).any():
+            continue
+        called = np.zeros(scorer.prot.n_obs, bool)
+        called[rows[labels == name]] = True
+        stands_out = False
+        for v in found.values():
+            col = x[:, scorer.prot.var_names.get_loc(v)]
+            col = np.asarray(col.toarray() if hasattr(col, "toarray") else col, dtype=np.float64).ravel()
+            ok = ~np.isnan(col)
+            pos, neg = col[ok & called], col[ok & ~called]
+            if len(pos) >= 10 and len(neg) >= 10:
+                med, sd = _median_sd(neg)
+                stands_out |= bool(sd > 0 and (np.median(pos) - med) / sd > separated)
+        if not stands_out:
+            out[name] = list(found)
+    return out
+
+
 def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, layer: str, min_value: float,
                     separated: float = GATE_SEPARATED, admit: float = GATE_ADMIT, veto: float = GATE_VETO,
                     veto_within: float = GATE_VETO_WITHIN, rows: np.ndarray | None = None) -> dict[str, dict]:
@@ -1303,6 +1355,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         ``"all"`` also applies the learned levels' co-receptor logic to every cell (better on most
         real studies analysed alone, worse where an antibody stains dimly; docs/annotation.md "Absent lineages").
         The report's ``lineage_gate`` gives per lineage ``cells_gated``.
+        Whatever the setting, a state that the lineage's ``protein_any`` antibodies mark (other_T's MAIT
+        and gdT, DC's pDC) and whose own antibody shows no positive population among its calls keeps only
+        the calls positive for it at ``gate_min`` (on protein alone; :func:`unseparated_states`); the rest are
+        ``Unassigned`` and the report's ``states_without_positive_antibody`` gives per such state its
+        antibodies and the cells unassigned and kept.
     gate_negatives
         ``"all"`` (default): in the lineages ``gate_lineages`` leaves ungated, the gate's veto still
         applies: a cell positive for one of a lineage's ``protein_neg`` antibodies (at its veto level,
@@ -1392,6 +1449,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     no_count_evidence: dict[str, int] = {}
     refined: dict[str, int] = {}
     lineage_markers = None
+    ungated = None  # the lineage scores' own calls, where the gate ran
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
@@ -1513,6 +1571,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         state = np.where(np.isin(lineage, list(markers["states"])), UNASSIGNED, lineage).astype(object)
     state_conf = np.zeros(n)
     before = np.full(n, None, dtype=object)
+    without_antibody: dict[str, dict] = {}
     no_evidence_report: dict[str, dict] = {}
     blanked: dict[str, int] = {}
     for lin, states in markers["states"].items():
@@ -1551,6 +1610,15 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                 before[rows] = np.where(blank, lab, before[rows])
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z,
                          alpha=substate_alpha, dropped=no_count_evidence)
+        unfound = ({} if ungated is None else
+                   unseparated_states(markers["lineages"][lin], states, lab, rows, scorer, layer=gate_layer))
+        for sname, antibodies in unfound.items():  # (the gate ran: not on lineages given by a reference)
+            # a state its antibodies show no population of: only cells positive for one (at gate_min) keep it
+            pos, measured = scorer.positive(antibodies, layer=gate_layer, min_value=gate_min)
+            drop = (lab == sname) & ~pos[rows].any(1) & measured[rows].any(1)
+            lab, conf = np.where(drop, UNASSIGNED, lab).astype(object), np.where(drop, 0.0, conf)
+            without_antibody[sname] = {"antibodies": antibodies,
+                                       "cells_unassigned": int(drop.sum()), "cells_kept": int((lab == sname).sum())}
         if refine:
             refined[lin] = int((lab != before[rows]).sum())
         state[rows] = lab
@@ -1584,6 +1652,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "refined_cells": refined,
         "no_evidence": no_evidence_report,
         "states_by_antibodies_alone": blanked,
+        "states_without_positive_antibody": without_antibody,
         "substates_without_count_evidence": no_count_evidence,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
