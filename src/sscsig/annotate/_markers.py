@@ -1619,6 +1619,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lab, conf = np.where(drop, UNASSIGNED, lab).astype(object), np.where(drop, 0.0, conf)
             without_antibody[sname] = {"antibodies": antibodies,
                                        "cells_unassigned": int(drop.sum()), "cells_kept": int((lab == sname).sum())}
+            if drop.any():
+                log.warning("state %s: its antibodies (%s) show no positive population among its calls, so its %d calls "
+                            "below %s %g are Unassigned (%d kept): the cohort may lack %s, or the antibody stains dimly",
+                            sname, ", ".join(antibodies), int(drop.sum()), gate_layer, gate_min,
+                            int((lab == sname).sum()), sname)
         if refine:
             refined[lin] = int((lab != before[rows]).sum())
         state[rows] = lab
