@@ -94,35 +94,24 @@ def main(argv=None) -> int:
     nine = [names.index(f"{ab}_PROT") for ab in ANTIBODIES]
     samples = np.full(len(counts), "kotliarov")
     rows, classes, confusions = [], [], {}
-    for panel, x, abs_ in ((f"{len(names)} antibodies", counts, names),
-                           ("9 antibodies (ADTnorm's)", counts[:, nine], [names[j] for j in nine])):
+    # the same 83 antibodies also as DSB values (protein_layer and gate_layer dsb: the gate's level in
+    # background SDs, learned from the cohort where an antibody has a positive population, as with CLR)
+    dsb = {"dsb": dsb_values(a.shared, names, seed=a.seed), "gate_min": GATE_MIN_DEFAULTS["dsb"]}
+    for panel, x, abs_, layer, key in (
+            (f"{len(names)} antibodies", counts, names, {}, f"{len(names)}_antibodies"),
+            ("9 antibodies (ADTnorm's)", counts[:, nine], [names[j] for j in nine], {}, "9_antibodies"),
+            (f"{len(names)} antibodies, DSB", counts, names, dsb, f"{len(names)}_antibodies_dsb")):
         for changes, tag in (({}, ""), ({"refine": False}, ", no refine")):
-            calls = call(x, samples, seed=a.seed, antibodies=abs_, **(default_gate() | changes))
+            calls = call(x, samples, seed=a.seed, antibodies=abs_, **(default_gate() | layer | changes))
             row, per_class = score(calls, meta, cohort=panel + tag, study="kotliarov_2020")
             rows.append(row), classes.append(per_class)
             if not tag:
-                for level, key in (("lineage", "cell_type_l1"), ("states", "cell_type_l2")):
+                for level, truth in (("lineage", "cell_type_l1"), ("states", "cell_type_l2")):
                     column = "lineage" if level == "lineage" else "cell_state"
-                    confusions[f"{level}_{panel.split()[0]}_antibodies"] = pd.crosstab(
+                    confusions[f"{level}_{key}"] = pd.crosstab(
                         pd.Series(calls[column].to_numpy(), name=f"sscsig {column}"),
-                        pd.Series(meta[key].astype(str).to_numpy(), name=f"gated {key}"))
+                        pd.Series(meta[truth].astype(str).to_numpy(), name=f"gated {truth}"))
             print(f"done: {panel}{tag}", flush=True)
-    # the same 83 antibodies as DSB values (protein_layer and gate_layer dsb: the gate's level in background
-    # SDs, learned from the cohort where an antibody has a positive population, as with CLR)
-    dsb = dsb_values(a.shared, names, seed=a.seed)
-    for changes, tag in (({}, ""), ({"refine": False}, ", no refine")):
-        calls = call(counts, samples, seed=a.seed, antibodies=names, dsb=dsb,
-                     **(default_gate() | {"gate_min": GATE_MIN_DEFAULTS["dsb"]} | changes))
-        panel = f"{len(names)} antibodies, DSB"
-        row, per_class = score(calls, meta, cohort=panel + tag, study="kotliarov_2020")
-        rows.append(row), classes.append(per_class)
-        if not tag:
-            for level, key in (("lineage", "cell_type_l1"), ("states", "cell_type_l2")):
-                column = "lineage" if level == "lineage" else "cell_state"
-                confusions[f"{level}_{len(names)}_antibodies_dsb"] = pd.crosstab(
-                    pd.Series(calls[column].to_numpy(), name=f"sscsig {column}"),
-                    pd.Series(meta[key].astype(str).to_numpy(), name=f"gated {key}"))
-        print(f"done: {panel}{tag}", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     summary = pd.DataFrame(rows).drop(columns=["study"]).rename(columns={"cohort": "panel"})
     summary.to_csv(a.out / "summary.tsv", sep="\t", index=False)

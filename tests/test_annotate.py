@@ -1476,6 +1476,23 @@ def test_real_monocytes_of_a_wide_panel_are_not_dcs_for_their_cd123(shared_data)
     assert (states[non_classical] == "CD16.Mono").mean() >= 0.2, pd.Series(states[non_classical]).value_counts()
 
 
+def _protein_cohort(clr: np.ndarray, names: list[str], markers: dict, path: Path) -> tuple[md.MuData, dict]:
+    """A protein-only cohort (``clr``: cells x ``names``; no RNA, no neighbours) and ``markers`` written to
+    ``path`` and loaded, for annotate's rules on generated values."""
+    import yaml
+
+    from sscsig.annotate import load_markers
+
+    n = len(clr)
+    prot = ad.AnnData(np.zeros(clr.shape), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{v}" for v in names]))
+    prot.layers["clr"] = clr
+    rna = ad.AnnData(sp.csr_matrix((n, 1), dtype=np.float32), var=pd.DataFrame(index=["none"]))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path.write_text(yaml.safe_dump(markers))
+    return mdata, load_markers(path)
+
+
 @pytest.mark.parametrize("stained", [False, True])
 def test_a_state_whose_antibody_shows_no_positive_population_is_called_only_where_it_stains(tmp_path, stained):
     """Lineage Y's states: Y.a (P2) and Y.b (P3). P3 stains no population (as TCR gd in real Kotliarov 2020
@@ -1483,9 +1500,7 @@ def test_a_state_whose_antibody_shows_no_positive_population_is_called_only_wher
     the relative scores of background. Now only cells with P3 at the gate's level (1 CLR) keep Y.b, the
     rest of its calls are Unassigned and the report says so. Where P3 stains a population (``stained``),
     nothing changes: Y.b is called for it."""
-    import yaml
-
-    from sscsig.annotate import annotate, load_markers
+    from sscsig.annotate import annotate
 
     rng = np.random.default_rng(0)
     n = 300
@@ -1497,18 +1512,11 @@ def test_a_state_whose_antibody_shows_no_positive_population_is_called_only_wher
     clr = np.column_stack([np.where(x_cells, 3.0, 0.0), np.where(x_cells, 0.0, 3.0),
                            np.where(ya_cells, 3.0, 0.0), p3]) + np.column_stack(
         [rng.normal(0, 0.3, (n, 3)), np.zeros(n)])
-    names = ["P0", "P1", "P2", "P3"]
-    prot = ad.AnnData(np.zeros((n, 4)), var=pd.DataFrame({"antibody": names}, index=[f"ADT_{v}" for v in names]))
-    prot.layers["clr"] = clr
-    rna = ad.AnnData(sp.csr_matrix((n, 1), dtype=np.float32), var=pd.DataFrame(index=["none"]))
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({
+    mdata, markers = _protein_cohort(clr, ["P0", "P1", "P2", "P3"], {
         "lineages": {"X": {"protein_pos": ["P0"]}, "Y": {"protein_pos": ["P1"], "protein_any": ["P2", "P3"]}},
         "states": {"X": {"X.a": {"protein_pos": ["P0"]}},
-                   "Y": {"Y.a": {"protein_pos": ["P2"]}, "Y.b": {"protein_pos": ["P3"]}}}}))
-    report = annotate(mdata, load_markers(path), smoothing=0.0, refine=False, seed=0)
+                   "Y": {"Y.a": {"protein_pos": ["P2"]}, "Y.b": {"protein_pos": ["P3"]}}}}, tmp_path / "m.yaml")
+    report = annotate(mdata, markers, smoothing=0.0, refine=False, seed=0)
     state = mdata.obs["cell_state"].astype(str).to_numpy()
     assert (mdata.obs["lineage"].astype(str).to_numpy() == np.where(x_cells, "X", "Y")).all()
     # (z-scores: a Y.a cell whose P3 background happens to be high scores Y.b; it is Unassigned where P3 stains nothing)
@@ -1528,26 +1536,18 @@ def test_a_lineage_without_markers_of_its_own_in_the_data_is_not_called(tmp_path
     and C list too; its own P2 is not in the panel) cannot be told from them: it is not called, the
     report names it and the markers it lacks, and its cells go to the lineages the data can tell. C,
     whose positive markers are all shared by definition, is judged by them as before."""
-    import yaml
-
-    from sscsig.annotate import annotate, load_markers
+    from sscsig.annotate import annotate
 
     rng = np.random.default_rng(0)
     n = 300
     a_cells = np.arange(n) < 100
     clr = np.column_stack([3 + rng.normal(0, 0.3, n), np.where(a_cells, 3.0, 0.0) + rng.normal(0, 0.3, n)])
-    prot = ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["P0", "P1"]}, index=["ADT_P0", "ADT_P1"]))
-    prot.layers["clr"] = clr
-    rna = ad.AnnData(sp.csr_matrix((n, 1), dtype=np.float32), var=pd.DataFrame(index=["none"]))
-    mdata = md.MuData({"rna": rna, "prot": prot})
-    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({
+    mdata, markers = _protein_cohort(clr, ["P0", "P1"], {
         "lineages": {"A": {"protein_pos": ["P0", "P1"]}, "B": {"protein_pos": ["P0", "P2"]},
                      "C": {"protein_pos": ["P0"], "protein_neg": ["P1"]}},
         "states": {"A": {"A.x": {"protein_pos": ["P1"]}}, "B": {"B.x": {"protein_pos": ["P2"]}},
-                   "C": {"C.x": {"protein_pos": ["P0"]}}}}))
-    report = annotate(mdata, load_markers(path), smoothing=0.0, gate_layer=None, refine=False, seed=0)
+                   "C": {"C.x": {"protein_pos": ["P0"]}}}}, tmp_path / "m.yaml")
+    report = annotate(mdata, markers, smoothing=0.0, gate_layer=None, refine=False, seed=0)
     assert report["lineages_not_called"] == {"B": ["P2"]}
     lineage = mdata.obs["lineage"].astype(str).to_numpy()
     assert "B" not in set(lineage)
