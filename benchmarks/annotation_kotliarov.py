@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from annotation_gates import ANTIBODIES, call, load, score  # noqa: E402
 from annotation_pbmc10k_adt import default_gate  # noqa: E402
+from annotation_real import kotliarov_dsb  # noqa: E402
 
 from sscsig.protein import GATE_MIN_DEFAULTS  # noqa: E402
 
@@ -69,17 +70,9 @@ def labelled_cells(adtnorm: Path, shared: Path) -> tuple[np.ndarray, list[str], 
 
 
 def dsb_values(shared: Path, names: list[str], *, seed: int) -> np.ndarray:
-    """The fixture's cells DSB-normalised as the pipeline does it (:func:`sscsig.protein.dsb_normalise`:
-    background from the 8,005 empty droplets beside them in ``../shared``, the four isotype controls
-    in the technical component), cells x ``names`` (the antibodies without the isotype controls)."""
-    import anndata as ad
-
-    from sscsig.protein import dsb_normalise
-
-    cells = ad.read_h5ad(shared / FIXTURE)
-    empty = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_empty_drops.h5ad")
-    cells.var["isotype"] = ["sotype" in v for v in cells.var_names]
-    dsb = dsb_normalise(cells, empty, seed=seed)
+    """The fixture's cells DSB-normalised as the pipeline does it (``annotation_real.kotliarov_dsb``), cells x
+    ``names`` (the antibodies without the isotype controls)."""
+    cells, dsb = kotliarov_dsb(shared, seed=seed)
     return np.asarray(dsb, dtype=np.float64)[:, [list(cells.var_names).index(n) for n in names]]
 
 

@@ -307,6 +307,21 @@ def score_reference_mapping(reference, query, *, data: str, seed: int = 0, refer
     return row, table.assign(data=data, method=row["method"]), confusion
 
 
+def kotliarov_dsb(shared: Path, *, seed: int = 0):
+    """Kotliarov 2020's 2,872 cells in ``shared`` (87 antibodies, raw counts; ``var['isotype']`` marks the
+    four isotype controls) and their DSB values (cells x the same antibodies) against the 8,005 empty
+    droplets beside them, as the pipeline normalises (:func:`sscsig.protein.dsb_normalise`, the isotype
+    controls in the technical component)."""
+    import anndata as ad
+
+    from sscsig.protein import dsb_normalise
+
+    cells = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_cells.h5ad")
+    empty = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_empty_drops.h5ad")
+    cells.var["isotype"] = ["isotype" in v.lower() for v in cells.var_names]
+    return cells, dsb_normalise(cells, empty, seed=seed)
+
+
 def gate_on_real_dsb(shared: Path, *, gates=(None, 3.0, 4.0, 6.0), seed: int = 0) -> pd.DataFrame:
     """Lineage calls on real DSB-normalised PBMCs (Kotliarov 2020: 2,872 cells, 87 antibodies, DSB
     against its 8,005 empty droplets; protein only, no labels) without and with the lineage gate at
@@ -318,13 +333,10 @@ def gate_on_real_dsb(shared: Path, *, gates=(None, 3.0, 4.0, 6.0), seed: int = 0
     import scipy.sparse as sp
 
     from sscsig.annotate import annotate, load_markers
-    from sscsig.protein import clr_per_cell, dsb_normalise
+    from sscsig.protein import clr_per_cell
 
-    cells = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_cells.h5ad")
-    empty = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_empty_drops.h5ad")
+    cells, dsb = kotliarov_dsb(shared, seed=seed)
     names = [v.replace("_PROT", "").strip().replace("TCRgd", "TCR_gd") for v in cells.var_names]
-    cells.var["isotype"] = ["isotype" in n.lower() for n in names]
-    dsb = dsb_normalise(cells, empty, seed=seed)
     prot = ad.AnnData(sp.csr_matrix(cells.X), obs=pd.DataFrame(index=cells.obs_names),
                       var=pd.DataFrame({"antibody": names}, index=[f"ADT_{n}" for n in names]))
     prot.layers["dsb"], prot.layers["clr"] = dsb, clr_per_cell(cells.X)

@@ -807,6 +807,20 @@ def unseparated_lineages(markers: dict, levels: dict[str, dict], scorer: "_Score
     return out
 
 
+def _separation(col: np.ndarray, positive: np.ndarray) -> tuple[float, float, float, float, float] | None:
+    """An antibody's values ``col`` split into the cells ``positive`` marks (P) and the rest (N), cells
+    whose sample did not measure it (NaN) left out: N's median and robust SD, P's median and robust SD,
+    and how many of N's robust SDs P's median lies above N's (0 where N's SD is 0). ``None`` with fewer
+    than 10 cells on either side (no population to judge)."""
+    ok = ~np.isnan(col)
+    pos, neg = col[ok & positive], col[ok & ~positive]
+    if len(neg) < 10 or len(pos) < 10:
+        return None
+    med, sd = _median_sd(neg)
+    top, pos_sd = _median_sd(pos)
+    return med, sd, top, pos_sd, ((top - med) / sd if sd > 0 else 0.0)
+
+
 def unseparated_states(lineage: dict, states: dict, labels: np.ndarray, rows: np.ndarray, scorer: "_Scorer", *,
                        layer: str, separated: float = GATE_SEPARATED) -> dict[str, list[str]]:
     """The states of one lineage that only their antibodies could find, whose calls show no positive
@@ -845,16 +859,12 @@ def unseparated_states(lineage: dict, states: dict, labels: np.ndarray, rows: np
             continue
         called = np.zeros(scorer.prot.n_obs, bool)
         called[rows[labels == name]] = True
-        stands_out = False
+        splits = []
         for v in found.values():
             col = x[:, scorer.prot.var_names.get_loc(v)]
-            col = np.asarray(col.toarray() if hasattr(col, "toarray") else col, dtype=np.float64).ravel()
-            ok = ~np.isnan(col)
-            pos, neg = col[ok & called], col[ok & ~called]
-            if len(pos) >= 10 and len(neg) >= 10:
-                med, sd = _median_sd(neg)
-                stands_out |= bool(sd > 0 and (np.median(pos) - med) / sd > separated)
-        if not stands_out:
+            splits.append(_separation(np.asarray(col.toarray() if hasattr(col, "toarray") else col,
+                                                 dtype=np.float64).ravel(), called))
+        if not any(split is not None and split[4] > separated for split in splits):
             out[name] = list(found)
     return out
 
@@ -901,15 +911,10 @@ def gate_thresholds(scorer: "_Scorer", markers: dict, calls: np.ndarray, *, laye
                     positive_for.setdefault(var, set()).add(lin)
     out = {}
     for var, lineages in positive_for.items():
-        col = x[:, scorer.prot.var_names.get_loc(var)]
-        ok = ~np.isnan(col)
-        in_p = np.isin(calls, list(lineages)) & ok
-        neg, pos = col[ok & ~in_p], col[in_p]
-        if len(neg) < 10 or len(pos) < 10:
+        split = _separation(x[:, scorer.prot.var_names.get_loc(var)], np.isin(calls, list(lineages)))
+        if split is None:
             continue
-        med, sd = _median_sd(neg)
-        top, pos_sd = _median_sd(pos)
-        z = (top - med) / sd if sd > 0 else 0.0
+        med, sd, top, pos_sd, z = split
         if z > separated:
             vetoed_from = min(max(med + veto * sd, top - veto_within * pos_sd), top)
             out[var] = {"admit": min(med + admit * sd, top), "veto": vetoed_from, "separated": True,
@@ -1449,7 +1454,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     no_count_evidence: dict[str, int] = {}
     refined: dict[str, int] = {}
     lineage_markers = None
-    ungated = None  # the lineage scores' own calls, where the gate ran
+    gate_runs = gate_layer is not None and lineage is None  # not on lineages given by a reference
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
     n = mdata.n_obs
     all_rows = np.arange(n)
@@ -1610,20 +1615,20 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                 before[rows] = np.where(blank, lab, before[rows])
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z,
                          alpha=substate_alpha, dropped=no_count_evidence)
-        unfound = ({} if ungated is None else
-                   unseparated_states(markers["lineages"][lin], states, lab, rows, scorer, layer=gate_layer))
-        for sname, antibodies in unfound.items():  # (the gate ran: not on lineages given by a reference)
+        unfound = (unseparated_states(markers["lineages"][lin], states, lab, rows, scorer, layer=gate_layer)
+                   if gate_runs else {})
+        for sname, antibodies in unfound.items():
             # a state its antibodies show no population of: only cells positive for one (at gate_min) keep it
             pos, measured = scorer.positive(antibodies, layer=gate_layer, min_value=gate_min)
             drop = (lab == sname) & ~pos[rows].any(1) & measured[rows].any(1)
             lab, conf = np.where(drop, UNASSIGNED, lab).astype(object), np.where(drop, 0.0, conf)
-            without_antibody[sname] = {"antibodies": antibodies,
-                                       "cells_unassigned": int(drop.sum()), "cells_kept": int((lab == sname).sum())}
+            without_antibody[sname] = {"antibodies": antibodies, "cells_unassigned": int(drop.sum()),
+                                       "cells_kept": int((lab == sname).sum())}
             if drop.any():
                 log.warning("state %s: its antibodies (%s) show no positive population among its calls, so its %d calls "
                             "below %s %g are Unassigned (%d kept): the cohort may lack %s, or the antibody stains dimly",
-                            sname, ", ".join(antibodies), int(drop.sum()), gate_layer, gate_min,
-                            int((lab == sname).sum()), sname)
+                            sname, ", ".join(antibodies), without_antibody[sname]["cells_unassigned"], gate_layer,
+                            gate_min, without_antibody[sname]["cells_kept"], sname)
         if refine:
             refined[lin] = int((lab != before[rows]).sum())
         state[rows] = lab
