@@ -1321,9 +1321,9 @@ def test_the_default_gate_per_sample_catches_a_lineage_one_sample_lacks():
     assert (per_batch[b1] == cohort[b1]).all() and (per_batch[b1 & (truth == "B")] == "B").all()
 
 
-def _protein_only_calls(counts: np.ndarray, antibodies: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(lineage, cell state, report) of the default annotation of cells x antibodies raw counts, no RNA,
-    one sample, the kNN graph on the CLR values."""
+def _protein_only_cohort(counts: np.ndarray, antibodies: list[str]) -> tuple[md.MuData, dict]:
+    """Cells x antibodies raw counts as a cohort with no RNA, one sample, the kNN graph on the CLR values,
+    annotated with the default marker file and settings; and annotate's report."""
     import scanpy as sc
 
     from sscsig.annotate import annotate, load_markers
@@ -1340,6 +1340,12 @@ def _protein_only_calls(counts: np.ndarray, antibodies: list[str]) -> tuple[np.n
     sc.pp.neighbors(graph, n_neighbors=15, use_rep="X", random_state=0)
     m.obsp["connectivities"] = graph.obsp["connectivities"]
     report = annotate(m, load_markers(ROOT / "config" / "markers.yaml"), seed=0)
+    return m, report
+
+
+def _protein_only_calls(counts: np.ndarray, antibodies: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(lineage, cell state, report) of :func:`_protein_only_cohort`."""
+    m, report = _protein_only_cohort(counts, antibodies)
     return m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy(), report
 
 
@@ -1417,14 +1423,20 @@ def _kotliarov_calls(shared: Path) -> tuple[np.ndarray, np.ndarray, dict, pd.Dat
     """The protein-only lineage and state calls of Kotliarov 2020's 2,872 PBMCs in ../shared (83 antibodies,
     isotype controls left out), the annotate report and the cells' CLR under the antibodies' plain names;
     computed once for the tests that read them."""
+    counts, names, clr = _kotliarov_counts(shared)
+    lineage, states, report = _protein_only_calls(counts, names)
+    return lineage, states, report, clr
+
+
+def _kotliarov_counts(shared: Path) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """Kotliarov 2020's 2,872 PBMCs in ../shared: cells x 83 antibodies raw counts (isotype controls left
+    out), the antibodies' names as the data gives them, and the CLR under their plain names."""
     from sscsig.protein import clr_per_cell
 
     a = ad.read_h5ad(shared / "dsb_kotliarov2020_adt_cells.h5ad")
     a = a[:, [v for v in a.var_names if "sotype" not in v]].copy()
     counts = (a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)).astype(np.float64)
-    lineage, states, report = _protein_only_calls(counts, list(a.var_names))
-    clr = pd.DataFrame(clr_per_cell(counts), columns=[v.split("_PROT")[0].strip() for v in a.var_names])
-    return lineage, states, report, clr
+    return counts, list(a.var_names), pd.DataFrame(clr_per_cell(counts), columns=[v.split("_PROT")[0].strip() for v in a.var_names])
 
 
 def test_real_cd8_t_cells_of_a_wide_panel_are_not_other_t_for_the_cd3_they_share(shared_data):
@@ -1552,3 +1564,52 @@ def test_a_lineage_without_markers_of_its_own_in_the_data_is_not_called(tmp_path
     lineage = mdata.obs["lineage"].astype(str).to_numpy()
     assert "B" not in set(lineage)
     assert (lineage[a_cells] == "A").mean() >= 0.95 and (lineage[~a_cells] == "C").mean() >= 0.95
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_state_separation_tells_a_state_the_cohort_has_from_one_it_lacks(tmp_path, present):
+    """Lineage Y's states: Y.a (P2-high) and Y.b (P3-high). Without P3-high cells (``present`` False) Y.b is
+    still called, for Y's P2-low cells, because the scores are relative within the lineage; its calls'
+    P3 then lies no higher than the other Y cells' and the table says it does not stand out. With them
+    it does. X has one state and so no other cells to judge it against (NaN)."""
+    from sscsig.annotate import annotate, state_separation
+
+    rng = np.random.default_rng(0)
+    n = 300
+    idx = np.arange(n)
+    y, ya, yb = idx >= 100, (idx >= 100) & (idx < 200), idx >= 200
+    clr = np.column_stack([np.where(y, 0.0, 3.0), np.where(y, 3.0, 0.0), np.where(ya, 3.0, 0.0),
+                           np.where(yb & present, 3.0, 0.0)]) + rng.normal(0, 0.3, (n, 4))
+    mdata, markers = _protein_cohort(clr, ["P0", "P1", "P2", "P3"], {
+        "lineages": {"X": {"protein_pos": ["P0"]}, "Y": {"protein_pos": ["P1"]}},
+        "states": {"X": {"X.a": {"protein_pos": ["P0"]}},
+                   "Y": {"Y.a": {"protein_pos": ["P2"]}, "Y.b": {"protein_pos": ["P3"]}}}}, tmp_path / "m.yaml")
+    annotate(mdata, markers, smoothing=0.0, refine=False, seed=0)
+    table = state_separation(mdata, markers).set_index("state")
+    assert table.loc["Y.b", "cells"] >= 95, table  # called either way
+    assert bool(table.loc["Y.b", "stands_out"]) is present, table
+    assert bool(table.loc["Y.b", "max_antibody_separation"] > 5) is present
+    assert table.loc["Y.a", "stands_out"] and table.loc["Y.a", "antibody_separation"].startswith("P2 ")
+    assert pd.isna(table.loc["X.a", "stands_out"]) and table.loc["X.a", "cells"] == 100
+
+
+def test_real_states_taken_out_of_the_cohort_are_called_but_do_not_stand_out(shared_data):
+    """Kotliarov 2020's 2,872 real PBMCs (protein only). Taken out by their antibodies, non-classical
+    monocytes (CD16+ CD14-low CD11c+ CD3- CD56-low) and pDC (CD123-high CD11c-low CD3-) are still called:
+    more than 50 cells CD16.Mono (109 when written; 68 with them) and more than 20 pDC (27; 140 with them),
+    from the relative scores within their lineages. With the cells there, the calls' CD16 / CD123 stand
+    4.3 / 3.2 robust SDs above the rest of the lineage; without them 1.0 / 0.3, and state_separation says
+    they do not stand out (cDC2, still there, does)."""
+    from sscsig.annotate import load_markers, state_separation
+
+    counts, names, clr = _kotliarov_counts(shared_data)
+    markers = load_markers(ROOT / "config" / "markers.yaml")
+    full = state_separation(_protein_only_cohort(counts, names)[0], markers).set_index("state")
+    assert full.loc["CD16.Mono", "stands_out"] and full.loc["pDC", "stands_out"], full
+    ncm = ((clr["CD16"] > 2) & (clr["CD14"] < 2) & (clr["CD3"] < 1) & (clr["CD56"] < 1.5) & (clr["CD11c"] > 1.5)).to_numpy()
+    pdc = ((clr["CD123"] > 3) & (clr["CD11c"] < 1.5) & (clr["CD3"] < 1)).to_numpy()
+    for state, gone, called in (("CD16.Mono", ncm, 50), ("pDC", pdc, 20)):
+        table = state_separation(_protein_only_cohort(counts[~gone], names)[0], markers).set_index("state")
+        assert table.loc[state, "cells"] > called, table
+        assert not table.loc[state, "stands_out"] and table.loc[state, "max_antibody_separation"] < 1.5, table
+        assert table.loc["cDC2", "stands_out"]

@@ -46,6 +46,8 @@ rule annotate:
         h5mu=f"{OUT}/cohort/annotated.h5mu",
         panel_evidence=report(f"{OUT}/cohort/panel_evidence.tsv", category="Annotation",
                               caption="../report/panel_evidence.rst"),
+        state_separation=report(f"{OUT}/cohort/state_separation.tsv", category="Annotation",
+                                caption="../report/state_separation.rst"),
     params:
         annotation=marker_options(config["annotation"]),
         method=config["annotation"]["method"],

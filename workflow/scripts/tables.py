@@ -2,9 +2,7 @@
 from sscsig.io import rule_logging
 
 with rule_logging(snakemake):
-    import json
-    from pathlib import Path
-
+    from sscsig.io import read_json
     from sscsig.report import complication_table, read_complication_inputs, table_html, to_markdown, write_table
     from sscsig.stats import stress_warnings
 
@@ -13,8 +11,8 @@ with rule_logging(snakemake):
     table = complication_table(**read_complication_inputs(i.abundance, i.signatures, milo_states=i.milo,
                                                           de_summaries=list(i.de), stress=list(i.stress)),
                                complication=comp, contrast_order=p.contrast_order, hypotheses=p.hypotheses)
-    warnings = (json.loads(Path(i.merge_report).read_text())["warnings"]
-                + json.loads(Path(i.design_warnings).read_text()) + stress_warnings(table, fdr=p.fdr, confounding_pvalue=p.confounding_pvalue))
+    warnings = (read_json(i.merge_report)["warnings"]
+                + read_json(i.design_warnings) + stress_warnings(table, fdr=p.fdr, confounding_pvalue=p.confounding_pvalue))
     md = to_markdown(table, complication=comp, warnings=warnings, milo_fdr=p.milo_fdr, de_fdr=p.de_fdr)
     write_table(table, o.tsv, md, o.md, snakemake.config, warnings=warnings)
     table_html(table, comp, o.html, warnings=warnings)

@@ -13,10 +13,13 @@ onto a user-supplied labelled reference, ``annotation.method: reference``),
 :func:`subcluster` (Leiden within lineages), :func:`panel_evidence` (the marker evidence that
 antibody panels differing between samples take away), :func:`annotation_f1` and
 :func:`annotation_vs_truth` (scoring against known labels or the demo's truth), :func:`macro_f1_interval`
-(how far the cells sampled could move a macro-F1).
+(how far the cells sampled could move a macro-F1), :func:`state_separation` (whether each state's calls
+stand out from their lineage on the state's own markers, or were picked from a continuum or from a
+state the cohort lacks).
 """
 
 from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration, macro_f1_interval
+from ._diagnostics import state_separation
 from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, count_evidence, gate_thresholds,
                        load_markers, marker_options, no_evidence_cells, panel_evidence, refine_states, state_genes,
                        subcluster, unseparated_lineages, unseparated_states)
@@ -25,5 +28,5 @@ from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, r
 __all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
            "annotation_f1", "annotation_vs_truth", "confidence_calibration", "count_evidence", "gate_thresholds",
            "load_markers", "load_reference", "macro_f1_interval", "marker_options", "no_evidence_cells", "panel_evidence",
-           "read_label_table", "refine_states", "state_genes", "subcluster", "train_reference_model",
+           "read_label_table", "refine_states", "state_genes", "state_separation", "subcluster", "train_reference_model",
            "unseparated_lineages", "unseparated_states"]

@@ -12,6 +12,7 @@ stripped) so that they never collide with gene symbols; the original name stays 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import warnings
@@ -283,3 +284,8 @@ def read_sample(
     mdata.obs["sample"] = sample
     mdata.obs["barcode"] = barcodes.to_numpy()
     return mdata
+
+
+def read_json(path: str | Path):
+    """The JSON document at ``path`` (a rule's report or warnings, as :func:`write_json` writes them)."""
+    return json.loads(Path(path).read_text())
