@@ -1613,3 +1613,21 @@ def test_real_states_taken_out_of_the_cohort_are_called_but_do_not_stand_out(sha
         assert table.loc[state, "cells"] > called, table
         assert not table.loc[state, "stands_out"] and table.loc[state, "max_antibody_separation"] < 1.5, table
         assert table.loc["cDC2", "stands_out"]
+
+
+def test_a_significant_state_whose_calls_do_not_stand_out_is_named_above_the_table(tmp_path):
+    """The complication table's warnings name a state whose composition test is significant and whose
+    calls do not stand out from their lineage on its antibodies (state_separation.tsv as the annotate
+    rule writes it); not a state that stands out, one not significant, or one without antibodies to judge."""
+    from sscsig.io import write_tsv
+    from sscsig.report import separation_warnings
+
+    write_tsv(pd.DataFrame({"lineage": ["CD4_T", "CD4_T", "CD4_T", "Mono"], "state": ["Treg", "CD4.TCM", "CD4.Naive", "CD14.EGR1"],
+                            "substate_of": ["", "", "", "CD14.Mono"], "antibody_separation": ["CD25 1.03", "CD45RO 0.3", "CD45RA 5.0", ""],
+                            "stands_out": [False, False, True, np.nan]}), tmp_path / "sep.tsv")
+    sep = pd.read_csv(tmp_path / "sep.tsv", sep="\t")
+    table = pd.DataFrame({"cell_state": ["Treg", "CD4.TCM", "CD4.Naive", "CD14.EGR1"], "contrast": "SRC_vs_SSc",
+                          "fdr": [0.01, 0.5, 0.01, 0.001]})
+    warnings = separation_warnings(table, sep, fdr=0.1)
+    assert len(warnings) == 1 and warnings[0].startswith("Treg in SRC_vs_SSc (FDR 0.01)") and "CD25 1.03" in warnings[0]
+    assert separation_warnings(table, sep.assign(stands_out=True)) == []

@@ -62,6 +62,14 @@ def test_annotation_agrees_with_truth(demo_run):
     assert summary["f1_CD14.EGR1"] >= 0.80 and summary["f1_CD8.TEM_T2ISG"] >= 0.80, summary
     assert summary["kept_true_singlets"] > 0.9 * len(obs) and set(table["level"]) == {"lineage", "cell_state"}
     assert {"lineage", "cell_state", "lineage_confidence", "cell_state_confidence"} <= set(obs.columns)
+    # every state the twin has is a population of its own: its calls stand out on its antibodies, and no
+    # table carries the warning for a significant state that does not
+    sep = pd.read_csv(demo_run / "cohort/state_separation.tsv", sep="\t")
+    judged = sep[(sep["cells"] >= 30) & sep["substate_of"].isna()]
+    assert len(judged) >= 15 and judged["stands_out"].astype(bool).all(), judged
+    assert sep.set_index("state").loc["CD14.EGR1", "substate_of"] == "CD14.Mono"
+    for comp in ("SRC", "ILD"):
+        assert "do not stand out" not in (demo_run / f"tables/complication_{comp}.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 # One table per complication: every state's composition, Milo, pseudobulk and signature results
-# (sscsig.report), with the merge's and the design's warnings on top.
+# (sscsig.report), with the merge's, the design's and the calls' (state_separation) warnings on top.
 
 
 rule tables:
@@ -10,6 +10,7 @@ rule tables:
         de=lambda wc: [f"{OUT}/pseudobulk/{c}.summary.tsv" for c in contrasts_of(config["contrasts"], wc.complication)],
         merge_report=f"{OUT}/cohort/merge_report.json",
         design_warnings=DESIGN["warnings"],
+        separation=f"{OUT}/cohort/state_separation.tsv",
         stress=[f"{OUT}/abundance/stress_adjusted.tsv"] if config["stress"]["enabled"] else [],
     output:
         tsv=f"{OUT}/tables/complication_{{complication}}.tsv",

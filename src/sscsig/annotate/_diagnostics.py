@@ -36,8 +36,9 @@ def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "c
     given (scanpy's module score on the log-normalised ``rna.X``): a sparse module's calls are the cells
     that detect its genes, so they stand far above the rest whether or not the state exists (twin
     without Tregs: the 23 Treg calls' module 9.4 robust SDs above the other CD4 T cells, their CD25
-    0.0). A module-high substate's calls count as its base state's (they need count evidence of their
-    own). Deterministic (the module's control genes are drawn with ``seed``, as annotate draws them).
+    0.0). A module-high substate's calls count as its base state's, and it has a row of its own
+    (``substate_of``), judged against the lineage's other cells; most substates have no antibodies
+    (they need count evidence instead). Deterministic (the module's control genes are drawn with ``seed``, as annotate draws them).
 
     Parameters
     ----------
@@ -57,7 +58,8 @@ def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "c
 
     Returns
     -------
-    One row per lineage and state: ``cells`` (its calls), ``share_of_lineage``, ``median_confidence``,
+    One row per lineage and state (and substate, after its base state): ``substate_of`` (empty for a base
+    state), ``cells`` (its calls; a base state's include its substates'), ``share_of_lineage``, ``median_confidence``,
     ``antibody_separation`` (each antibody's, ``;``-joined), ``max_antibody_separation``,
     ``rna_module_separation`` and ``stands_out`` (NaN / empty where fewer than 10 calls or 10 other
     cells, or none of its antibodies in the panel). A state that does not stand out is a continuum's
@@ -74,24 +76,11 @@ def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "c
     for lin, states in markers["states"].items():
         rows = np.flatnonzero(lineage == lin)
         for name, comp in states.items():
-            called = np.isin(state[rows], [name, *(comp.get("substates") or {})])
-            values, module = {}, np.nan
-            for ab in dict.fromkeys([*(comp.get("protein_pos") or []), *(comp.get("protein_any") or [])]):
-                var = find_protein(scorer.prot.var, ab)
-                if var is not None:
-                    values[ab] = scorer.clr[rows, scorer.prot.var_names.get_loc(var)]
-            splits = {k: _separation(np.asarray(v, dtype=np.float64), called) for k, v in values.items()}
-            z = {k: round(float(s[4]), 2) for k, s in splits.items() if s is not None}
-            best = max(z.values(), default=np.nan)
-            if scorer.scorable(comp.get("rna_pos") or []):
-                split = _separation(scorer.module(comp["rna_pos"])[rows], called)
-                module = np.nan if split is None else round(float(split[4]), 2)
-            out.append({"lineage": lin, "state": name, "cells": int(called.sum()),
-                        "share_of_lineage": round(float(called.mean()), 4) if len(rows) else np.nan,
-                        "median_confidence": round(float(np.nanmedian(conf[rows][called])), 3) if called.any() else np.nan,
-                        "antibody_separation": "; ".join(f"{k} {v}" for k, v in z.items()),
-                        "max_antibody_separation": best, "rna_module_separation": module,
-                        "stands_out": (best > separated) if z else np.nan})
+            subs = comp.get("substates") or {}
+            out.append(_judged(scorer, lin, name, comp, rows, np.isin(state[rows], [name, *subs]), conf[rows],
+                               separated=separated))
+            out += [_judged(scorer, lin, sub, sc, rows, state[rows] == sub, conf[rows], separated=separated, base=name)
+                    for sub, sc in subs.items()]
     table = pd.DataFrame(out)
     flat = table[table["stands_out"].eq(False)]
     if len(flat):
@@ -99,3 +88,26 @@ def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "c
                  "a continuum's segment or a state the cohort may lack): %s", separated,
                  ", ".join(f"{s} ({c} cells, {z})" for s, c, z in zip(flat.state, flat.cells, flat.max_antibody_separation)))
     return table
+
+
+def _judged(scorer: _Scorer, lineage: str, name: str, comp: dict, rows: np.ndarray, called: np.ndarray,
+            conf: np.ndarray, *, separated: float, base: str = "") -> dict:
+    """One row of :func:`state_separation`: the calls (``called`` among the lineage's ``rows``) against the
+    lineage's other cells, on the label's own antibodies and (shown) its RNA module."""
+    values, module = {}, np.nan
+    for ab in dict.fromkeys([*(comp.get("protein_pos") or []), *(comp.get("protein_any") or [])]):
+        var = find_protein(scorer.prot.var, ab)
+        if var is not None:
+            values[ab] = scorer.clr[rows, scorer.prot.var_names.get_loc(var)]
+    splits = {k: _separation(np.asarray(v, dtype=np.float64), called) for k, v in values.items()}
+    z = {k: round(float(s[4]), 2) for k, s in splits.items() if s is not None}
+    best = max(z.values(), default=np.nan)
+    if scorer.scorable(comp.get("rna_pos") or []):
+        split = _separation(scorer.module(comp["rna_pos"])[rows], called)
+        module = np.nan if split is None else round(float(split[4]), 2)
+    return {"lineage": lineage, "state": name, "substate_of": base, "cells": int(called.sum()),
+            "share_of_lineage": round(float(called.mean()), 4) if len(rows) else np.nan,
+            "median_confidence": round(float(np.nanmedian(conf[called])), 3) if called.any() else np.nan,
+            "antibody_separation": "; ".join(f"{k} {v}" for k, v in z.items()),
+            "max_antibody_separation": best, "rna_module_separation": module,
+            "stands_out": (best > separated) if z else np.nan}

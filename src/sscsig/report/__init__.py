@@ -9,10 +9,10 @@ composition, forest, Milo, volcano, signatures, integration metrics, tissue), ea
 from ._figures import (biomarker_pca_plot, biomarker_roc_plot, cohort_figures, longitudinal_plot, composition_plot, donor_groups, forest_plot, heatmap_plot, metrics_plot,
                        milo_plot, qc_plot, qc_sample_plot, signature_plot, stats_figures, stress_plot, tissue_plot,
                        umap_plot, volcano_plot)
-from ._tables import (TABLE_COLUMNS, complication_table, read_complication_inputs, table_html, to_markdown,
-                      write_table)
+from ._tables import (TABLE_COLUMNS, complication_table, read_complication_inputs, separation_warnings, table_html,
+                      to_markdown, write_table)
 
 __all__ = ["TABLE_COLUMNS", "biomarker_pca_plot", "biomarker_roc_plot", "cohort_figures", "complication_table", "composition_plot", "donor_groups",
            "forest_plot", "heatmap_plot", "longitudinal_plot", "metrics_plot", "milo_plot", "qc_plot", "qc_sample_plot",
-           "read_complication_inputs", "signature_plot", "stats_figures", "stress_plot", "table_html", "tissue_plot", "to_markdown",
+           "read_complication_inputs", "separation_warnings", "signature_plot", "stats_figures", "stress_plot", "table_html", "tissue_plot", "to_markdown",
            "umap_plot", "volcano_plot", "write_table"]

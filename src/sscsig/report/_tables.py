@@ -90,6 +90,27 @@ def read_complication_inputs(abundance_tsv, signature_tsv, *, milo_states=None, 
             "milo": pd.read_csv(milo_states, sep="\t") if milo_states else None, "de_summary": de, "stress": st}
 
 
+def separation_warnings(table: pd.DataFrame, separation: pd.DataFrame, *, fdr: float = 0.1) -> list[str]:
+    """A sentence for every state of a complication table whose composition test is significant (FDR <
+    ``fdr``) and whose calls do not stand out from the rest of their lineage on the state's own
+    antibodies (``separation``: the annotate rule's ``cohort/state_separation.tsv``, ``stands_out``
+    false). The marker scores are relative within a lineage, so such calls are a segment of a continuum
+    or a state the cohort may lack, and the state's share is then a threshold's output (docs/annotation.md
+    "States the cohort lacks"). States without antibodies to judge them by (empty ``stands_out``) get none."""
+    flat = separation[separation["stands_out"].astype(str).str.lower() == "false"].drop_duplicates("state")
+    flat = flat.set_index("state")
+    out = []
+    for _, r in table.iterrows():
+        if not r["fdr"] < fdr or r["cell_state"] not in flat.index:
+            continue
+        s = flat.loc[r["cell_state"]]
+        out.append(f"{r['cell_state']} in {r['contrast']} (FDR {r['fdr']:.2g}): its calls do not stand out from the "
+                   f"rest of {s['lineage']} on its own antibodies ({s['antibody_separation']} robust SDs; "
+                   "cohort/state_separation.tsv), so they are a segment of a continuum or a state the cohort may "
+                   "lack, and its share is a threshold's output")
+    return out
+
+
 def to_markdown(table: pd.DataFrame, *, complication: str, warnings: list[str] | None = None,
                 milo_fdr: float = 0.1, de_fdr: float = 0.1) -> str:
     """A readable rendering: per contrast, the testable states by FDR, then the untestable ones.
