@@ -107,6 +107,14 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     (``refine=False``). ``dsb``: the cells' DSB values (cells x ``antibodies``), scored, gated (with
     ``gate_min``) and used for the kNN graph instead of the CLR, as the pipeline does with
     ``protein_layer: dsb`` and ``gate_layer: dsb``."""
+    m = annotated_cohort(counts, samples, seed=seed, gate_min=gate_min, antibodies=antibodies, dsb=dsb, **changes)
+    return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
+                         "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
+
+
+def annotated_cohort(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float | None = None,
+                     antibodies: list[str] = ANTIBODIES, dsb: np.ndarray | None = None, **changes):
+    """The cohort :func:`call` annotates (a MuData with ``prot`` only and the calls in ``obs``)."""
     import anndata as ad
     import mudata as md
     import scanpy as sc
@@ -137,8 +145,7 @@ def call(counts: np.ndarray, samples: np.ndarray, *, seed: int, gate_min: float 
     gate["protein_layer"] = layer
     annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(_config(), **(gate | changes)),
              seed=seed)
-    return pd.DataFrame({"lineage": m.obs["lineage"].astype(str).to_numpy(),
-                         "cell_state": m.obs["cell_state"].astype(str).to_numpy()})
+    return m
 
 
 def score(calls: pd.DataFrame, meta: pd.DataFrame, *, cohort: str, study: str) -> tuple[dict, pd.DataFrame]:

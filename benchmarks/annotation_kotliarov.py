@@ -19,7 +19,10 @@ and from the 9 ADTnorm keeps, each with and without the refinement, and from all
 ``annotation_gates.score`` scores ADTnorm's studies (lineage and fine macro-F1 over labels with >= 20
 gated cells, ``undefined`` cells left out). The gates were drawn on the 9 antibodies, so where the wide
 panel sees more than they did (CD45RA+ CD8 T cells that are CD57+ CD27- CD28-: effector memory
-re-expressing CD45RA, gated "naive CD8"), the score counts the call as wrong.
+re-expressing CD45RA, gated "naive CD8"), the score counts the call as wrong. ``states_taken_out.tsv``:
+each gated fine label's cells taken out in turn, and whether the states mapped onto it are still called
+and still stand out from their lineage (``sscsig.annotate.state_separation``; docs/annotation.md
+"States the cohort lacks").
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from annotation_gates import ANTIBODIES, call, load, score  # noqa: E402
+from annotation_gates import ANTIBODIES, STATE_TO_L2, annotated_cohort, call, load, score  # noqa: E402
 from annotation_pbmc10k_adt import default_gate  # noqa: E402
 from annotation_real import kotliarov_dsb  # noqa: E402
 
@@ -76,6 +79,35 @@ def dsb_values(shared: Path, names: list[str], *, seed: int) -> np.ndarray:
     return np.asarray(dsb, dtype=np.float64)[:, [list(cells.var_names).index(n) for n in names]]
 
 
+def states_taken_out(counts: np.ndarray, names: list[str], meta: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Each gated fine label taken out of the cells in turn, the rest annotated with the defaults: per state
+    the benchmark maps onto that label (``STATE_TO_L2``; substates left out), its calls and their largest
+    antibody separation (``sscsig.annotate.state_separation``) with the label's cells and without them
+    (docs/annotation.md "States the cohort lacks")."""
+    from sscsig.annotate import load_markers, state_separation
+
+    markers = load_markers(ROOT / "config/markers.yaml")
+    l2 = meta["cell_type_l2"].astype(str).to_numpy()
+
+    def separation(keep):
+        m = annotated_cohort(counts[keep], np.full(int(keep.sum()), "kotliarov"), seed=seed, antibodies=names,
+                             **default_gate())
+        return state_separation(m, markers, seed=seed).set_index("state")
+
+    full, rows = separation(np.ones(len(l2), bool)), []
+    for label in dict.fromkeys(STATE_TO_L2.values()):
+        states = [s for s, v in STATE_TO_L2.items() if v == label and s in full.index and not full.loc[s, "substate_of"]]
+        if (l2 == label).sum() < 10 or not states:
+            continue
+        without = separation(l2 != label)
+        rows += [{"label_taken_out": label, "cells_taken_out": int((l2 == label).sum()), "state": s,
+                  "calls_with": int(full.loc[s, "cells"]), "separation_with": full.loc[s, "max_antibody_separation"],
+                  "stands_out_with": full.loc[s, "stands_out"], "calls_without": int(without.loc[s, "cells"]),
+                  "separation_without": without.loc[s, "max_antibody_separation"],
+                  "stands_out_without": without.loc[s, "stands_out"]} for s in states]
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("adtnorm", type=Path, help="folder with ADTnorm's cell_x_adt / cell_x_feature (.rda or .tsv.gz)")
@@ -112,6 +144,7 @@ def main(argv=None) -> int:
         a.out / "per_class.tsv", sep="\t", index=False)
     for name, table in confusions.items():
         table.to_csv(a.out / f"confusion_{name}.tsv", sep="\t")
+    states_taken_out(counts, names, meta, seed=a.seed).to_csv(a.out / "states_taken_out.tsv", sep="\t", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(summary.drop(columns=["lineages_averaged"]).to_string(index=False))
     return 0
