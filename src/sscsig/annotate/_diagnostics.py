@@ -13,6 +13,9 @@ from ._markers import GATE_SEPARATED, _Scorer, _separation
 
 log = logging.getLogger("sscsig")
 
+COLUMNS = ["lineage", "state", "substate_of", "cells", "share_of_lineage", "median_confidence", "antibody_separation",
+           "max_antibody_separation", "rna_module_separation", "stands_out"]
+
 
 def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "clr",
                      separated: float = GATE_SEPARATED, min_genes_per_module: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -81,7 +84,7 @@ def state_separation(mdata: md.MuData, markers: dict, *, protein_layer: str = "c
                                separated=separated))
             out += [_judged(scorer, lin, sub, sc, rows, state[rows] == sub, conf[rows], separated=separated, base=name)
                     for sub, sc in subs.items()]
-    table = pd.DataFrame(out)
+    table = pd.DataFrame(out, columns=COLUMNS)
     flat = table[table["stands_out"].eq(False)]
     if len(flat):
         log.info("states whose calls stand out from their lineage on none of their own antibodies (> %g robust SDs; "
