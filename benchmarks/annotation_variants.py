@@ -3,7 +3,7 @@ the cohort differs from the one the marker file was tuned on?
 
     python benchmarks/annotation_variants.py OUTDIR [--cells-per-donor 150] [--variants NAME ...]
         [--seed 0] [--cores 2] [--config EXTRA.yaml] [--with-raw] [--ceiling | --ceiling-only] [--reference-seed N]
-        [--reference-cells-per-donor M] [--score-only | --reannotate]
+        [--reference-cells-per-donor M] [--score-only | --reannotate | --states-taken-out STATE ...]
 
 Each variant is simulated with ``sscsig.demo.DemoParams`` (seed 0 unless ``--seed``, 27 donors), run through the
 pipeline up to ``cohort/annotated.h5mu`` (QC, merge, integrate, annotate with the default config;
@@ -31,6 +31,12 @@ calibration error of the called cells, :func:`sscsig.annotate.confidence_calibra
 re-scores the variants already run in OUTDIR; ``--reannotate`` annotates their integrated cohorts again
 with the current config (and ``--config``), in memory, and scores that (``summary_reannotated.tsv``): for
 comparing annotation settings without re-running QC and integration.
+
+``--states-taken-out STATE ...`` takes each state's true cells out of the ``default`` variant's
+integrated cohort in turn (in memory) and annotates the rest as ``--reannotate`` does: how many cells
+are still called that state, with what confidence, and whether those calls stand out from their
+lineage (:func:`sscsig.annotate.state_separation`; ``OUTDIR/states_taken_out.tsv``; docs/annotation.md
+"States the cohort lacks").
 
 ``--reference-seed N`` annotates every variant with ``annotation.method: reference`` instead (plus
 whatever ``--config`` says, e.g. ``method: both``): the reference is another twin cohort, simulated with
@@ -139,21 +145,59 @@ def reannotate_variant(name: str, out: Path, *, extra_config: Path | None = None
     then ``extra_config``; ``method: markers``), and scored like :func:`score_variant` (its
     ``per_label.tsv`` is ``per_label_reannotated.tsv``). For comparing annotation settings without
     re-running QC and integration; the pipeline's own ``annotated.h5mu`` is left as it is."""
+    from sscsig.io import read_h5mu
+
+    mdata = read_h5mu(out / name / "results/cohort/integrated.h5mu")
+    _annotate_as_the_rule_would(mdata, name, extra_config=extra_config)
+    return score_variant(name, out, obs=mdata.obs, suffix="_reannotated")
+
+
+def _annotate_as_the_rule_would(mdata, name: str, *, extra_config: Path | None = None) -> dict:
+    """``mdata`` annotated in place by the marker file with the annotate rule's settings for variant
+    ``name`` (``config/config.yaml``, the variant's own config, then ``extra_config``); the marker file."""
     import yaml
 
     from sscsig.annotate import annotate, load_markers
     from sscsig.config import validate_config
-    from sscsig.io import read_h5mu
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     for extra in (VARIANT_CONFIG.get(name), extra_config.read_text() if extra_config else None):
         for key, val in (yaml.safe_load(extra or "") or {}).get("annotation", {}).items():
             cfg["annotation"][key] = val
     ann = validate_config(cfg)["annotation"]
-    mdata = read_h5mu(out / name / "results/cohort/integrated.h5mu")
-    annotate(mdata, load_markers(ROOT / ann["markers"]), seed=cfg.get("seed", 0),
-             **{k: v for k, v in ann.items() if k not in ("markers", "method", "reference")})
-    return score_variant(name, out, obs=mdata.obs, suffix="_reannotated")
+    markers = load_markers(ROOT / ann["markers"])
+    annotate(mdata, markers, seed=cfg.get("seed", 0), **{k: v for k, v in ann.items() if k not in ("markers", "method", "reference")})
+    return markers
+
+
+def states_taken_out(out: Path, states: list[str], *, extra_config: Path | None = None) -> pd.DataFrame:
+    """The ``default`` variant's integrated cohort without each state's true cells in turn, annotated
+    again: per state, its true cells, its calls and their median confidence and antibody separation
+    with all cells (``with``) and without its own (``without``)."""
+    import numpy as np
+
+    from sscsig.annotate import state_separation
+    from sscsig.io import read_cell_table, read_h5mu
+
+    full = read_h5mu(out / "default/results/cohort/integrated.h5mu")
+    truth = read_cell_table(out / "default/data/truth/cells.tsv").loc[full.obs_names, "cell_state"].astype(str).to_numpy()
+
+    def judged(keep):
+        m = full[keep].copy()
+        markers = _annotate_as_the_rule_would(m, "default", extra_config=extra_config)
+        return state_separation(m, markers).set_index("state")
+
+    base, rows = judged(np.ones(len(truth), bool)), []
+    for state in states:
+        without = judged(truth != state)
+        rows.append({"state": state, "true_cells": int((truth == state).sum()),
+                     **{f"{k}_{tag}": t.loc[state, col] for tag, t in (("with", base), ("without", without))
+                        for k, col in (("calls", "cells"), ("median_confidence", "median_confidence"),
+                                       ("separation", "max_antibody_separation"), ("stands_out", "stands_out"))}})
+        print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "states_taken_out.tsv", sep="\t", index=False)
+    return table
 
 
 def score_variant(name: str, out: Path, *, obs: pd.DataFrame | None = None, suffix: str = "") -> dict:
@@ -246,8 +290,14 @@ def main(argv=None) -> int:
     ap.add_argument("--reannotate", action="store_true",
                     help="annotate the integrated cohorts already in OUTDIR again with the current config (+ --config) "
                          "and score them (summary_reannotated.tsv)")
+    ap.add_argument("--states-taken-out", nargs="+", metavar="STATE",
+                    help="the default variant's cohort without each state's true cells in turn, annotated again "
+                         "(states_taken_out.tsv)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.states_taken_out:
+        states_taken_out(a.out, a.states_taken_out, extra_config=a.config)
+        return 0
     if a.reannotate:
         rows = [reannotate_variant(name, a.out, extra_config=a.config) for name in a.variants
                 if (a.out / name / "results/cohort/integrated.h5mu").exists()]
