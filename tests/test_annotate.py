@@ -1419,13 +1419,19 @@ def test_real_pbmc_calls_do_not_depend_on_how_the_panel_spells_its_antibodies():
 
 
 @functools.lru_cache(maxsize=1)
+def _kotliarov_cohort(shared: Path) -> tuple[md.MuData, dict]:
+    """Kotliarov 2020's 2,872 PBMCs in ../shared annotated from protein alone (:func:`_protein_only_cohort`)
+    and annotate's report; computed once for the tests that read them (none changes the cohort)."""
+    counts, names, _ = _kotliarov_counts(shared)
+    return _protein_only_cohort(counts, names)
+
+
 def _kotliarov_calls(shared: Path) -> tuple[np.ndarray, np.ndarray, dict, pd.DataFrame]:
     """The protein-only lineage and state calls of Kotliarov 2020's 2,872 PBMCs in ../shared (83 antibodies,
-    isotype controls left out), the annotate report and the cells' CLR under the antibodies' plain names;
-    computed once for the tests that read them."""
-    counts, names, clr = _kotliarov_counts(shared)
-    lineage, states, report = _protein_only_calls(counts, names)
-    return lineage, states, report, clr
+    isotype controls left out), the annotate report and the cells' CLR under the antibodies' plain names."""
+    m, report = _kotliarov_cohort(shared)
+    return (m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy(), report,
+            _kotliarov_counts(shared)[2])
 
 
 def _kotliarov_counts(shared: Path) -> tuple[np.ndarray, list[str], pd.DataFrame]:
@@ -1604,7 +1610,7 @@ def test_real_states_taken_out_of_the_cohort_are_called_but_do_not_stand_out(sha
 
     counts, names, clr = _kotliarov_counts(shared_data)
     markers = load_markers(ROOT / "config" / "markers.yaml")
-    full = state_separation(_protein_only_cohort(counts, names)[0], markers).set_index("state")
+    full = state_separation(_kotliarov_cohort(shared_data)[0], markers).set_index("state")
     assert full.loc["CD16.Mono", "stands_out"] and full.loc["pDC", "stands_out"], full
     ncm = ((clr["CD16"] > 2) & (clr["CD14"] < 2) & (clr["CD3"] < 1) & (clr["CD56"] < 1.5) & (clr["CD11c"] > 1.5)).to_numpy()
     pdc = ((clr["CD123"] > 3) & (clr["CD11c"] < 1.5) & (clr["CD3"] < 1)).to_numpy()
