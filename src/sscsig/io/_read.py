@@ -144,16 +144,20 @@ def _read_any(path: Path, sample: str, *, rna_type: str = "Gene Expression",
     if not path.exists():
         raise InputError(f"sample {sample!r}: data file not found: {path}")
     try:
-        if path.is_dir():
-            mtx = path / "filtered_feature_bc_matrix" if (path / "filtered_feature_bc_matrix").is_dir() else path
-            return sc.read_10x_mtx(mtx, gex_only=False, var_names="gene_symbols", make_unique=False)
+        with warnings.catch_warnings():
+            # a gene and an antibody of one name (CD4, CCR7) are duplicates only until the modalities are
+            # split (_split); anndata's advice to make them unique would rename the antibody
+            warnings.filterwarnings("ignore", message="Variable names are not unique")
+            if path.is_dir():
+                mtx = path / "filtered_feature_bc_matrix" if (path / "filtered_feature_bc_matrix").is_dir() else path
+                return sc.read_10x_mtx(mtx, gex_only=False, var_names="gene_symbols", make_unique=False)
+            if path.name.lower().endswith(".h5"):
+                return sc.read_10x_h5(path, gex_only=False)
         suffix = path.name.lower()
         if suffix.endswith(".h5mu"):
             return read_h5mu_modalities(path)
         if suffix.endswith(".h5ad"):
             return ad.read_h5ad(path)
-        if suffix.endswith(".h5"):
-            return sc.read_10x_h5(path, gex_only=False)
         if suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
             return read_rhapsody_csv(path, sample=sample, rna_type=rna_type, protein_type=protein_type)
     except InputError:
