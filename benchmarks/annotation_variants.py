@@ -86,17 +86,23 @@ VARIANT_CONFIG = {"study": "annotation:\n  markers: config/markers_study.yaml\n"
 
 def twin_reference(out: Path, *, seed: int, cells_per_donor: int) -> Path:
     """A labelled reference from a default twin cohort of another seed: its true singlets with their true labels."""
-    import anndata as ad
-    import mudata as md
-
     from sscsig.demo import DemoParams, simulate_cohort
-    from sscsig.io import read_cell_table, read_sample
 
     path = out / f"reference_seed{seed}_cells{cells_per_donor}" / "reference.h5mu"
     if path.exists():
         return path
-    data = path.parent / "data"
-    simulate_cohort(data, DemoParams(seed=seed, cells_per_donor=cells_per_donor))
+    simulate_cohort(path.parent / "data", DemoParams(seed=seed, cells_per_donor=cells_per_donor))
+    return truth_reference(path.parent / "data", path)
+
+
+def truth_reference(data: Path, path: Path) -> Path:
+    """A simulated cohort (``data``: ``samples.tsv``, the samples' h5 files, ``truth/cells.tsv``) written as
+    a user's labelled reference: its true singlets with ``cell_state``, ``lineage`` and ``batch``."""
+    import anndata as ad
+    import mudata as md
+
+    from sscsig.io import read_cell_table, read_sample
+
     sheet = pd.read_csv(data / "samples.tsv", sep="\t")
     truth = read_cell_table(data / "truth/cells.tsv")
     rnas, prots = [], []

@@ -1,0 +1,86 @@
+"""benchmarks/annotation_othersim.py: the second simulator, written apart from the demo twin, whose
+cohorts score the annotation. Its labels must be the marker file's, its antibodies (several named as
+gene symbols of the RNA) must land in the protein modality under the marker file's targets, and the
+same seed must give the same cohort."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import annotation_othersim as O  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("othersim")
+    O.simulate(out / "a", seed=3, cells_per_donor=40)
+    O.simulate(out / "b", seed=3, cells_per_donor=40)
+    return out
+
+
+def test_its_labels_are_the_marker_files(cohort):
+    from sscsig.annotate import load_markers
+
+    markers = load_markers(ROOT / "config/markers.yaml")
+    labels = {label for states in markers["states"].values() for name, comp in states.items()
+              for label in (name, *(comp.get("substates") or {}))}
+    lineage_of = {label: lin for lin, states in markers["states"].items() for name, comp in states.items()
+                  for label in (name, *(comp.get("substates") or {}))}
+    assert set(O.STATES) == labels
+    assert {s: lin for s, (lin, _) in O.STATES.items()} == lineage_of
+    truth = pd.read_csv(cohort / "a/truth/cells.tsv", sep="\t")
+    assert set(truth["cell_state"]) <= labels
+    assert truth["is_doublet"].mean() == pytest.approx(0.06, abs=0.01)
+
+
+def test_antibodies_named_as_genes_are_read_as_antibodies(cohort):
+    from sscsig.io import read_sample
+    from sscsig.protein import find_protein
+
+    sheet = pd.read_csv(cohort / "a/samples.tsv", sep="\t")
+    assert sheet["batch"].nunique() > 1 and len(sheet) == 27
+    row = sheet.iloc[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = read_sample(cohort / "a" / row["path"], sample=row["sample"])
+    # anndata's "make them unique" advice would rename the antibody CD4: not passed on to the user
+    assert not [w for w in caught if "not unique" in str(w.message)]
+    for gene in ("CD4", "CD14", "CCR7", "KLRB1", "MS4A1", "IL7R"):  # a gene and an antibody of that name
+        assert gene in m["rna"].var_names
+    assert {find_protein(m["prot"].var, target) is not None for target in O.PANEL} == {True}
+    truth = pd.read_csv(cohort / "a/truth/cells.tsv", sep="\t", dtype={"barcode": str})
+    truth = truth[(truth["sample"] == row["sample"]) & ~truth["is_doublet"] & ~truth["is_low_quality"]]
+    x = m["prot"].X
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    counts = pd.DataFrame(x, columns=m["prot"].var_names, index=m.obs["barcode"].to_numpy())
+    cd4 = counts[find_protein(m["prot"].var, "CD4")].reindex(truth["barcode"]).to_numpy()
+    t4, t8 = (truth["lineage"] == "CD4_T").to_numpy(), (truth["lineage"] == "CD8_T").to_numpy()
+    assert t4.sum() >= 5 and t8.sum() >= 3
+    assert np.median(cd4[t4]) > 3 * np.median(cd4[t8])
+    import h5py  # the file's own "CD4" antibody column, not its "CD4" gene
+    import scipy.sparse as sp
+
+    with h5py.File(cohort / "a" / row["path"]) as f:
+        g = f["matrix"]
+        mat = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:]))
+        names = g["features/name"][:].astype(str)
+        kinds = g["features/feature_type"][:].astype(str)
+    antibody = np.flatnonzero((names == "CD4") & (kinds == "Antibody Capture"))[0]
+    gene = np.flatnonzero((names == "CD4") & (kinds == "Gene Expression"))[0]
+    np.testing.assert_array_equal(counts[find_protein(m["prot"].var, "CD4")].to_numpy(),
+                                  mat[antibody].toarray().ravel())
+    np.testing.assert_array_equal(np.ravel(m["rna"][:, "CD4"].X.toarray()), mat[gene].toarray().ravel())
+
+def test_the_same_seed_gives_the_same_cohort(cohort):
+    a = pd.read_csv(cohort / "a/truth/cells.tsv", sep="\t")
+    b = pd.read_csv(cohort / "b/truth/cells.tsv", sep="\t")
+    pd.testing.assert_frame_equal(a, b)
+    sheet = pd.read_csv(cohort / "a/samples.tsv", sep="\t")
+    path = sheet["path"].iloc[5]
+    assert (cohort / "a" / path).read_bytes() == (cohort / "b" / path).read_bytes()
