@@ -44,7 +44,6 @@ of the same tissue would be. ``--reannotate`` annotates the integrated cohort ag
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -194,16 +193,16 @@ class _Model:
         self.iso_background = rng.uniform(2, 8, len(ISOTYPES))
         self.levels = {s: np.array([LEVEL_WEIGHT[LEVELS[s].get(t, 0)] for t in self.targets]) for s in STATES}
         self.batches = ["run1", "run2", "run3", "run4"]
+        self._batch_effects(rng, g, a)
+        if batch_seed is not None and batch_seed != world:  # the same biology, other batches (a reference)
+            self._batch_effects(np.random.default_rng([batch_seed, 8]), g, a)
+
+    def _batch_effects(self, rng, g: int, a: int) -> None:
+        """Per batch: gene factors, depth, antibody factors, antibody background."""
         self.batch_gene = {b: np.exp(rng.normal(0, 0.3, g)) for b in self.batches}
         self.batch_depth = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
         self.batch_prot = {b: np.exp(rng.normal(0, 0.25, a)) for b in self.batches}
         self.batch_bg = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
-        if batch_seed is not None and batch_seed != world:  # the same biology, other batches (a reference)
-            rng = np.random.default_rng([batch_seed, 8])
-            self.batch_gene = {b: np.exp(rng.normal(0, 0.3, g)) for b in self.batches}
-            self.batch_depth = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
-            self.batch_prot = {b: np.exp(rng.normal(0, 0.25, a)) for b in self.batches}
-            self.batch_bg = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
 
 
 def _composition(rng, donor: pd.Series) -> pd.Series:
@@ -301,13 +300,10 @@ def simulate(out: Path, *, seed: int = 0, cells_per_donor: int = 250, world: int
     return sheet
 
 
-def _crosstab(h5mu: Path, truth_tsv: Path) -> pd.DataFrame:
-    """True state (rows) x called state (columns) of the true singlets."""
-    import mudata as md
-
+def _crosstab(obs: pd.DataFrame, truth_tsv: Path) -> pd.DataFrame:
+    """True state (rows) x called state (columns) of the true singlets among the annotated cells ``obs``."""
     from sscsig.io import read_cell_table
 
-    obs = md.read_h5mu(h5mu, backed="r").obs
     t = read_cell_table(truth_tsv).loc[obs.index]
     good = (~t["is_doublet"].astype(bool) & ~t["is_low_quality"].astype(bool)).to_numpy()
     return pd.crosstab(pd.Series(t["cell_state"].to_numpy()[good], name="true"),
@@ -328,7 +324,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reannotate", action="store_true",
                     help="annotate the integrated cohort again in memory with --config's settings (markers)")
     args = ap.parse_args(argv)
-    from annotation_variants import reannotate_variant, score_variant, supervised_ceiling, truth_reference
+    import mudata as md
+    from annotation_variants import (reannotate_variant, run_to_annotated, score_variant, supervised_ceiling,
+                                     truth_reference)
 
     out = args.out.resolve()
     cohort = f"seed{args.seed}_cells{args.cells_per_donor}"
@@ -342,6 +340,7 @@ def main(argv=None) -> int:
             if not (data / "samples.tsv").exists():
                 simulate(data, seed=args.seed, cells_per_donor=args.cells_per_donor)
             extra = ""
+            (out / name).mkdir(parents=True, exist_ok=True)
             if args.reference_seed is not None:
                 ref_data = out / f"seed{args.reference_seed}_world{args.seed}_cells{args.cells_per_donor}" / "data"
                 ref = ref_data.parent / "reference.h5mu"
@@ -351,21 +350,13 @@ def main(argv=None) -> int:
                                  world=args.seed)
                     truth_reference(ref_data, ref)
                 extra = f"annotation:\n  method: reference\n  reference:\n    path: {ref}\n"
-                (out / name).mkdir(parents=True, exist_ok=True)
                 if not (out / name / "data").exists():
                     (out / name / "data").symlink_to(data)
-            cfg = out / name / "config.yaml"
-            cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
-                           "integration:\n  totalvi:\n    max_epochs: 60\n" + extra)
-            configs = [str(cfg)] + ([str(args.config)] if args.config else [])
-            proc = subprocess.run([sys.executable, "-m", "snakemake", f"{results}/cohort/annotated.h5mu", "--cores",
-                                   str(args.cores), "--configfile", "config/config.yaml", *configs, "-q"],
-                                  cwd=ROOT, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise SystemExit(f"othersim {name}: the pipeline failed:\n{proc.stderr[-3000:]}")
-        row = score_variant(name, out)
-        _crosstab(results / "cohort/annotated.h5mu", data / "truth/cells.tsv").to_csv(out / name / "crosstab.tsv",
-                                                                                      sep="\t")
+            run_to_annotated(data, results, out / name / "config.yaml", cores=args.cores, extra_config=args.config,
+                             config_text=extra, label=f"othersim {name}")
+        obs = md.read_h5mu(results / "cohort/annotated.h5mu", backed="r").obs
+        row = score_variant(name, out, obs=obs)
+        _crosstab(obs, data / "truth/cells.tsv").to_csv(out / name / "crosstab.tsv", sep="\t")
         if args.ceiling:
             row.update(supervised_ceiling(results / "cohort/annotated.h5mu", data / "truth/cells.tsv",
                                           ROOT / "config/markers.yaml"))

@@ -125,23 +125,32 @@ def truth_reference(data: Path, path: Path) -> Path:
     return path
 
 
+def run_to_annotated(data: Path, results: Path, cfg: Path, *, cores: int, extra_config: Path | None = None,
+                     config_text: str = "", label: str) -> None:
+    """The pipeline on the simulated cohort ``data`` up to ``results/cohort/annotated.h5mu``: the default config,
+    totalVI with 60 epochs (as the tests), then ``config_text`` (written with them to ``cfg``), then
+    ``extra_config``. A failed run stops with the end of Snakemake's stderr, ``label`` naming the run."""
+    cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
+                   "integration:\n  totalvi:\n    max_epochs: 60\n" + config_text)
+    configs = [str(cfg)] + ([str(extra_config)] if extra_config else [])
+    proc = subprocess.run([sys.executable, "-m", "snakemake", f"{results}/cohort/annotated.h5mu", "--cores",
+                           str(cores), "--configfile", "config/config.yaml", *configs, "-q"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label}: the pipeline failed:\n{proc.stderr[-3000:]}")
+
+
 def run_variant(name: str, out: Path, *, cells_per_donor: int, cores: int, extra_config: Path | None,
                 with_raw: bool = False, reference: Path | None = None, seed: int = 0) -> dict:
     from sscsig.demo import DemoParams, simulate_cohort
 
     data, results = out / name / "data", out / name / "results"
     simulate_cohort(data, DemoParams(seed=seed, cells_per_donor=cells_per_donor, with_raw=with_raw, **VARIANTS[name]))
-    cfg = out / name / "config.yaml"
-    cfg.write_text(f"samples: {data / 'samples.tsv'}\noutdir: {results}\n"
-                   "integration:\n  totalvi:\n    max_epochs: 60\n" + VARIANT_CONFIG.get(name, "")
-                   + (f"annotation:\n  method: reference\n  reference:\n    path: {reference}\n" if reference else ""))
-    configs = [str(cfg)] + ([str(extra_config)] if extra_config else [])
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", f"{results}/cohort/annotated.h5mu", "--cores",
-                           str(cores), "--configfile", "config/config.yaml", *configs, "-q"],
-                          cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"variant {name}: the pipeline failed:\n{proc.stderr[-3000:]}")
+    run_to_annotated(data, results, out / name / "config.yaml", cores=cores, extra_config=extra_config,
+                     config_text=VARIANT_CONFIG.get(name, "")
+                     + (f"annotation:\n  method: reference\n  reference:\n    path: {reference}\n" if reference else ""),
+                     label=f"variant {name}")
     return {**score_variant(name, out), "seed": seed, "minutes": round((time.time() - t0) / 60, 1)}
 
 
