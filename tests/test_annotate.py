@@ -319,10 +319,11 @@ def test_count_evidence_tests_a_cells_counts_against_the_background_for_its_libr
 def test_substate_evidence_adds_up_at_the_corner_of_the_two_thresholds():
     """A module-high substate's call: neighbourhood z plus the count test's normal quantile at least
     robust_z + q(alpha) (3 + 2.33 here), with z above 1. The corner (z 3, count at alpha) is where both
-    rules agree; strong counts make up for a moderate z, not for a neighbourhood at the median."""
+    rules agree; strong counts make up for a moderate z, not for a neighbourhood at the median, and a
+    high z not for counts the background explains."""
     from scipy.stats import norm
 
-    from sscsig.annotate._markers import _evidence_adds_up
+    from sscsig.annotate._markers import _evidence_adds_up, count_tail
 
     q = np.array([2.5, 2.4, 3.5, 5.0, 40.0, 2.4])  # count quantiles
     z = np.array([3.1, 2.9, 2.0, 1.2, 0.9, 5.0])
@@ -330,17 +331,17 @@ def test_substate_evidence_adds_up_at_the_corner_of_the_two_thresholds():
     assert got.tolist() == [True, False, True, True, False, True]
     # a count the background never shows (tail 0): still the z floor
     assert _evidence_adds_up(np.array([2.5, 0.5]), np.zeros(2), robust_z=3.0, alpha=0.01).tolist() == [True, False]
+    # no count evidence (tail above alpha): no call, however high the z
+    assert not _evidence_adds_up(np.array([9.0]), np.array([0.02]), robust_z=3.0, alpha=0.01)[0]
     # a weak programme (counts x2.5, a z that barely separates): more of its cells, few more false calls
     rng = np.random.default_rng(3)
     truth = np.r_[np.zeros(1500, bool), np.ones(90, bool)]
     lib = rng.integers(3000, 8000, truth.size).astype(float)
-    from sscsig.annotate._markers import count_tail
-
     counts = rng.poisson(np.where(truth, 2.5, 1.0) * 8e-4 * lib).astype(float)
     tail = count_tail(counts, lib, alpha=0.01)
     zz = rng.normal(np.where(truth, 2.8, 0.0), 1.0)
     both = (zz > 3) & (tail <= 0.01)
-    summed = (tail <= 0.01) & _evidence_adds_up(zz, tail, robust_z=3.0, alpha=0.01)
+    summed = _evidence_adds_up(zz, tail, robust_z=3.0, alpha=0.01)
     # both thresholds at once: 26 of the 90 and no false call; the sum: 38, none
     assert both.sum() <= summed.sum() and summed[truth].sum() > both[truth].sum() + 10
     assert summed[~truth].sum() <= 5

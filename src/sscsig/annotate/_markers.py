@@ -594,15 +594,16 @@ def _mixture_background(counts: np.ndarray, library: np.ndarray, shows: np.ndarr
 def _evidence_adds_up(z: np.ndarray, tail: np.ndarray, *, robust_z: float, alpha: float) -> np.ndarray:
     """A module-high substate's two kinds of evidence taken together: the robust z of the cell's
     smoothed score (its neighbourhood) and the normal quantile ``q`` of its count test's upper tail
-    (``tail``, :func:`count_tail`). A cell passes when ``z + q`` reaches ``robust_z + q(alpha)``, the
-    corner of the two thresholds, with ``z`` above 1: strong count evidence makes up for a moderate
-    neighbourhood and the other way round. Both at once, ``z > robust_z`` and ``tail <= alpha``,
-    missed a weak programme's cells: on the second simulator's seed 1 (an EGR1 / NF-kB programme of
-    small folds) 48 of 90 EGR1+ monocytes (2 false calls); with the sum 67 (4)."""
+    (``tail``, :func:`count_tail`). A cell passes when it shows the programme in its counts (``tail``
+    at most ``alpha``) and ``z + q`` reaches ``robust_z + q(alpha)``, the corner of the two thresholds,
+    with ``z`` above 1: strong count evidence makes up for a moderate neighbourhood and the other way
+    round. Both at once, ``z > robust_z`` and ``tail <= alpha``, missed a weak programme's cells: on
+    the second simulator's seed 1 (an EGR1 / NF-kB programme of small folds) 48 of 90 EGR1+ monocytes
+    (2 false calls); with the sum 67 (4)."""
     from scipy.stats import norm
 
     q = norm.isf(np.clip(tail, 0.0, 1.0))  # inf where the background never detects the genes
-    return (z > 1.0) & (z + q > robust_z + norm.isf(alpha))
+    return (tail <= alpha) & (z > 1.0) & (z + q > robust_z + norm.isf(alpha))
 
 
 def _gate_substates(
@@ -642,7 +643,7 @@ def _gate_substates(
         shows = tail <= alpha
         # the robust z against the cells whose counts the background explains
         z[:, j] = _robust_z(smooth, ~shows if (~shows).sum() >= 10 else None)
-        hit[:, j] = shows & _evidence_adds_up(z[:, j], tail, robust_z=thr[j], alpha=alpha)
+        hit[:, j] = _evidence_adds_up(z[:, j], tail, robust_z=thr[j], alpha=alpha)
         if dropped is not None:
             dropped[nm] = dropped.get(nm, 0) + int(((_robust_z(smooth) > thr[j]) & ~shows).sum())
     passed = np.where(hit, z, -np.inf)
