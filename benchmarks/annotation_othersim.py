@@ -149,13 +149,26 @@ LEVELS = {
 }
 LINEAGE_UMIS = {"Mono": 5000, "DC": 6000, "CD4_T": 3000, "CD8_T": 3000, "other_T": 3200, "NK": 3500, "B": 3500}
 LEVEL_WEIGHT = np.array([0.0, 0.3, 1.0, 2.2])
+#: the issue's robustness variants, as the twin's (``benchmarks/annotation_variants.py``) but drawn by this
+#: generator: state shares x1/2-x2 (per state, cohort-wide, log-uniform), the antibodies' signal above
+#: background x0.5, the batch effects' log-factors x2, half the antibodies (not the isotypes) missing from
+#: every sample's panel. Each change has its own random stream, so "default" is the cohort without variants.
+VARIANTS = {
+    "default": {},
+    "shares": {"share_jitter": 2.0},
+    "protein_half": {"protein_scale": 0.5},
+    "batch_x2": {"batch_scale": 2.0},
+    "panel_half": {"drop_antibodies": 0.5},
+}
 
 
 class _Model:
     """The cohort-wide draws: genes, programmes, antibody brightness, batches."""
 
-    def __init__(self, world: int, batch_seed: int | None = None):
+    def __init__(self, world: int, batch_seed: int | None = None, *, protein_scale: float = 1.0,
+                 batch_scale: float = 1.0):
         rng = np.random.default_rng([world, 7])
+        self.batch_scale = batch_scale
         named = sorted({g for gs in LINEAGE_GENES.values() for g in gs}
                        | {g for _, gs in STATES.values() for g in gs})
         mito = [f"MT-{g}" for g in ("ND1", "ND2", "CO1", "CO2", "ATP8", "ATP6", "CO3", "ND3", "ND4L", "ND4", "ND5",
@@ -189,7 +202,7 @@ class _Model:
         self.targets = list(PANEL)
         a = len(self.targets)
         self.background = rng.uniform(3, 20, a)
-        self.bright = self.background * rng.uniform(4, 25, a)
+        self.bright = self.background * rng.uniform(4, 25, a) * protein_scale  # the signal above background
         self.iso_background = rng.uniform(2, 8, len(ISOTYPES))
         self.levels = {s: np.array([LEVEL_WEIGHT[LEVELS[s].get(t, 0)] for t in self.targets]) for s in STATES}
         self.batches = ["run1", "run2", "run3", "run4"]
@@ -198,15 +211,18 @@ class _Model:
             self._batch_effects(np.random.default_rng([batch_seed, 8]), g, a)
 
     def _batch_effects(self, rng, g: int, a: int) -> None:
-        """Per batch: gene factors, depth, antibody factors, antibody background."""
-        self.batch_gene = {b: np.exp(rng.normal(0, 0.3, g)) for b in self.batches}
-        self.batch_depth = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
-        self.batch_prot = {b: np.exp(rng.normal(0, 0.25, a)) for b in self.batches}
-        self.batch_bg = {b: float(np.exp(rng.normal(0, 0.3))) for b in self.batches}
+        """Per batch: gene factors, depth, antibody factors, antibody background (log-SDs x ``batch_scale``)."""
+        k = self.batch_scale
+        self.batch_gene = {b: np.exp(rng.normal(0, 0.3 * k, g)) for b in self.batches}
+        self.batch_depth = {b: float(np.exp(rng.normal(0, 0.3 * k))) for b in self.batches}
+        self.batch_prot = {b: np.exp(rng.normal(0, 0.25 * k, a)) for b in self.batches}
+        self.batch_bg = {b: float(np.exp(rng.normal(0, 0.3 * k))) for b in self.batches}
 
 
-def _composition(rng, donor: pd.Series) -> pd.Series:
+def _composition(rng, donor: pd.Series, factors: np.ndarray | None = None) -> pd.Series:
     share = pd.Series(SHARE, dtype=float)
+    if factors is not None:  # the shares variant: cohort-wide factors per state
+        share *= factors
     if str(donor["group"]) == "SSc":
         if bool(donor["SRC"]):
             share["CD14.EGR1"] *= 4.0
@@ -245,16 +261,32 @@ def _cells(rng, model: _Model, states: np.ndarray, batch: str, sample_depth: flo
     return rna, prot
 
 
-def simulate(out: Path, *, seed: int = 0, cells_per_donor: int = 250, world: int | None = None) -> pd.DataFrame:
+def simulate(out: Path, *, seed: int = 0, cells_per_donor: int = 250, world: int | None = None,
+             variant: str = "default") -> pd.DataFrame:
     """Simulate the cohort into ``out`` (10x h5 per sample, ``samples.tsv``, ``truth/cells.tsv``).
 
     ``world``: the seed of the biology (programmes, folds, antibody levels and brightness; ``seed`` when
     ``None``, so that each seed is its own biology); ``seed``: the donors, cells and, where it differs
-    from ``world``, the batch effects (a reference of the same biology from other donors and batches)."""
+    from ``world``, the batch effects (a reference of the same biology from other donors and batches);
+    ``variant``: one of :data:`VARIANTS` (``default``: none)."""
     from sscsig.demo import study_design, write_10x_h5
     from sscsig.demo._simulate import _barcodes
 
-    model = _Model(seed if world is None else world, batch_seed=seed)
+    if variant not in VARIANTS:
+        raise ValueError(f"othersim: variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    change = VARIANTS[variant]
+    model = _Model(seed if world is None else world, batch_seed=seed, protein_scale=change.get("protein_scale", 1.0),
+                   batch_scale=change.get("batch_scale", 1.0))
+    factors = None
+    if "share_jitter" in change:
+        j = np.log(change["share_jitter"])
+        factors = np.exp(np.random.default_rng([seed, 20_000]).uniform(-j, j, len(SHARE)))
+    keep = np.ones(len(model.targets) + len(ISOTYPES), bool)  # the panel variant: antibodies no sample has
+    if change.get("drop_antibodies"):
+        n_drop = int(round(change["drop_antibodies"] * len(model.targets)))
+        keep[np.random.default_rng([seed, 30_000]).choice(len(model.targets), n_drop, replace=False)] = False
+        gone = [t for t, k in zip(model.targets, keep) if not k]
+        print("panel variant: antibodies missing", sorted(gone), flush=True)
     rng0 = np.random.default_rng([seed, 11])
     donors = study_design()
     donors["batch"] = rng0.choice(model.batches, len(donors), p=[0.37, 0.30, 0.22, 0.11])
@@ -263,11 +295,13 @@ def simulate(out: Path, *, seed: int = 0, cells_per_donor: int = 250, world: int
     ids = np.concatenate([gene_ids, np.array(names)])  # 10x: an antibody's id is its name
     feat_names = np.concatenate([model.genes, np.array(names)])
     types = np.array(["Gene Expression"] * len(model.genes) + ["Antibody Capture"] * len(names))
+    columns = np.r_[np.ones(len(model.genes), bool), keep]
+    ids, feat_names, types = ids[columns], feat_names[columns], types[columns]
     truths = []
     state_names = np.array(list(STATES))
     for i, donor in donors.iterrows():
         rng = np.random.default_rng([seed, 100 + i])
-        comp = _composition(rng, donor)
+        comp = _composition(rng, donor, factors)
         n = int(round(cells_per_donor * rng.uniform(0.8, 1.2)))
         states = rng.choice(state_names, n, p=comp.to_numpy())
         batch = donor["batch"]
@@ -287,7 +321,7 @@ def simulate(out: Path, *, seed: int = 0, cells_per_donor: int = 250, world: int
         prot[idx] += p2
         bc = _barcodes(rng, n)
         write_10x_h5(out / donor["sample"] / "filtered_feature_bc_matrix.h5",
-                     sp.csr_matrix(np.hstack([rna, prot]).astype(np.int32)), bc, ids, feat_names, types)
+                     sp.csr_matrix(np.hstack([rna, prot[:, keep]]).astype(np.int32)), bc, ids, feat_names, types)
         truths.append(pd.DataFrame({"sample": donor["sample"], "barcode": bc,
                                     "lineage": [STATES[s][0] for s in states], "cell_state": states,
                                     "is_doublet": dbl, "is_low_quality": low}))
@@ -315,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cells-per-donor", type=int, default=250)
+    ap.add_argument("--variant", choices=list(VARIANTS), default="default",
+                    help="the issue's robustness variants drawn by this generator (shares, signal, batches, panel)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", type=Path, help="extra config file (e.g. annotation settings to compare)")
     ap.add_argument("--ceiling", action="store_true", help="also the state F1 a classifier taught by the truth reaches")
@@ -329,7 +365,9 @@ def main(argv=None) -> int:
                                      truth_reference)
 
     out = args.out.resolve()
-    cohort = f"seed{args.seed}_cells{args.cells_per_donor}"
+    cohort = f"seed{args.seed}_cells{args.cells_per_donor}" + ("" if args.variant == "default" else f"_{args.variant}")
+    if args.variant != "default" and args.reference_seed is not None:
+        raise SystemExit("--variant and --reference-seed: the reference path is scored on the default cohorts only")
     name = cohort + (f"_reference{args.reference_seed}" if args.reference_seed is not None else "")
     data, results = out / cohort / "data", out / name / "results"
     t0 = time.time()
@@ -338,7 +376,7 @@ def main(argv=None) -> int:
     else:
         if not args.score_only:
             if not (data / "samples.tsv").exists():
-                simulate(data, seed=args.seed, cells_per_donor=args.cells_per_donor)
+                simulate(data, seed=args.seed, cells_per_donor=args.cells_per_donor, variant=args.variant)
             extra = ""
             (out / name).mkdir(parents=True, exist_ok=True)
             if args.reference_seed is not None:
@@ -360,7 +398,7 @@ def main(argv=None) -> int:
         if args.ceiling:
             row.update(supervised_ceiling(results / "cohort/annotated.h5mu", data / "truth/cells.tsv",
                                           ROOT / "config/markers.yaml"))
-    row.update({"seed": args.seed, "config": args.config.name if args.config else "",
+    row.update({"seed": args.seed, "othersim_variant": args.variant, "config": args.config.name if args.config else "",
                 "minutes": round((time.time() - t0) / 60, 1)})
     table = pd.DataFrame([row])
     path = out / ("summary_reannotated.tsv" if args.reannotate else "summary.tsv")

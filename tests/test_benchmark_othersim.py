@@ -83,3 +83,45 @@ def test_the_same_seed_gives_the_same_cohort(cohort):
     sheet = pd.read_csv(cohort / "a/samples.tsv", sep="\t")
     path = sheet["path"].iloc[5]
     assert (cohort / "a" / path).read_bytes() == (cohort / "b" / path).read_bytes()
+
+
+def _features(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A 10x h5's counts (features x cells, dense), feature names and types."""
+    import h5py
+    import scipy.sparse as sp
+
+    with h5py.File(path) as f:
+        g = f["matrix"]
+        mat = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:]))
+        return mat.toarray(), g["features/name"][:].astype(str), g["features/feature_type"][:].astype(str)
+
+
+def test_robustness_variants_change_what_they_name_and_nothing_else(cohort, tmp_path):
+    """The issue's variants drawn by this generator: the panel variant is the default cohort without half
+    the antibodies (the isotypes kept), the signal variant the same cells with dimmer antibodies."""
+    sheet = pd.read_csv(cohort / "a/samples.tsv", sep="\t")
+    path = sheet["path"].iloc[0]
+    base, names, kinds = _features(cohort / "a" / path)
+    for variant in ("panel_half", "protein_half"):
+        O.simulate(tmp_path / variant, seed=3, cells_per_donor=40, variant=variant)
+    panel, p_names, p_kinds = _features(tmp_path / "panel_half" / path)
+    antibody = kinds == "Antibody Capture"
+    gone = set(names[antibody]) - set(p_names[p_kinds == "Antibody Capture"])
+    assert len(gone) == round(0.5 * len(O.PANEL)) and not gone & set(O.ISOTYPES)
+    kept = ~np.isin(names, list(gone)) | ~antibody
+    np.testing.assert_array_equal(panel, base[kept])  # the same cells and counts, fewer antibodies
+    dim, d_names, _ = _features(tmp_path / "protein_half" / path)
+    assert list(d_names) == list(names)
+    truth, d_truth = (pd.read_csv(p / "truth/cells.tsv", sep="\t") for p in (cohort / "a", tmp_path / "protein_half"))
+    pd.testing.assert_series_equal(truth["cell_state"], d_truth["cell_state"])  # the same cells
+    truth, d_truth = (t[t["sample"] == sheet["sample"].iloc[0]] for t in (truth, d_truth))
+    # the RNA is the default's (the draws after the antibodies', doublets and low-quality cells, differ)
+    clean = ~(truth[["is_doublet", "is_low_quality"]].any(axis=1).to_numpy()
+              | d_truth[["is_doublet", "is_low_quality"]].any(axis=1).to_numpy())
+    assert clean.mean() > 0.75
+    np.testing.assert_array_equal(dim[~antibody][:, clean], base[~antibody][:, clean])
+    cd4_t = (truth["lineage"] == "CD4_T").to_numpy() & clean
+    row = np.flatnonzero((names == "CD4") & antibody)[0]
+    assert cd4_t.sum() >= 5 and np.median(dim[row, cd4_t]) < 0.75 * np.median(base[row, cd4_t])
+    with pytest.raises(ValueError, match="not one of"):
+        O.simulate(tmp_path / "x", seed=3, cells_per_donor=40, variant="panel")
