@@ -2,6 +2,7 @@
 cohorts from another generator will be used to check this").
 
     python benchmarks/annotation_othersim.py OUTDIR [--seed 0] [--cells-per-donor 250] [--cores 2]
+        [--variant default|shares|protein_half|batch_x2|panel_half]
         [--config EXTRA.yaml] [--ceiling] [--reference-seed N] [--score-only | --reannotate]
 
 The twin (``sscsig.demo``) and the marker file were written together, so the twin flatters the
@@ -29,6 +30,9 @@ The cohort is run through the pipeline up to ``cohort/annotated.h5mu`` with the 
 (totalVI 60 epochs, as the tests) plus ``--config``, and scored against the truth with
 :func:`sscsig.annotate.annotation_vs_truth`: ``OUTDIR/summary.tsv``, and per run ``per_label.tsv`` and
 ``crosstab.tsv`` (true x called state of the true singlets) in ``OUTDIR/<run>/``.
+``--variant`` draws one of the issue's robustness variants instead (:data:`VARIANTS`: state shares
+x1/2-x2, antibody signal x0.5, batch effects x2, half the antibodies missing; its own run
+``seed<N>_cells<M>_<variant>``), to be compared with the default cohort of the same seed.
 ``--ceiling`` adds the state macro-F1 a logistic regression taught by the *true* labels reaches on the
 same features (``annotation_variants.supervised_ceiling``): what the data allow at best.
 
