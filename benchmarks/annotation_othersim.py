@@ -58,6 +58,7 @@ import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from annotation_variants import VARIANTS as _TWIN_VARIANTS  # noqa: E402  (benchmarks/, beside this script)
 
 LINEAGE_GENES = {
     "Mono": ["LYZ", "S100A8", "S100A9", "CST3", "FCN1", "CTSS", "TYROBP", "FCER1G", "LST1", "AIF1", "MNDA", "CD68",
@@ -153,17 +154,11 @@ LEVELS = {
 }
 LINEAGE_UMIS = {"Mono": 5000, "DC": 6000, "CD4_T": 3000, "CD8_T": 3000, "other_T": 3200, "NK": 3500, "B": 3500}
 LEVEL_WEIGHT = np.array([0.0, 0.3, 1.0, 2.2])
-#: the issue's robustness variants, as the twin's (``benchmarks/annotation_variants.py``) but drawn by this
-#: generator: state shares x1/2-x2 (per state, cohort-wide, log-uniform), the antibodies' signal above
-#: background x0.5, the batch effects' log-factors x2, half the antibodies (not the isotypes) missing from
-#: every sample's panel. Each change has its own random stream, so "default" is the cohort without variants.
-VARIANTS = {
-    "default": {},
-    "shares": {"share_jitter": 2.0},
-    "protein_half": {"protein_scale": 0.5},
-    "batch_x2": {"batch_scale": 2.0},
-    "panel_half": {"drop_antibodies": 0.5},
-}
+#: the issue's robustness variants, the twin's (``benchmarks/annotation_variants.py``, the same settings) but
+#: drawn by this generator: state shares x1/2-x2 (per state, cohort-wide, log-uniform), the antibodies' signal
+#: above background x0.5, the batch effects' log-factors x2, half the antibodies (not the isotypes) missing
+#: from every sample's panel. Each change has its own random stream, so "default" is the cohort without them.
+VARIANTS = {name: _TWIN_VARIANTS[name] for name in ("default", "shares", "protein_half", "batch_x2", "panel_half")}
 
 
 class _Model:
