@@ -24,6 +24,17 @@ def cohort(tmp_path_factory):
     return out
 
 
+def _features(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 10x h5's counts (features x cells, dense), feature names and types, read from the file itself."""
+    import h5py
+    import scipy.sparse as sp
+
+    with h5py.File(path) as f:
+        g = f["matrix"]
+        mat = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:]))
+        return mat.toarray(), g["features/name"][:].astype(str), g["features/feature_type"][:].astype(str)
+
+
 def test_its_labels_are_the_marker_files(cohort):
     from sscsig.annotate import load_markers
 
@@ -61,19 +72,11 @@ def test_antibodies_named_as_genes_are_read_as_antibodies(cohort):
     t4, t8 = (truth["lineage"] == "CD4_T").to_numpy(), (truth["lineage"] == "CD8_T").to_numpy()
     assert t4.sum() >= 5 and t8.sum() >= 3
     assert np.median(cd4[t4]) > 3 * np.median(cd4[t8])
-    import h5py  # the file's own "CD4" antibody column, not its "CD4" gene
-    import scipy.sparse as sp
-
-    with h5py.File(cohort / "a" / row["path"]) as f:
-        g = f["matrix"]
-        mat = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:]))
-        names = g["features/name"][:].astype(str)
-        kinds = g["features/feature_type"][:].astype(str)
+    mat, names, kinds = _features(cohort / "a" / row["path"])  # the file's own "CD4" antibody, not its gene
     antibody = np.flatnonzero((names == "CD4") & (kinds == "Antibody Capture"))[0]
     gene = np.flatnonzero((names == "CD4") & (kinds == "Gene Expression"))[0]
-    np.testing.assert_array_equal(counts[find_protein(m["prot"].var, "CD4")].to_numpy(),
-                                  mat[antibody].toarray().ravel())
-    np.testing.assert_array_equal(np.ravel(m["rna"][:, "CD4"].X.toarray()), mat[gene].toarray().ravel())
+    np.testing.assert_array_equal(counts[find_protein(m["prot"].var, "CD4")].to_numpy(), mat[antibody])
+    np.testing.assert_array_equal(np.ravel(m["rna"][:, "CD4"].X.toarray()), mat[gene])
 
 
 def test_the_same_seed_gives_the_same_cohort(cohort):
@@ -84,16 +87,6 @@ def test_the_same_seed_gives_the_same_cohort(cohort):
     path = sheet["path"].iloc[5]
     assert (cohort / "a" / path).read_bytes() == (cohort / "b" / path).read_bytes()
 
-
-def _features(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A 10x h5's counts (features x cells, dense), feature names and types."""
-    import h5py
-    import scipy.sparse as sp
-
-    with h5py.File(path) as f:
-        g = f["matrix"]
-        mat = sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:]))
-        return mat.toarray(), g["features/name"][:].astype(str), g["features/feature_type"][:].astype(str)
 
 
 def test_robustness_variants_change_what_they_name_and_nothing_else(cohort, tmp_path):
