@@ -27,8 +27,9 @@ and learned levels for the lineages none of whose antibodies shows a positive po
 veto of the negative antibodies in every lineage (`` auto unseparated veto all lineages unrefined``:
 ``gate_negatives: all``), all these without the lineage refinement (``refine_lineages: false``, the
 default when they were added), and the pipeline's default, that gate with the lineage calls refined
-within what it admits (`` auto unseparated veto all``; pooled also with levels per study,
-`` auto unseparated veto all per study``). The panel has no DC
+within what it admits, each cell among its best two lineages by marker score (`` auto unseparated veto
+all``; `` ... any lineage``: among every lineage the gate admits, ``refine_lineage_choices: 0``; pooled
+also with levels per study, `` auto unseparated veto all per study``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -209,6 +210,10 @@ def main(argv=None) -> int:
                    for g in a.clr_gates]
                 # the pipeline's default: that gate, and the lineage calls refined within what it admits
                 + [(veto, g, f" gate clr>={g:g} auto unseparated veto all") for g in a.clr_gates]
+                # the lineage refinement choosing among every admitted lineage (refine_lineage_choices: 0, the
+                # default before it chose among the markers' best two)
+                + [(veto | {"refine_lineage_choices": 0}, g, f" gate clr>={g:g} auto unseparated veto all any lineage")
+                   for g in a.clr_gates]
                 # the pipeline's default gate with levels per study (a cohort whose batches stain differently)
                 + [(veto | {"gate_group_key": "sample"}, g, f" gate clr>={g:g} auto unseparated veto all per study")
                    for g in a.clr_gates])

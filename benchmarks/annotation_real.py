@@ -16,7 +16,9 @@ refinement (rows `` no refine``: the marker calls alone), with only the states r
 transcript stand-ins for the antibodies the data lacks
 (``annotation.rna_standins: true``, rows ``+standins``), with each marker component centred at its
 Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``) and with each sparse RNA module centred
-at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``).
+at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``)
+and with the lineage refinement choosing among every lineage rather than each cell's best two by
+marker score (``annotation.refine_lineage_choices: 0``, the default before it was added, rows `` any lineage``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -73,7 +75,7 @@ SINGLER_FINE_TO_STATES = {
 #: (settings that differ from the config's annotation defaults, row suffix): how each data set is scored
 ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": False}, " lineages unrefined"),
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
-                       ({"module_centre": "negative"}, " negative"))
+                       ({"module_centre": "negative"}, " negative"), ({"refine_lineage_choices": 0}, " any lineage"))
 
 
 def _interval(pred, truth, labels, seed: int) -> dict:

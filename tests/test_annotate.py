@@ -690,6 +690,47 @@ def test_refinement_guards_block_weights_min_cells_unmeasured_antibodies_and_mix
     assert set(two) == {"X", "Y"} and ((conf3 >= 0) & (conf3 <= 1)).all()
 
 
+def test_lineage_refinement_chooses_among_the_markers_best_two(tmp_path):
+    """Plasmablast-like cells: weak CD19 (their marker lineage is B, a few T), too few and too
+    unconfident to be among B's training cells, and two genes they share with monocytes (M). The
+    classifier extrapolates for cells unlike any of its training cells: choosing among every lineage
+    (``refine_lineage_choices: 0``) it sends most of them to M, the lineage their marker scores rank
+    last (as the plasmablasts went to CD8 T on the second simulator's half panel); among the markers'
+    best two (the default) they stay B (or T, their runner-up). The other cells are right either way."""
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+
+    rng = np.random.default_rng(0)
+    kind = np.repeat(["T", "B", "PB", "M"], [300, 300, 40, 300])
+    n = len(kind)
+    genes = ["MG1", "MG2"] + [f"G{i}" for i in range(50)]
+    lam = np.ones((n, len(genes)))
+    lam[np.isin(kind, ["M", "PB"]), :2] = 6.0
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(rng.poisson(lam)).astype(np.float32)), var=pd.DataFrame(index=genes))
+    level = {"CD3": {"T": 3.0, "PB": 0.8}, "CD19": {"B": 3.0, "PB": 1.2}, "CD14": {"M": 3.0}}
+    prot = ad.AnnData(np.zeros((n, 3)), var=pd.DataFrame({"antibody": list(level)}, index=[f"ADT_{a}" for a in level]))
+    prot.layers["clr"] = np.column_stack([[level[a].get(k, 0.0) for k in kind] for a in level]) + rng.normal(0, 0.4, (n, 3))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({
+        "lineages": {"T": {"protein_pos": ["CD3"]}, "B": {"protein_pos": ["CD19"]}, "M": {"protein_pos": ["CD14"]}},
+        "states": {"T": {"T.any": {"protein_pos": ["CD3"]}}, "B": {"B.any": {"protein_pos": ["CD19"]}},
+                   "M": {"M.any": {"rna_pos": ["MG1", "MG2"]}}}}))
+    calls = {}
+    for k in (0, 2):
+        m = mdata.copy()
+        annotate(m, load_markers(path), smoothing=0.0, gate_layer=None, refine_lineage_choices=k, seed=0)
+        calls[k] = m.obs["lineage"].astype(str).to_numpy()
+        assert (calls[k][kind != "PB"] == kind[kind != "PB"]).all()
+    markers_call = m.obs["lineage_markers"].astype(str).to_numpy()[kind == "PB"]
+    assert (markers_call == "B").sum() >= 25 and (markers_call == "M").sum() <= 2
+    assert (calls[0][kind == "PB"] == "M").sum() >= 30  # any lineage: extrapolated to the last-ranked one
+    pb = calls[2][kind == "PB"]
+    assert (pb == "B").sum() >= 25 and (pb == "M").sum() <= 6, pd.Series(pb).value_counts().to_dict()
+
+
 def test_an_antibody_the_panel_lacks_is_scored_by_its_transcript(tmp_path):
     """CD8 and CD4 T cells told apart by a marker file whose co-receptor antibodies the panel lacks:
     with stand-ins the CD8A / CD4 transcripts take their place and the calls follow them; without,
