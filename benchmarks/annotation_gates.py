@@ -28,8 +28,10 @@ veto of the negative antibodies in every lineage (`` auto unseparated veto all l
 ``gate_negatives: all``), all these without the lineage refinement (``refine_lineages: false``, the
 default when they were added), and the pipeline's default, that gate with the lineage calls refined
 within what it admits, each cell among its best two lineages by marker score (`` auto unseparated veto
-all``; `` ... any lineage``: among every lineage the gate admits, ``refine_lineage_choices: 0``; pooled
-also with levels per study, `` auto unseparated veto all per study``). The panel has no DC
+all``; `` ... any lineage``: among every lineage the gate admits, ``refine_lineage_choices: 0``;
+`` ... missing as 0``: a state's marker components the data lack counted as 0 in its mean,
+``state_missing_components: zero``; pooled also with levels per study, `` auto unseparated veto all per
+study``). The panel has no DC
 antibody (CD11c, CD123, CD1c), so
 ``lineage_macro_f1_without_DC`` is also given. The gates were drawn by people on
 these same antibodies (and, for some fine labels, on antibodies the 9 do not include), so this scores
@@ -214,6 +216,10 @@ def main(argv=None) -> int:
                 # default before it chose among the markers' best two)
                 + [(veto | {"refine_lineage_choices": 0}, g, f" gate clr>={g:g} auto unseparated veto all any lineage")
                    for g in a.clr_gates]
+                # a state's missing marker components counted as 0 (state_missing_components: zero, the default
+                # before it left them out of the state's mean)
+                + [(veto | {"state_missing_components": "zero"}, g,
+                    f" gate clr>={g:g} auto unseparated veto all missing as 0") for g in a.clr_gates]
                 # the pipeline's default gate with levels per study (a cohort whose batches stain differently)
                 + [(veto | {"gate_group_key": "sample"}, g, f" gate clr>={g:g} auto unseparated veto all per study")
                    for g in a.clr_gates])

@@ -18,7 +18,9 @@ transcript stand-ins for the antibodies the data lacks
 Otsu boundary (``annotation.score_centre: otsu``, rows `` otsu``) and with each sparse RNA module centred
 at the cells that detect none of its genes (``annotation.module_centre: negative``, rows `` negative``)
 and with the lineage refinement choosing among every lineage rather than each cell's best two by
-marker score (``annotation.refine_lineage_choices: 0``, the default before it was added, rows `` any lineage``).
+marker score (``annotation.refine_lineage_choices: 0``, the default before it was added, rows `` any lineage``)
+and with a state's marker components the data lack counted as 0 in its mean
+(``annotation.state_missing_components: zero``, the default before, rows `` missing as 0``).
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -75,7 +77,8 @@ SINGLER_FINE_TO_STATES = {
 #: (settings that differ from the config's annotation defaults, row suffix): how each data set is scored
 ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": False}, " lineages unrefined"),
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
-                       ({"module_centre": "negative"}, " negative"), ({"refine_lineage_choices": 0}, " any lineage"))
+                       ({"module_centre": "negative"}, " negative"), ({"refine_lineage_choices": 0}, " any lineage"),
+                       ({"state_missing_components": "zero"}, " missing as 0"))
 
 
 def _interval(pred, truth, labels, seed: int) -> dict:

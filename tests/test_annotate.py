@@ -690,6 +690,59 @@ def test_refinement_guards_block_weights_min_cells_unmeasured_antibodies_and_mix
     assert set(two) == {"X", "Y"} and ((conf3 >= 0) & (conf3 <= 1)).all()
 
 
+def test_a_states_missing_components_are_left_out_of_its_mean_a_lineages_count_0(tmp_path, caplog):
+    """Three states of one lineage, protein only. S1's antibody P1 is in the panel, its negative
+    antibody and its genes are not (1 of 3 components usable); S2 (P2) and S3 (P3) have all theirs.
+    S1's cells carry P2 at an intermediate level, as naive and memory cells share antibodies on a
+    continuum. Counting S1's missing components as 0 (``state_missing_components: zero``) divides its
+    evidence by 3, and most S1 cells go to S2; left out (``skip``, the default) S1 is scored on what the
+    data have and its cells are called S1. The coverage says so either way. (On 13 real protein-only
+    studies, ADTnorm, skip raised the fine-label macro-F1 0.519 -> 0.630.)"""
+    import logging
+
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(0)
+    kind = np.repeat(["S1", "S2", "S3"], 200)
+    n = len(kind)
+    level = {"CD3": {"S1": 3.0, "S2": 3.0, "S3": 3.0}, "P1": {"S1": 1.5}, "P2": {"S1": 2.5, "S2": 3.0}, "P3": {"S3": 2.0}}
+    prot = ad.AnnData(np.zeros((n, 4)), var=pd.DataFrame({"antibody": list(level)}, index=[f"ADT_{a}" for a in level]))
+    prot.layers["clr"] = np.column_stack([[level[a].get(k, 0.0) for k in kind] for a in level]) + rng.normal(0, 0.5, (n, 4))
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(rng.poisson(1.0, (n, 20))).astype(np.float32)),
+                     var=pd.DataFrame(index=[f"G{i}" for i in range(20)]))
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({
+        "lineages": {"T": {"protein_pos": ["CD3"], "rna_pos": ["TLIN1", "TLIN2"]}},
+        "states": {"T": {"S1": {"protein_pos": ["P1"], "protein_neg": ["Q"], "rna_pos": ["S1G1", "S1G2"]},
+                         "S2": {"protein_pos": ["P2"]}, "S3": {"protein_pos": ["P3"]}}}}))
+    right, reports = {}, {}
+    for how in ("zero", "skip"):
+        m = mdata.copy()
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            reports[how] = annotate(m, load_markers(path), smoothing=0.0, gate_layer=None, refine=False,
+                                    state_missing_components=how, seed=0)
+            logged = caplog.text
+        state = m.obs["cell_state"].astype(str).to_numpy()
+        right[how] = {k: float((state[kind == k] == k).mean()) for k in ("S1", "S2", "S3")}
+        assert (m.obs["lineage"].astype(str) == "T").all()
+        cov = reports[how]["marker_coverage"]
+        assert cov["S1"]["components_usable"] == 1 and cov["S1"]["components_defined"] == 3
+        assert cov["S1"]["unusable_count_as"] == ("0" if how == "zero" else "left out")
+        assert cov["T"]["unusable_count_as"] == "0"  # a lineage's always count 0
+        assert ("S1: 1 of 3 marker components usable" in logged
+                and ("counts them as 0" if how == "zero" else "is the mean of the usable ones") in logged)
+    assert right["zero"]["S1"] < 0.5 and right["skip"]["S1"] > 0.8, right  # 0.42 and 0.865 when written
+    assert min(right["skip"]["S2"], right["skip"]["S3"]) > 0.9, right
+    with pytest.raises(InputError, match="state_missing_components"):
+        annotate(mdata.copy(), load_markers(path), gate_layer=None, state_missing_components="drop", seed=0)
+
+
 def test_lineage_refinement_chooses_among_the_markers_best_two(tmp_path):
     """Plasmablast-like cells: weak CD19 (their marker lineage is B, a few T), too few and too
     unconfident to be among B's training cells, and two genes they share with monocytes (M). The

@@ -268,7 +268,8 @@ def test_real_pbmc_lineages_agree_with_singler(shared_data, method):
     lin = m.obs["lineage"].astype(str).to_numpy()
     # the panel lacks other_T's TCR and CD161 antibodies: the label is scored with that component at 0 and says so
     assert report["marker_coverage"]["other_T"] == {"components_usable": 3, "components_defined": 4,
-                                                    "unusable": "protein_any", "transcript_standins": ""}
+                                                    "unusable": "protein_any", "transcript_standins": "",
+                                                    "unusable_count_as": "0"}
     assert report["transcript_standins"] == {}  # off by default
     # lineage macro-F1 vs SingleR over its labels with >= 5 cells (benchmarks/annotation_real.py: 0.93
     # with both methods; 0.89-0.90 when a missing component was dropped and KLRB1+ memory T became other_T)
