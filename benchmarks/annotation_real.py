@@ -78,7 +78,8 @@ SINGLER_FINE_TO_STATES = {
 ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_lineages": False}, " lineages unrefined"),
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
                        ({"module_centre": "negative"}, " negative"), ({"refine_lineage_choices": 0}, " any lineage"),
-                       ({"state_missing_components": "zero"}, " missing as 0"))
+                       ({"state_missing_components": "zero"}, " missing as 0"),
+                       ({"substate_group_key": "batch"}, " programme background per batch"))
 
 
 def _interval(pred, truth, labels, seed: int) -> dict:
@@ -142,6 +143,8 @@ def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
             adjudicated = coreceptor_adjudicated(main, clr["CD4"].to_numpy()[labelled],
                                                  clr["CD8a"].to_numpy()[labelled])
         m = base.copy()
+        if "batch" not in m.obs:  # one library: one batch
+            m.obs["batch"] = "pbmc10k"
         report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, **changes),
                           seed=seed)
         method = integration + suffix
@@ -216,6 +219,8 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     for changes, suffix in ANNOTATION_VARIANTS:
         m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
         m.obsp["connectivities"] = rna.obsp["connectivities"]
+        # the stimulated cells were a 10x lane of their own: the lane is the batch (substate_group_key)
+        m.obs["batch"], m.obs["sample"] = k.obs["group_id"].astype(str).to_numpy(), k.obs["sample_id"].astype(str).to_numpy()
         opts = _annotation_options(cfg, **changes) | {"min_genes_per_module": 1}
         annotate(m, markers, **opts, seed=seed)
         lin, state = m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy()

@@ -172,16 +172,17 @@ def _annotate_as_the_rule_would(mdata, name: str, *, extra_config: Path | None =
     ``name`` (``config/config.yaml``, the variant's own config, then ``extra_config``); the marker file."""
     import yaml
 
-    from sscsig.annotate import annotate, load_markers
+    from sscsig.annotate import annotate, load_markers, marker_options
     from sscsig.config import validate_config
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     for extra in (VARIANT_CONFIG.get(name), extra_config.read_text() if extra_config else None):
         for key, val in (yaml.safe_load(extra or "") or {}).get("annotation", {}).items():
             cfg["annotation"][key] = val
-    ann = validate_config(cfg)["annotation"]
-    markers = load_markers(ROOT / ann["markers"])
-    annotate(mdata, markers, seed=cfg.get("seed", 0), **{k: v for k, v in ann.items() if k not in ("markers", "method", "reference")})
+    cfg = validate_config(cfg)
+    markers = load_markers(ROOT / cfg["annotation"]["markers"])
+    annotate(mdata, markers, seed=cfg.get("seed", 0),
+             **marker_options(cfg["annotation"], design_columns=["group", *cfg["complications"]]))
     return markers
 
 

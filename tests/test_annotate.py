@@ -489,6 +489,55 @@ def test_a_programme_half_the_lineage_carries_is_still_a_substate(tmp_path):
     assert (m.obs["cell_state"].astype(str).to_numpy()[:half] == "S.P").mean() <= 0.5
 
 
+def test_substate_group_key_fits_the_programme_background_per_batch(tmp_path, caplog):
+    """Batch B measures the programme's genes at 6x batch A's level (its background and its carriers
+    alike). Pooled, A's carriers are tested against a background B inflates and half are missed; with
+    a background per batch (``substate_group_key``) nearly all are found, without false calls in B. A
+    group that holds one value of a design column only is named in the log and the report."""
+    import logging
+
+    from sscsig.annotate import annotate, confounded_groups
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(5)
+    n, k = 600, 30  # cells per batch, the programme's carriers among them (the first k)
+
+    def batch(factor):
+        c = _programme_counts(rng, n)
+        c[:, :9] = rng.poisson(0.015 * factor, (n, 9))
+        c[:k, :9] = rng.poisson(0.5 * factor, (k, 9))
+        return c
+
+    counts = np.r_[batch(1), batch(6)]
+    mdata = _programme_cohort(counts, 3.0 + rng.normal(0, 0.3, (2 * n, 1)), ["CD14"])
+    mdata.obs["batch"] = np.repeat(["A", "B"], n)
+    mdata.obs["sample"] = np.repeat(["a1", "a2", "b1", "b2"], n // 2)
+    mdata.obs["group"] = np.repeat(["SSc", "HD", "SSc", "SSc"], n // 2)
+    mdata.obs["sex"] = np.repeat(["F", "M", "F", "M"], n // 2)
+    markers = _programme_markers(tmp_path / "m.yaml")
+
+    def called(**kw):
+        m = mdata.copy()
+        report = annotate(m, markers, smoothing=0.0, seed=0, **kw)
+        return m.obs["cell_state"].astype(str).to_numpy() == "S.P", report
+
+    pooled, report = called()
+    assert report["substate_groups"] == {}
+    assert pooled[:k].mean() <= 0.7  # A's carriers against B's background: about half found
+    with caplog.at_level(logging.WARNING, logger="sscsig"):
+        hit, report = called(substate_group_key="batch", design_columns=["group", "SRC"])
+    assert hit[:k].mean() >= 0.9 and hit[n:n + k].mean() >= 0.9
+    assert hit[k:n].mean() <= 0.01 and hit[n + k:].mean() <= 0.01
+    # batch B's samples are all SSc; SRC is not a column here and is skipped
+    assert report["substate_groups"]["confounded"] == [{"group": "B", "column": "group", "value": "SSc", "samples": 2}]
+    assert "in 1 of its 2 groups every sample has the same group (B: SSc)" in caplog.text
+    assert confounded_groups(mdata.obs, key="batch", columns=["sex", "sample"]) == []  # both vary in each batch
+    with pytest.raises(InputError, match="substate_group_key 'lane' is not a column"):
+        called(substate_group_key="lane")
+    with pytest.raises(InputError, match="needs the count test"):
+        called(substate_group_key="batch", substate_alpha=None)
+
+
 def test_the_study_marker_file_calls_the_study_twins_41_states(tmp_path):
     """config/markers_study.yaml on a small twin with the study's 41 fine states (demo.states: study),
     on a plain graph (log-normalised RNA + CLR PCA, no batch correction, no QC: the truth's singlets
@@ -868,8 +917,9 @@ def test_every_annotation_setting_of_the_schema_is_an_option_of_annotate():
     params = inspect.signature(annotate).parameters
     assert set(opts) <= set(params), set(opts) - set(params)
     keyword_only = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    # every option of annotate but what the caller computes or reads (the reference's lineages, raw counts, the seed)
-    assert keyword_only - set(opts) == {"lineage", "lineage_confidence", "counts", "seed"}
+    # every option of annotate but what the caller computes or reads (the reference's lineages, raw counts, the
+    # seed, the design columns from config complications)
+    assert keyword_only - set(opts) == {"lineage", "lineage_confidence", "counts", "seed", "design_columns"}
     assert marker_options(cfg["annotation"], refine=False)["refine"] is False
     assert not {"markers", "method", "reference"} & set(opts)
 

@@ -49,7 +49,8 @@ rule annotate:
         state_separation=report(f"{OUT}/cohort/state_separation.tsv", category="Annotation",
                                 caption="../report/state_separation.rst"),
     params:
-        annotation=marker_options(config["annotation"]),
+        # the design columns a per-group programme background (substate_group_key) is checked against
+        annotation=marker_options(config["annotation"], design_columns=["group", *config["complications"]]),
         method=config["annotation"]["method"],
         reference=config["annotation"]["reference"],
         batch_key=config["integration"]["batch_key"],

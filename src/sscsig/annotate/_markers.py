@@ -49,6 +49,10 @@ SUBSTATE_SCOPES = ("state", "lineage")
 #: (``annotate(state_missing_components=)``): left out of the mean, or counted as 0
 STATE_MISSING = ("skip", "zero")
 
+#: ``annotate(substate_group_key=)``: a group needs this many of the cells a substate is looked for
+#: among to fit its own programme background; a smaller one keeps the pooled fit
+SUBSTATE_GROUP_MIN_CELLS = 50
+
 
 #: keys of config ``annotation`` that are not :func:`annotate`'s options (its files and the method)
 NOT_MARKER_OPTIONS = ("markers", "method", "reference")
@@ -623,9 +627,16 @@ def _evidence_adds_up(z: np.ndarray, tail: np.ndarray, *, robust_z: float, alpha
     return (tail <= alpha) & (z > 1.0) & (z + q > robust_z + norm.isf(alpha))
 
 
+def _group_rows(groups: np.ndarray, *, min_cells: int) -> list[np.ndarray]:
+    """Positions of each group with at least ``min_cells`` entries in ``groups`` (the rest: none, they stay
+    pooled)."""
+    values, counts = np.unique(groups, return_counts=True)
+    return [np.flatnonzero(groups == v) for v, c in zip(values, counts) if c >= min_cells]
+
+
 def _gate_substates(
     scorer: "_Scorer", subs: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float, robust_z: float,
-    alpha: float | None = None, dropped: dict | None = None,
+    alpha: float | None = None, dropped: dict | None = None, groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Module-high substates of a base state: robust z of the smoothed substate score above
     ``substate_robust_z`` (or the substate's own ``robust_z``); of the substates a cell passes, the
@@ -638,7 +649,15 @@ def _gate_substates(
     is still found (Kang 2018: IFN-beta-stimulated monocytes, half the lineage, had ISG z ~0.4 over
     all monocytes). A substate with antibodies among its markers keeps the robust z over all cells:
     its antibodies are evidence its gene counts cannot weigh (the study file's ILC). ``dropped``
-    counts, per substate, the cells the robust z over all cells would call that show no count evidence."""
+    counts, per substate, the cells the robust z over all cells would call that show no count evidence.
+
+    ``groups`` (per cohort cell; ``annotation.substate_group_key``): within each group that holds at
+    least ``SUBSTATE_GROUP_MIN_CELLS`` of these cells, the count test's background is fitted to the
+    group's cells alone, and the module score is shifted so that the median of the group's cells
+    without count evidence meets that of all such cells, before smoothing; a smaller group keeps the
+    pooled fit and score. A batch that expresses the programme's genes less (or more) then neither
+    hides its programme cells nor adds false ones, but a programme most of a group's cells carry
+    becomes that group's background (docs/annotation.md "Programme background per batch")."""
     sub_graph = graph[rows][:, rows]
     names, scores = scorer.score_labels(subs, rows, kind="substate")
     out = np.full(len(rows), None, dtype=object)
@@ -646,18 +665,30 @@ def _gate_substates(
         return out
     thr = np.array([subs[nm].get("robust_z", robust_z) for nm in names], dtype=float)
     z, hit = np.zeros((len(rows), len(names))), np.zeros((len(rows), len(names)), bool)
+    parts = [] if groups is None else _group_rows(np.asarray(groups)[rows], min_cells=SUBSTATE_GROUP_MIN_CELLS)
     for j, nm in enumerate(names):
-        smooth = _smooth(scores[j][:, None], sub_graph, smoothing)[:, 0]
         rna_only = not any(subs[nm].get(kind) for kind in COMPONENTS if kind.startswith("protein"))
         present, cnt = (scorer.gene_counts(subs[nm].get("rna_pos") or []) if alpha is not None and rna_only
                         else ([], None))
         if cnt is None or not present:
+            smooth = _smooth(scores[j][:, None], sub_graph, smoothing)[:, 0]
             z[:, j] = _robust_z(smooth)
             hit[:, j] = z[:, j] > thr[j]
             continue
         x = np.asarray(cnt[rows].sum(1)).ravel()
-        tail = count_tail(x, None if scorer.library is None else scorer.library[rows], alpha=alpha)
+        library = None if scorer.library is None else scorer.library[rows]
+        tail = count_tail(x, library, alpha=alpha)
+        for idx in parts:  # each large group its own background
+            tail[idx] = count_tail(x[idx], None if library is None else library[idx], alpha=alpha)
         shows = tail <= alpha
+        score = scores[j].copy()
+        if parts and (~shows).any():
+            centre = np.median(score[~shows])
+            for idx in parts:
+                background = idx[~shows[idx]]
+                if len(background) >= 10:
+                    score[idx] += centre - np.median(score[background])
+        smooth = _smooth(score[:, None], sub_graph, smoothing)[:, 0]
         # the robust z against the cells whose counts the background explains
         z[:, j] = _robust_z(smooth, ~shows if (~shows).sum() >= 10 else None)
         hit[:, j] = _evidence_adds_up(z[:, j], tail, robust_z=thr[j], alpha=alpha)
@@ -672,7 +703,7 @@ def _gate_substates(
 
 def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarray, graph: sp.spmatrix, *,
                smoothing: float, robust_z: float, alpha: float | None = None,
-               dropped: dict | None = None) -> np.ndarray:
+               dropped: dict | None = None, groups: np.ndarray | None = None) -> np.ndarray:
     """Module-high substates of one lineage's states. ``scope: state`` (default): among the base
     state's cells; ``scope: lineage``: among all the lineage's cells (robust z over them), whatever
     state they were given, so that a program is found even where the state call was wrong. A
@@ -689,13 +720,13 @@ def _substates(scorer: "_Scorer", states: dict, lab: np.ndarray, rows: np.ndarra
         if not narrow or len(base_rows) < 10:
             continue
         sub_lab = _gate_substates(scorer, narrow, rows[base_rows], graph, smoothing=smoothing, robust_z=robust_z,
-                                  alpha=alpha, dropped=dropped)
+                                  alpha=alpha, dropped=dropped, groups=groups)
         hit = sub_lab != None  # noqa: E711
         lab[base_rows[hit]] = sub_lab[hit]
         narrow_hit[base_rows[hit]] = True
     if wide and len(rows) >= 10:
         sub_lab = _gate_substates(scorer, wide, rows, graph, smoothing=smoothing, robust_z=robust_z, alpha=alpha,
-                                  dropped=dropped)
+                                  dropped=dropped, groups=groups)
         hit = (sub_lab != None) & ~narrow_hit  # noqa: E711
         lab[hit] = sub_lab[hit]
     return lab
@@ -1297,6 +1328,47 @@ def _lineage_features(scorer: "_Scorer", genes: set[str], rows: np.ndarray) -> t
     return np.hstack([x, p]), np.r_[np.zeros(x.shape[1], int), np.ones(p.shape[1], int)]
 
 
+def confounded_groups(obs: pd.DataFrame, *, key: str, columns: tuple[str, ...] | list[str],
+                      sample_key: str = "sample") -> list[dict]:
+    """Groups of ``obs[key]`` that a design column cannot be told apart from.
+
+    A group is listed for a column when every one of its samples (``obs[sample_key]``; its cells
+    without that column) has the same value of the column while the cohort has more than one: a
+    programme the samples of that value carry would be fitted as the group's background by
+    ``annotate(substate_group_key=key)``.
+
+    Parameters
+    ----------
+    obs
+        The cohort's cells.
+    key
+        The grouping column (``batch``, ``sample``).
+    columns
+        Design columns (the group, the complications); those not in ``obs`` are skipped.
+    sample_key
+        The sample column.
+
+    Returns
+    -------
+    list of dict
+        ``{"group", "column", "value", "samples"}`` per confounded group and column, in order.
+    """
+    out = []
+    unit = sample_key if sample_key in obs else None
+    for column in columns:
+        if column not in obs or column in (key, unit):
+            continue
+        per_unit = (obs[[key, unit, column]].drop_duplicates() if unit else obs[[key, column]]).astype(str)
+        if per_unit[column].nunique() < 2:
+            continue
+        for group, rows in per_unit.groupby(key, sort=True):
+            values = rows[column].unique()
+            if len(values) == 1:
+                out.append({"group": str(group), "column": column, "value": str(values[0]),
+                            "samples": int(rows[unit].nunique()) if unit else 0})
+    return out
+
+
 def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_confidence: float = 0.0,
              min_genes_per_module: int = 2, substate_robust_z: float = 3.0, substate_alpha: float | None = 0.01,
              protein_layer: str = "clr",
@@ -1306,7 +1378,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
              refine_lineages: bool = True, refine_lineage_choices: int = 2, no_evidence: str = "likeliest",
-             state_missing_components: str = "skip", rna_standins: bool = False,
+             state_missing_components: str = "skip", substate_group_key: str | None = None,
+             design_columns: tuple[str, ...] | list[str] = (), rna_standins: bool = False,
              standin_table: str | None = None, counts: ad.AnnData | None = None, seed: int = 0) -> dict:
     """Add ``obs['lineage']``, ``obs['cell_state']`` and their confidences to ``mdata`` in place.
 
@@ -1465,6 +1538,21 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         protein-only studies (ADTnorm, 9 antibodies, no RNA) "skip" raised the fine-label macro-F1
         against experts' gates 0.519 -> 0.630 (every study), pooled 0.296 -> 0.372; docs/annotation.md
         "Missing marker components".
+    substate_group_key
+        An obs column (``batch``, ``sample``) whose groups each fit their own programme background for
+        the module-high substates: the count test's background and the module score's centre within
+        each group of at least ``SUBSTATE_GROUP_MIN_CELLS`` of the cells a substate is looked for among
+        (:func:`_gate_substates`); ``None`` (default): one background for the cohort. For batches whose
+        genes are measured at different levels, when the design is balanced across them. It reads a
+        programme most of a group's cells carry as that group's background: on real Kang 2018, whose
+        IFN-beta-stimulated cells were a lane of their own, per lane the stimulated monocytes called
+        ISG fell from 98.5% to 18%. ``design_columns`` names the columns such a group must not be
+        confounded with (docs/annotation.md "Programme background per batch").
+    design_columns
+        With ``substate_group_key``: obs columns of the design (the group, the complications). A group
+        all of whose samples share one value of such a column that the cohort varies is logged with a
+        warning and listed in the report (``substate_groups['confounded']``): a programme that value
+        carries would be read as the group's background there.
     no_evidence
         How a cell with no evidence for any state of its lineage is called: it detects none of the states'
         genes and its sample measured none of their antibodies (common where a panel lacks a lineage's state
@@ -1515,6 +1603,26 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     if substate_alpha is not None and scorer.count_source is None:
         log.warning("annotation.substate_alpha: no raw counts (rna.layers['counts']), so the module-high "
                     "substates are called on their robust z alone")
+    substate_groups, substate_group_report = None, {}
+    if substate_group_key is not None:
+        if substate_group_key not in mdata.obs:
+            raise InputError(f"annotation.substate_group_key {substate_group_key!r} is not a column of the "
+                             f"cohort's obs (columns: {', '.join(map(str, mdata.obs.columns))})")
+        if substate_alpha is None or scorer.count_source is None:
+            raise InputError("annotation.substate_group_key needs the count test (substate_alpha and raw counts): "
+                             "it fits the test's background per group")
+        substate_groups = mdata.obs[substate_group_key].astype(str).to_numpy()
+        substate_group_report = {"key": substate_group_key, "min_cells": SUBSTATE_GROUP_MIN_CELLS,
+                                 "confounded": confounded_groups(mdata.obs, key=substate_group_key,
+                                                                 columns=design_columns)}
+        for column in dict.fromkeys(r["column"] for r in substate_group_report["confounded"]):
+            rows_ = [r for r in substate_group_report["confounded"] if r["column"] == column]
+            log.warning("annotation.substate_group_key %s: in %d of its %d groups every sample has the same %s (%s), "
+                        "so a programme those samples carry is read as the group's background there: compare the "
+                        "substates' shares across %s with care, or set substate_group_key null",
+                        substate_group_key, len(rows_), len(np.unique(substate_groups)), column,
+                        ", ".join(f"{r['group']}: {r['value']}" for r in rows_[:8]) + (", ..." if len(rows_) > 8 else ""),
+                        column)
     no_count_evidence: dict[str, int] = {}
     refined: dict[str, int] = {}
     lineage_markers = None
@@ -1672,7 +1780,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                                            "undetected_expected": {k: round(v, 1) for k, v in undetected.items()}}
         if refine:
             before[rows] = _substates(scorer, states, lab, rows, graph, smoothing=smoothing,
-                                      robust_z=substate_robust_z, alpha=substate_alpha)
+                                      robust_z=substate_robust_z, alpha=substate_alpha, groups=substate_groups)
             features, blocks = _lineage_features(scorer, _marker_genes(markers, lineage=lin, standins=scorer.standins),
                                                  rows)
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
@@ -1682,7 +1790,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if refine:
                 before[rows] = np.where(blank, lab, before[rows])
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z,
-                         alpha=substate_alpha, dropped=no_count_evidence)
+                         alpha=substate_alpha, dropped=no_count_evidence, groups=substate_groups)
         unfound = (unseparated_states(markers["lineages"][lin], states, lab, rows, scorer, layer=gate_layer)
                    if gate_runs else {})
         for sname, antibodies in unfound.items():
@@ -1733,6 +1841,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "states_by_antibodies_alone": blanked,
         "states_without_positive_antibody": without_antibody,
         "substates_without_count_evidence": no_count_evidence,
+        "substate_groups": substate_group_report,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
         "cell_state_counts": mdata.obs["cell_state"].value_counts().to_dict(),
