@@ -20,7 +20,11 @@ at the cells that detect none of its genes (``annotation.module_centre: negative
 and with the lineage refinement choosing among every lineage rather than each cell's best two by
 marker score (``annotation.refine_lineage_choices: 0``, the default before it was added, rows `` any lineage``)
 and with a state's marker components the data lack counted as 0 in its mean
-(``annotation.state_missing_components: zero``, the default before, rows `` missing as 0``).
+(``annotation.state_missing_components: zero``, the default before, rows `` missing as 0``), and with
+the programme substates' background fitted per group (``annotation.substate_group_key``): per Kang's lane,
+which is its stimulation (rows `` programme background per batch``: the programme confounded with the
+group), and per donor, each of whom gave both (rows `` programme background per donor``: a balanced
+design); pbmc10k is one library of one donor.
 
 Each is run through the pipeline's own functions (``integrate`` with ``wnn`` and with ``totalvi``,
 ``cluster``, ``annotate`` with ``config/markers.yaml`` and the schema's annotation defaults).
@@ -79,7 +83,8 @@ ANNOTATION_VARIANTS = (({}, ""), ({"refine": False}, " no refine"), ({"refine_li
                        ({"rna_standins": True}, "+standins"), ({"score_centre": "otsu"}, " otsu"),
                        ({"module_centre": "negative"}, " negative"), ({"refine_lineage_choices": 0}, " any lineage"),
                        ({"state_missing_components": "zero"}, " missing as 0"),
-                       ({"substate_group_key": "batch"}, " programme background per batch"))
+                       ({"substate_group_key": "batch"}, " programme background per batch"),
+                       ({"substate_group_key": "donor"}, " programme background per donor"))
 
 
 def _interval(pred, truth, labels, seed: int) -> dict:
@@ -143,8 +148,9 @@ def score_pbmc10k(path: Path, *, methods, cfg: dict, seed: int, min_cells: int):
             adjudicated = coreceptor_adjudicated(main, clr["CD4"].to_numpy()[labelled],
                                                  clr["CD8a"].to_numpy()[labelled])
         m = base.copy()
-        if "batch" not in m.obs:  # one library: one batch
-            m.obs["batch"] = "pbmc10k"
+        for key in ("batch", "donor"):  # one library of one donor
+            if key not in m.obs:
+                m.obs[key] = "pbmc10k"
         report = annotate(m, load_markers(ROOT / "config/markers.yaml"), **_annotation_options(cfg, **changes),
                           seed=seed)
         method = integration + suffix
@@ -219,8 +225,10 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     for changes, suffix in ANNOTATION_VARIANTS:
         m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
         m.obsp["connectivities"] = rna.obsp["connectivities"]
-        # the stimulated cells were a 10x lane of their own: the lane is the batch (substate_group_key)
+        # the stimulated cells were a 10x lane of their own: the lane is the batch (substate_group_key: batch, the
+        # programme confounded with the group); each donor gave both (substate_group_key: donor, a balanced design)
         m.obs["batch"], m.obs["sample"] = k.obs["group_id"].astype(str).to_numpy(), k.obs["sample_id"].astype(str).to_numpy()
+        m.obs["donor"] = m.obs["sample"].str.replace("ctrl", "").str.replace("stim", "").to_numpy()
         opts = _annotation_options(cfg, **changes) | {"min_genes_per_module": 1}
         annotate(m, markers, **opts, seed=seed)
         lin, state = m.obs["lineage"].astype(str).to_numpy(), m.obs["cell_state"].astype(str).to_numpy()

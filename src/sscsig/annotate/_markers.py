@@ -1546,8 +1546,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         genes are measured at different levels, when the design is balanced across them. It reads a
         programme most of a group's cells carry as that group's background: on real Kang 2018, whose
         IFN-beta-stimulated cells were a lane of their own, per lane the stimulated monocytes called
-        ISG fell from 98.5% to 18%. ``design_columns`` names the columns such a group must not be
-        confounded with (docs/annotation.md "Programme background per batch").
+        ISG fell from 98.5% to 18%; per donor, each of whom gave both samples, 98.5% stayed and the
+        controls' false calls fell 1.0% -> 0.6%. ``design_columns`` names the columns such a group must
+        not be confounded with (docs/annotation.md "Programme background per batch").
     design_columns
         With ``substate_group_key``: obs columns of the design (the group, the complications). A group
         all of whose samples share one value of such a column that the cohort varies is logged with a
