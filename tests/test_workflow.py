@@ -211,6 +211,21 @@ def test_bad_config_stops_before_any_output(tmp_path):
     assert not out.exists()
 
 
+def test_a_group_key_that_is_not_a_sheet_column_stops_before_any_output(tmp_path):
+    """annotation.substate_group_key (or gate_group_key) names a sample-sheet column; a typo is one console
+    line naming the key and the sheet's columns at parse time, not an error in the annotate job."""
+    out = tmp_path / "never"
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("annotation:\n  substate_group_key: lane\n")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/config.yaml", str(extra),
+           "--config", f"outdir={out}", "-n"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("sscsig: error:"))
+    assert "annotation.substate_group_key 'lane': not a column of the sample sheet" in line and "batch" in line
+    assert not out.exists()
+
+
 def _snakemake(*args, out, env=None, config=(), targets=()):
     import os
 

@@ -52,6 +52,13 @@ try:
 except InputError as exc:
     sys.exit(f"sscsig: error: {exc}")
 
+# the annotation's per-group settings name a sample-sheet column (each cell's obs carries its sample's row)
+_bad_keys = [f"annotation.{k} {config['annotation'][k]!r}" for k in ("gate_group_key", "substate_group_key")
+             if config["annotation"][k] is not None and config["annotation"][k] not in _sheet.columns]
+if _bad_keys:
+    sys.exit(f"sscsig: error: {' and '.join(_bad_keys)}: not a column of the sample sheet {SHEET} "
+             f"(columns: {', '.join(map(str, _sheet.columns))})")
+
 # annotation layers "dsb" exist only when every blood sample has raw droplets and DSB is not switched off
 _dsb_users = [f"annotation.{k}" for k in ("gate_layer", "protein_layer") if config["annotation"][k] == "dsb"]
 if _dsb_users and (config["qc"]["protein_norm"] == "clr" or any(s not in RAW for s in SAMPLES)):
