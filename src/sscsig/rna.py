@@ -10,7 +10,6 @@ counts stays 0).
 from __future__ import annotations
 
 import numpy as np
-import scanpy as sc
 
 
 def log_normalised(counts, *, columns: np.ndarray | None = None, chunk_cells: int = 10_000):
@@ -33,6 +32,8 @@ def log_normalised(counts, *, columns: np.ndarray | None = None, chunk_cells: in
     -------
     CSR float32, cells x the selected genes.
     """
+    import scanpy as sc  # here, not at import: the rule files import the tissue stage (2 s of every Snakemake start)
+
     def norm(block):
         block = sc.AnnData(X=block.astype(np.float32))
         sc.pp.normalize_total(block, target_sum=1e4)

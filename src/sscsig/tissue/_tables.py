@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ._map import UNMAPPED
 from ._types import IMMUNE, log_cp10k
@@ -55,6 +54,8 @@ def tissue_table(tissue, blood_obs: pd.DataFrame, donors: pd.DataFrame, *, tissu
     (and ``tcr_cells, tcr_shared_share``); per clone seen in the tissue,
     :func:`~sscsig.tissue.clone_sharing` (empty without ``clonotypes``))
     """
+    from scipy import stats  # here: the rule files import this package (scipy.stats is 1 s of a start)
+
     obs = tissue.obs
     immune = obs["tissue_type"] == IMMUNE
     state = np.where(immune, obs["blood_state"].astype(str), obs["tissue_type"].astype(str))

@@ -20,7 +20,6 @@ import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
 
 from ..design import bh_fdr
 
@@ -102,6 +101,8 @@ def gene_trends(expr: sp.spmatrix | np.ndarray, genes, pseudotime: np.ndarray, *
     at the start, log1p CP10k), ``spearman``, ``pvalue``, ``fdr``, ``rank`` (by p-value), ``reported``;
     sorted by p-value.
     """
+    from scipy import stats  # here: the rule files import this package (scipy.stats is 1 s of a start)
+
     x = np.asarray(pseudotime, dtype=float)
     y = expr.toarray() if sp.issparse(expr) else np.asarray(expr, dtype=float)
     genes = np.asarray(list(genes))
