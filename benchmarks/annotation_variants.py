@@ -174,6 +174,7 @@ def _annotate_as_the_rule_would(mdata, name: str, *, extra_config: Path | None =
 
     from sscsig.annotate import annotate, load_markers, marker_options
     from sscsig.config import validate_config
+    from sscsig.design import design_columns
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     for extra in (VARIANT_CONFIG.get(name), extra_config.read_text() if extra_config else None):
@@ -182,7 +183,7 @@ def _annotate_as_the_rule_would(mdata, name: str, *, extra_config: Path | None =
     cfg = validate_config(cfg)
     markers = load_markers(ROOT / cfg["annotation"]["markers"])
     annotate(mdata, markers, seed=cfg.get("seed", 0),
-             **marker_options(cfg["annotation"], design_columns=["group", *cfg["complications"]]))
+             **marker_options(cfg["annotation"], design_columns=design_columns(cfg["contrasts"], cfg["complications"])))
     return markers
 
 

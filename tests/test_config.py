@@ -91,3 +91,16 @@ def test_timepoints_one_baseline_sample_per_donor(write_sheet, config):
     # an empty timepoint is the baseline
     sheet = load_sample_sheet(write_sheet(lambda d: add_followup(d, base="")), config)
     assert (sheet.loc[sheet["sample"] == "SSc01_PBMC", "timepoint"] == "baseline").all()
+
+
+def test_design_columns_are_the_contrasts_selectors(config):
+    """The columns a per-batch programme background is checked against (annotate's design_columns): the
+    group, the complications and any further column a contrast selects on, never a covariate."""
+    from sscsig.design import design_columns
+
+    cfg = validate_config(config)
+    assert design_columns(cfg["contrasts"], cfg["complications"]) == ["group", *cfg["complications"]]
+    cfg["contrasts"]["SRC_vs_SSc"]["case"] = {**cfg["contrasts"]["SRC_vs_SSc"]["case"], "treatment": "MMF"}
+    cfg["contrasts"]["SRC_vs_SSc"]["covariates"] = ["age", "smoker"]
+    # complications given as SRC only: ILD comes in as another selector, sorted with treatment after group and SRC
+    assert design_columns(cfg["contrasts"], ["SRC"]) == ["group", "SRC", "ILD", "treatment"]

@@ -61,6 +61,30 @@ def contrast_columns(contrasts: dict) -> tuple[set[str], set[str]]:
     return sel, cov
 
 
+def design_columns(contrasts: dict, complications: list[str] | tuple[str, ...]) -> list[str]:
+    """The sample-sheet columns that define who is compared: ``group``, the complications, then any
+    other column a contrast selects its cases or controls on (sorted; covariates are not among them).
+
+    A grouping of the cells that one of these columns cannot be told apart from (a batch whose samples
+    all have ``SRC: true``) confounds a comparison; ``annotate(design_columns=)`` warns of such groups.
+
+    Parameters
+    ----------
+    contrasts
+        The validated config's ``contrasts``.
+    complications
+        The validated config's ``complications``.
+
+    Returns
+    -------
+    list of str
+        Without repeats, in that order.
+    """
+    selectors, _ = contrast_columns(contrasts)
+    first = ["group", *complications]
+    return list(dict.fromkeys(first + sorted(selectors - set(first))))
+
+
 def donor_table(sheet: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per donor (sorted) with the requested sample-sheet columns.
 
@@ -346,5 +370,5 @@ def hypothesis_pairs(hypotheses: list[dict], contrasts: dict) -> list[tuple[str,
 
 
 __all__ = ["UNASSIGNED", "Contrast", "Design", "as_bool", "bh_fdr", "contrast_columns", "contrast_groups",
-           "contrasts_of", "design_matrix", "design_warnings", "donor_table", "hypothesis_pairs",
+           "contrasts_of", "design_columns", "design_matrix", "design_warnings", "donor_table", "hypothesis_pairs",
            "parse_bool", "read_samples"]

@@ -1,5 +1,6 @@
 # Cell states from marker scores, or from a labelled reference the user supplies (sscsig.annotate).
 from sscsig.annotate import MODEL_SETTINGS, marker_options
+from sscsig.design import design_columns
 
 # annotation.method reference / both: the reference model, trained once for the reference and the cohort's
 # panel (the merged cohort's genes and antibodies, so it trains beside integrate); annotate maps onto it, and
@@ -50,7 +51,8 @@ rule annotate:
                                 caption="../report/state_separation.rst"),
     params:
         # the design columns a per-group programme background (substate_group_key) is checked against
-        annotation=marker_options(config["annotation"], design_columns=["group", *config["complications"]]),
+        annotation=marker_options(config["annotation"],
+                                  design_columns=design_columns(config["contrasts"], config["complications"])),
         method=config["annotation"]["method"],
         reference=config["annotation"]["reference"],
         batch_key=config["integration"]["batch_key"],
