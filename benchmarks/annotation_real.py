@@ -193,7 +193,9 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     """The marker method on Kang 2018 (1,556 real PBMCs, RNA only, 1,267 genes), without and with
     ``refine``, scored against its 5 labelled types (as lineages, and CD14 vs FCGR3A monocytes as
     states), and the interferon programme against its cause: the share of Kang's monocytes called
-    CD14.ISG or CD16.ISG in the IFN-beta-stimulated samples and in the controls (``monocytes_called_isg_*``).
+    CD14.ISG or CD16.ISG in the IFN-beta-stimulated samples and in the controls (``monocytes_called_isg_*``);
+    and the share of its B cells called Plasmablast (``b_cells_called_plasmablast``; Kang does not type them
+    further, and plasmablasts are a small part of the B cells in blood).
     The data set keeps 1,267 genes: lineages none of whose genes are among them (DC, other_T) are left out of
     the marker file, and a module may have a single gene (B: MS4A1 only). The graph is scanpy's on 30 PCs of the
     log-normalised counts (no antibodies to integrate)."""
@@ -241,6 +243,8 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
         isg_call = np.isin(state, ["CD14.ISG", "CD16.ISG"])
         isg = {f"monocytes_called_isg_{g}": round(float(isg_call[kang_mono & sel].mean()), 3)
                for g, sel in (("stim", stim), ("ctrl", ~stim))}
+        # Kang's B cells are not typed further; two lupus donors' blood holds some plasmablasts, not most B cells
+        isg["b_cells_called_plasmablast"] = round(float((state[lineage_truth == "B"] == "Plasmablast").mean()), 3)
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
                      **_interval(lin, lineage_truth, big.label, seed),

@@ -246,6 +246,76 @@ def test_a_state_scope_substate_wins_over_a_lineage_scope_one(tmp_path):
     assert (lab[20:n14] == "CD14.Mono").mean() >= 0.95 and (lab[n14 + 15:n14 + n16] == "CD16.Mono").mean() >= 0.95
 
 
+def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog):
+    """``count_evidence: true`` (config/markers.yaml's Plasmablast): the state is open only to the cells
+    whose raw counts of its genes exceed the lineage's background. B cells with less CD20 win a
+    ``-CD20`` state on z-scores whatever their counts (real Kang 2018: 288 of 307 B cells were called
+    plasmablasts); with the flag only the cells with the programme's counts keep it."""
+    import logging
+
+    import yaml
+
+    from sscsig.annotate import annotate, load_markers
+    from sscsig.errors import InputError
+
+    rng = np.random.default_rng(4)
+    n_b, n_low, n_pb = 300, 60, 15
+    n = n_b + n_pb
+    plasma, naive = [f"PC{i}" for i in range(5)], [f"NB{i}" for i in range(5)]
+    genes = plasma + naive + [f"G{i}" for i in range(200)]
+    counts = rng.poisson(1.0, (n, len(genes))).astype(np.float32)
+    counts[:, :5] = rng.poisson(0.05, (n, 5))  # stray counts of the plasma genes in B cells
+    counts[n_b:, :5] = rng.poisson(20.0, (n_pb, 5))  # plasmablasts: tens of counts
+    counts[:, 5:10] = np.where(np.arange(n)[:, None] < n_b, rng.poisson(2.0, (n, 5)), rng.poisson(0.3, (n, 5)))
+    rna = ad.AnnData(sp.csr_matrix(np.log1p(counts)), var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = sp.csr_matrix(counts)
+    cd20 = np.r_[np.full(n_b - n_low, 2.5), np.full(n_low, 1.0), np.zeros(n_pb)] + rng.normal(0, 0.3, n)
+    prot = ad.AnnData(np.zeros((n, 2)), var=pd.DataFrame({"antibody": ["CD19", "CD20"]}, index=["ADT_CD19", "ADT_CD20"]))
+    prot.layers["clr"] = np.column_stack([2.0 + rng.normal(0, 0.3, n), cd20])
+    mdata = md.MuData({"rna": rna, "prot": prot})
+    mdata.obsp["connectivities"] = sp.csr_matrix((n, n))
+    pb = {"protein_neg": ["CD20"], "rna_pos": plasma}
+
+    def called(flag):
+        markers = {"lineages": {"B": {"protein_pos": ["CD19"]}},
+                   "states": {"B": {"B.Naive": {"protein_pos": ["CD20"], "rna_pos": naive},
+                                    "Plasmablast": pb | ({"count_evidence": True} if flag else {})}}}
+        path = tmp_path / f"m{flag}.yaml"
+        path.write_text(yaml.safe_dump(markers))
+        m = mdata.copy()
+        report = annotate(m, load_markers(path), smoothing=0.0, seed=0)
+        return m.obs["cell_state"].astype(str).to_numpy() == "Plasmablast", report
+
+    plain, report = called(False)
+    assert plain[n_b - n_low:n_b].mean() >= 0.5  # the CD20-low B cells win -CD20 on z-scores
+    assert report["states_needing_count_evidence"] == {}
+    with caplog.at_level(logging.INFO, logger="sscsig"):
+        hit, report = called(True)
+    assert hit[n_b:].mean() >= 0.9  # the plasmablasts keep it
+    assert hit[:n_b].sum() <= 2  # B cells with a stray count or two do not
+    entry = report["states_needing_count_evidence"]["Plasmablast"]
+    assert entry["cells"] == n and entry["cells_without_evidence"] >= n_b - 2
+    assert entry["marker_calls_taken_away"] >= n_low // 2
+    assert "Plasmablast (count_evidence)" in caplog.text
+    # without raw counts the flag cannot apply: the scores decide, and the log says so
+    m = mdata.copy()
+    del m["rna"].layers["counts"]
+    m.update()
+    path = tmp_path / "mTrue.yaml"
+    with caplog.at_level(logging.WARNING, logger="sscsig"):
+        annotate(m, load_markers(path), smoothing=0.0, seed=0)
+    assert "states.B.Plasmablast: count_evidence not applied (no raw counts)" in caplog.text
+    for where, bad in (("lineages", {"B": {"protein_pos": ["CD19"], "count_evidence": True}}),
+                       ("states", {"B": {"P": {"protein_neg": ["CD20"], "count_evidence": True}}}),  # no genes
+                       ("states", {"B": {"P": {"rna_pos": plasma, "count_evidence": "yes"}}})):
+        markers = {"lineages": {"B": {"protein_pos": ["CD19"]}}, "states": {"B": {"P": {"rna_pos": plasma}}}}
+        markers[where] = bad
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(markers))
+        with pytest.raises(InputError, match="count_evidence"):
+            load_markers(path)
+
+
 def test_a_substate_can_set_its_own_robust_z(tmp_path):
     """``robust_z`` on a substate replaces annotation.substate_robust_z for it alone (the study file
     raises it for sparse programs such as proliferation); elsewhere it is refused by name."""
@@ -1812,3 +1882,26 @@ def test_a_significant_state_whose_calls_do_not_stand_out_is_named_above_the_tab
     warnings = separation_warnings(table, sep, fdr=0.1)
     assert len(warnings) == 1 and warnings[0].startswith("Treg in SRC_vs_SSc (FDR 0.01)") and "CD25 1.03" in warnings[0]
     assert separation_warnings(table, sep.assign(stands_out=True)) == []
+
+
+@pytest.mark.slow
+def test_real_kang_b_cells_are_not_plasmablasts_and_the_isg_programme_follows_its_cause(shared_data, monkeypatch):
+    """Real Kang 2018 (1,556 PBMCs of two lupus donors, RNA only), the default marker method: the
+    lineages against Kang's types, the ISG substates in the IFN-beta-stimulated monocytes and not in the
+    controls, and Kang's B cells not called plasmablasts. Without the Plasmablast's count evidence
+    (config/markers.yaml) 288 of its 307 B cells were (benchmarks/annotation_real.py)."""
+    import sys
+
+    import yaml
+
+    from sscsig.config import validate_config
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import annotation_real
+
+    monkeypatch.setattr(annotation_real, "ANNOTATION_VARIANTS", (({}, ""),))
+    cfg = validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+    (row,), _, _ = annotation_real.score_kang_markers(shared_data, cfg=cfg, seed=0)
+    assert row["lineage_macro_f1"] >= 0.8
+    assert row["monocytes_called_isg_stim"] >= 0.9 and row["monocytes_called_isg_ctrl"] <= 0.02
+    assert row["b_cells_called_plasmablast"] <= 0.05

@@ -106,7 +106,11 @@ def _check_label(path: Path, where: str, comp) -> None:
         raise InputError(f"marker file {path}: {where} must be a mapping of components")
     for sub, sub_comp in (comp.get("substates") or {}).items():
         _check_label(path, f"{where}.substates.{sub}", sub_comp)
-    unknown = set(comp) - set(COMPONENTS) - {"substates", "scope", "robust_z"}
+    unknown = set(comp) - set(COMPONENTS) - {"substates", "scope", "robust_z", "count_evidence"}
+    if "count_evidence" in comp and (not where.startswith("states.") or ".substates." in where
+                                     or not isinstance(comp["count_evidence"], bool) or not comp.get("rna_pos")):
+        raise InputError(f"marker file {path}: {where}: 'count_evidence' is for states with rna_pos genes, true or "
+                         "false (the state's calls need its genes' counts beyond the lineage's background)")
     if "scope" in comp and (".substates." not in where or comp["scope"] not in SUBSTATE_SCOPES):
         raise InputError(f"marker file {path}: {where}: 'scope' is for substates, one of {list(SUBSTATE_SCOPES)}")
     rz = comp.get("robust_z")
@@ -1055,19 +1059,59 @@ def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells:
 
 
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
-                 min_confidence: float, rna_blank: np.ndarray | None = None
-                 ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+                 min_confidence: float, rna_blank: np.ndarray | None = None, alpha: float | None = None,
+                 report: dict | None = None) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """The marker calls of one lineage's states among ``rows`` (scores z-scored over these cells and
     smoothed on their graph): (state names, calls, confidences); ``None`` without cells or usable states.
-    ``rna_blank``: per row, the cells whose RNA components count as 0 (:meth:`_Scorer.score`)."""
+    ``rna_blank``: per row, the cells whose RNA components count as 0 (:meth:`_Scorer.score`).
+    ``alpha`` (``annotation.substate_alpha``): a state marked ``count_evidence: true`` in the marker file
+    is open only to the cells whose raw counts of its ``rna_pos`` genes pass :func:`count_evidence`'s test
+    against these cells' background (:func:`state_count_evidence`); ``report`` collects, per such state,
+    how many cells lack the evidence and how many of the scores' calls that took away."""
     if len(rows) == 0:
         return None
     names, cols = scorer.score_labels(states, rows, kind="state", rna_blank=rna_blank)
     if not names:
         return None
     mat = _smooth(np.column_stack(cols), graph[rows][:, rows], smoothing)
+    if alpha is not None and len(names) > 1:
+        first = mat.argmax(1)
+        for j, name in enumerate(names):
+            lacks = state_count_evidence(scorer, states[name], rows, alpha=alpha)
+            if lacks is None:
+                continue
+            if report is not None:
+                report[name] = {"cells_without_evidence": int(lacks.sum()), "cells": len(rows),
+                                "marker_calls_taken_away": int((lacks & (first == j)).sum())}
+            # a cell that every other state is closed to too keeps its scores (a lineage of such states only)
+            mat[lacks & np.isfinite(np.delete(mat, j, axis=1)).any(1), j] = -np.inf
     lab, conf = _assign(names, mat, min_confidence)
     return names, lab, conf
+
+
+def state_count_evidence(scorer: "_Scorer", comp: dict, rows: np.ndarray, *, alpha: float) -> np.ndarray | None:
+    """The cells among ``rows`` that a state marked ``count_evidence: true`` is closed to: those whose
+    summed raw counts of its ``rna_pos`` genes the background of these cells (a lineage) explains, by
+    :func:`count_tail`'s test at ``alpha`` (the module-high substates' test, negative binomial null).
+    ``None`` when the state is not so marked or the counts are not there (no raw counts, none of its
+    genes in the data).
+
+    For a state that a specific programme expressed at a high level defines: antibody-secreting cells
+    (JCHAIN, MZB1, XBP1 ...) carry tens to hundreds of counts of it, while B cells detect one or two
+    (real pbmc10k: 29% of its B cells detect JCHAIN, 29% MZB1; docs/annotation.md "Sparse gene modules").
+    A z-score of the module ranks such stray counts high within the B lineage, and with ``-CD20`` B
+    cells with less CD20 won the state: on the second simulator 83 plasmablast calls for 24, and the
+    refinement then learned the state from them (docs/annotation.md "States that need count evidence").
+    Not for a state whose genes its neighbours express too (Treg's FOXP3, Int.Mono's HLA class II):
+    there the lineage's background absorbs it."""
+    if not comp.get("count_evidence"):
+        return None
+    present, cnt = scorer.gene_counts(comp.get("rna_pos") or [])
+    if cnt is None or not present:
+        return None
+    x = np.asarray(cnt[rows].sum(1)).ravel()
+    library = None if scorer.library is None else scorer.library[rows]
+    return count_tail(x, library, alpha=alpha) > alpha
 
 
 def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.ndarray, np.ndarray]:
@@ -1418,7 +1462,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         a programme half of them carry (real Kang 2018: 0 of 337 IFN-beta-stimulated monocytes called
         CD14.ISG; with 0.01, 332, and 6 of 312 controls; docs/annotation.md "Module-high substates"). The
         report's ``substates_without_count_evidence``: per substate, the cells the z over all cells
-        would have called that show no count evidence.
+        would have called that show no count evidence. The same test closes a state marked
+        ``count_evidence: true`` in the marker file (the plasmablasts) to the cells of its lineage
+        without such counts (:func:`state_count_evidence`; the report's ``states_needing_count_evidence``).
     protein_layer
         The normalised protein layer scored.
     score_centre
@@ -1625,6 +1671,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                         ", ".join(f"{r['group']}: {r['value']}" for r in rows_[:8]) + (", ..." if len(rows_) > 8 else ""),
                         column)
     no_count_evidence: dict[str, int] = {}
+    state_counts: dict[str, dict] = {}  # states that need count evidence (count_evidence: true)
     refined: dict[str, int] = {}
     lineage_markers = None
     gate_runs = gate_layer is not None and lineage is None  # not on lineages given by a reference
@@ -1727,7 +1774,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             sub = np.full(n, "", dtype=object)
             for lin, states in markers["states"].items():
                 rows = np.flatnonzero(lineage == lin)
-                calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence)
+                calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence,
+                                     alpha=substate_alpha)
                 if calls is not None:
                     sub[rows] = calls[1]
             features, blocks = _lineage_features(scorer, _marker_genes(markers, standins=scorer.standins), all_rows)
@@ -1765,7 +1813,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if rna_blank.any():
                 blanked[lin] = int(rna_blank.sum())
         calls = _state_calls(scorer, states, rows, graph, smoothing=smoothing, min_confidence=min_confidence,
-                             rna_blank=rna_blank)
+                             rna_blank=rna_blank, alpha=substate_alpha, report=state_counts)
         if calls is None:
             continue
         names, lab, conf = calls
@@ -1820,6 +1868,15 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             mdata.obs["lineage_markers"] = pd.Categorical(lineage_markers)
         log.info("refinement changed the calls of %s cells (key 'lineage': lineage calls; a lineage's name: "
                  "state calls within it)", refined)
+    for k, v in state_counts.items():
+        log.info("%s (count_evidence): %d of its lineage's %d cells show its genes' counts beyond the lineage's "
+                 "background; %d marker calls without them took the next state", k,
+                 v["cells"] - v["cells_without_evidence"], v["cells"], v["marker_calls_taken_away"])
+    wanted = [f"states.{lin}.{k}" for lin, st in markers["states"].items() for k, c in st.items()
+              if c.get("count_evidence")]
+    if wanted and (substate_alpha is None or scorer.count_source is None):
+        log.warning("%s: count_evidence not applied (%s); the marker scores call them alone", ", ".join(wanted),
+                    "annotation.substate_alpha is null" if substate_alpha is None else "no raw counts")
     if scorer.missing:
         log.warning("markers absent from the data: %s", ", ".join(sorted(scorer.missing)))
     if scorer.standins:
@@ -1842,6 +1899,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "states_by_antibodies_alone": blanked,
         "states_without_positive_antibody": without_antibody,
         "substates_without_count_evidence": no_count_evidence,
+        "states_needing_count_evidence": state_counts,
         "substate_groups": substate_group_report,
         "marker_coverage": scorer.coverage,
         "lineage_counts": mdata.obs["lineage"].value_counts().to_dict(),
