@@ -243,15 +243,16 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
         isg_call = np.isin(state, ["CD14.ISG", "CD16.ISG"])
         isg = {f"monocytes_called_isg_{g}": round(float(isg_call[kang_mono & sel].mean()), 3)
                for g, sel in (("stim", stim), ("ctrl", ~stim))}
-        # Kang's B cells are not typed further; two lupus donors' blood holds some plasmablasts, not most B cells
-        isg["b_cells_called_plasmablast"] = round(float((state[lineage_truth == "B"] == "Plasmablast").mean()), 3)
         rows.append({"data": "kang2018", "reference": "Kang's cell types", "method": name, "n_cells": len(lin),
                      "lineage_macro_f1": round(float(big.f1.mean()), 3),
                      **_interval(lin, lineage_truth, big.label, seed),
                      "lineage_accuracy": round(overall["accuracy"], 3), "classes_averaged": ",".join(big.label),
                      "unassigned_share": round(float((lin == "Unassigned").mean()), 3),
                      "state_agreement_on_specific_fine_labels": round(float(cd16_right.mean()), 3),
-                     "n_specific_fine": int(mono.sum())} | isg)
+                     "n_specific_fine": int(mono.sum())} | isg
+                    # Kang's B cells are not typed further; two lupus donors' blood holds some plasmablasts,
+                    # not most B cells
+                    | {"b_cells_called_plasmablast": round(float((state[lineage_truth == "B"] == "Plasmablast").mean()), 3)})
         classes.append(table.assign(data="kang2018", method=name))
         confusions["kang2018_markers" + suffix.replace("+", "_").replace(" ", "_")] = pd.crosstab(
             pd.Series(lin, name="sscsig lineage"), pd.Series(truth, name="Kang cell type"))

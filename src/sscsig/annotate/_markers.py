@@ -342,6 +342,14 @@ class _Scorer:
             self._count_columns[key] = sp.csr_matrix(x[:, [source.var_names.get_loc(g) for g in present]])
         return present, self._count_columns[key]
 
+    def gene_total(self, genes: list[str], rows: np.ndarray) -> np.ndarray | None:
+        """Per cell of ``rows``, the summed raw counts of those of ``genes`` in the data
+        (:meth:`gene_counts`); ``None`` without raw counts or without any of the genes."""
+        present, counts = self.gene_counts(genes)
+        if counts is None or not present:
+            return None
+        return np.asarray(counts[rows].sum(1), dtype=np.float64).ravel()
+
     def detected_none(self, genes: list[str]) -> np.ndarray:
         """Per cell, whether it detects none of the module's genes (in the data)."""
         key = tuple(sorted(genes))
@@ -672,14 +680,12 @@ def _gate_substates(
     parts = [] if groups is None else _group_rows(np.asarray(groups)[rows], min_cells=SUBSTATE_GROUP_MIN_CELLS)
     for j, nm in enumerate(names):
         rna_only = not any(subs[nm].get(kind) for kind in COMPONENTS if kind.startswith("protein"))
-        present, cnt = (scorer.gene_counts(subs[nm].get("rna_pos") or []) if alpha is not None and rna_only
-                        else ([], None))
-        if cnt is None or not present:
+        x = scorer.gene_total(subs[nm].get("rna_pos") or [], rows) if alpha is not None and rna_only else None
+        if x is None:
             smooth = _smooth(scores[j][:, None], sub_graph, smoothing)[:, 0]
             z[:, j] = _robust_z(smooth)
             hit[:, j] = z[:, j] > thr[j]
             continue
-        x = np.asarray(cnt[rows].sum(1)).ravel()
         library = None if scorer.library is None else scorer.library[rows]
         tail = count_tail(x, library, alpha=alpha)
         for idx in parts:  # each large group its own background
@@ -1104,12 +1110,9 @@ def state_count_evidence(scorer: "_Scorer", comp: dict, rows: np.ndarray, *, alp
     refinement then learned the state from them (docs/annotation.md "States that need count evidence").
     Not for a state whose genes its neighbours express too (Treg's FOXP3, Int.Mono's HLA class II):
     there the lineage's background absorbs it."""
-    if not comp.get("count_evidence"):
+    x = scorer.gene_total(comp.get("rna_pos") or [], rows) if comp.get("count_evidence") else None
+    if x is None:
         return None
-    present, cnt = scorer.gene_counts(comp.get("rna_pos") or [])
-    if cnt is None or not present:
-        return None
-    x = np.asarray(cnt[rows].sum(1)).ravel()
     library = None if scorer.library is None else scorer.library[rows]
     return count_tail(x, library, alpha=alpha) > alpha
 
@@ -1261,10 +1264,9 @@ def state_evidence(scorer: "_Scorer", states: dict, rows: np.ndarray) -> tuple[n
                          for a in comp.get(kind) or []})
     m = scorer.protein(antibodies)  # an antibody of some state measured in the cell: protein evidence
     measured = np.zeros(len(rows), bool) if m is None else ~np.isnan(m[rows]).all(1)
-    genes, counts = scorer.gene_counts(sorted(_rna_pos_genes(states)))
-    if not genes:
+    total = scorer.gene_total(sorted(_rna_pos_genes(states)), rows)
+    if total is None:
         return np.zeros(len(rows)), np.zeros(len(rows), bool), measured
-    total = np.asarray(counts[rows].sum(1), dtype=np.float64).ravel()
     return total, total == 0, measured
 
 
