@@ -129,3 +129,87 @@ def test_age_in_the_design_keeps_an_age_driven_state_out_of_src():
     assert (w[:, 2] < 0.1).mean() <= 0.05
     assert (w[:, 0] < 0.05).mean() <= 0.15
     assert np.median(wo[:, 1]) < np.median(w[:, 1]) - 0.2  # the unadjusted estimate carries the age effect
+
+
+def _batched(rng, *, share, n_per_batch=8, batches=("b1", "b2", "b3"), src_per_batch=(2, 2, 2), cells=300):
+    """Donor x state counts of one lineage (states A and B), the donors' batches and design table;
+    ``share(batch, src)`` is the expected share of A (donors' shares scattered log-normal, SD 0.3)."""
+    counts, donors, batch = {}, {}, {}
+    for b, n_src in zip(batches, src_per_batch):
+        for i in range(n_per_batch):
+            d = f"{b}_{i}"
+            src = i < n_src
+            p = min(0.9, share(b, src) * np.exp(rng.normal(0, 0.3)))
+            k = rng.binomial(cells, p)
+            counts[d] = {"A": k, "B": cells - k}
+            donors[d] = {"group": "SSc" if i % 4 else "HD", "SRC": src}
+            batch[d] = b
+    return (pd.DataFrame.from_dict(counts, orient="index"), {"A": "L", "B": "L"}, pd.Series(batch),
+            pd.DataFrame.from_dict(donors, orient="index"))
+
+
+def test_batch_check_flags_calls_that_follow_the_batches_not_the_design():
+    """A state whose calls are 4x as common in one batch is flagged; one whose share follows SRC, with
+    the SRC donors gathered in one batch, is flagged only when SRC is left out of the design; under the
+    null the test holds its level; a batch that is the design cannot be judged."""
+    from sscsig.stats import batch_association
+
+    rng = np.random.default_rng(0)
+    counts, parents, batch, donors = _batched(rng, share=lambda b, src: 0.2 if b == "b2" else 0.05)
+    res = batch_association(counts, parents, batch, donors, columns=["group", "SRC"]).set_index("cell_state")
+    assert res.loc["A", "testable"] and res.loc["A", "fdr"] < 0.001 and res.loc["A", "n_batches"] == 3
+    shares = dict(part.split(": ") for part in res.loc["A", "share_per_batch"].split("; "))
+    assert float(shares["b2"]) > 3 * max(float(shares["b1"]), float(shares["b3"]))
+
+    # SRC raises A, and 6 of batch 1's 8 donors have SRC: a batch difference that the design explains
+    counts, parents, batch, donors = _batched(rng, share=lambda b, src: 0.3 if src else 0.05, src_per_batch=(6, 1, 1))
+    naive = batch_association(counts, parents, batch, donors, columns=[]).set_index("cell_state")
+    assert naive.loc["A", "pvalue"] < 0.05, naive.loc["A", "pvalue"]
+    adjusted = batch_association(counts, parents, batch, donors, columns=["group", "SRC"]).set_index("cell_state")
+    assert adjusted.loc["A", "testable"] and adjusted.loc["A", "pvalue"] > 0.2, adjusted.loc["A", "pvalue"]
+
+    p = []
+    for _ in range(200):
+        counts, parents, batch, donors = _batched(rng, share=lambda b, src: 0.1)
+        p.append(batch_association(counts, parents, batch, donors, columns=["group", "SRC"])["pvalue"].iloc[0])
+    p = np.array(p)
+    assert np.isfinite(p).all() and 0.01 <= (p < 0.05).mean() <= 0.08 and 0.35 <= (p < 0.5).mean() <= 0.65
+
+    donors["group"] = batch.map({"b1": "HD", "b2": "SSc", "b3": "SSc"}) + np.where(batch == "b3", "x", "")
+    res = batch_association(counts, parents, batch, donors, columns=["group"])
+    assert not res["testable"].any() and res["reason"].str.startswith("batch confounded with the design").all()
+    assert res["pvalue"].isna().all()
+
+
+def test_batch_check_leaves_out_donors_across_batches_and_small_batches():
+    from sscsig.stats import batch_association, donor_batches
+
+    samples = pd.DataFrame({"sample": ["a1", "a2", "b1", "c1"], "donor": ["A", "A", "B", "C"],
+                            "batch": ["r1", "r2", "r1", "r2"], "in_group_tests": [True, True, True, False]})
+    got = donor_batches(samples)
+    assert np.isnan(got["A"]) and got["B"] == "r1" and "C" not in got  # C's only sample is not in the tests
+    rng = np.random.default_rng(1)
+    counts, parents, batch, donors = _batched(rng, share=lambda b, src: 0.1, n_per_batch=6)
+    batch.iloc[:4] = "b9"  # a fourth batch of three donors, and one of a single donor
+    batch.iloc[0] = "lone"
+    res = batch_association(counts, parents, batch, donors, columns=["group", "SRC"], min_donors_per_batch=2)
+    row = res.set_index("cell_state").loc["A"]
+    assert row["n_donors"] == len(counts) - 1 and row["n_batches"] == 4 and "lone" not in row["share_per_batch"]
+
+
+def test_batch_warnings_name_flagged_states_that_the_table_reports(caplog):
+    from sscsig.stats import batch_warnings, log_batch_check
+
+    batch = pd.DataFrame({"cell_state": ["X", "Y", "Z"], "parent": ["Mono"] * 3, "testable": [True, True, False],
+                          "fdr": [0.001, 0.002, np.nan], "f_statistic": [20.0, 15.0, np.nan],
+                          "share_per_batch": ["r1: 0.010; r2: 0.150"] * 3})
+    table = pd.DataFrame({"cell_state": ["X", "Y", "Z", "W"], "contrast": "c", "fdr": [0.5, 0.01, 0.01, 0.01],
+                          "hypothesis": ["hypothesis", "discovery", "discovery", "discovery"]})
+    out = batch_warnings(table, batch, fdr=0.1)
+    assert len(out) == 2 and out[0].startswith("X: its share of Mono differs between batches") and "r2: 0.150" in out[0]
+    assert out[1].startswith("Y:")  # W is not flagged, Z not testable
+    assert batch_warnings(table.assign(fdr=0.5, hypothesis="discovery"), batch) == []
+    with caplog.at_level("INFO", logger="sscsig"):
+        assert log_batch_check(batch, fdr=0.1, columns=["group", "SRC"]) == ["X", "Y"]
+    assert "2 of 3 states testable; 2 follow the batches beyond group, SRC" in caplog.text
+    assert [r.levelname for r in caplog.records].count("WARNING") == 2 and "X's share of Mono" in caplog.text
