@@ -133,6 +133,14 @@ def test_design_is_written_once_and_read_by_the_statistics(demo_run):
     assert (groups["SRC_vs_SSc"] == 1).sum() == 4 and (groups["SRC_vs_SSc"] == 0).sum() == 17
     assert (groups["ILD_vs_SSc"] == 1).sum() == 10 and (groups["ILD_vs_SSc"] == 0).sum() == 7
     assert json.loads((demo_run / "design/warnings.json").read_text()) == []
+    # the batch check of the calls, on the same donors: the tiny demo's 3 batches hold every group
+    from sscsig.stats import BATCH_COLUMNS
+
+    check = pd.read_csv(demo_run / "abundance/batch_association.tsv", sep="\t")
+    assert list(check.columns) == BATCH_COLUMNS and set(check["cell_state"]) == set(counts.columns)
+    tested = check[check["testable"]]
+    assert len(tested) >= 10 and (tested["n_batches"] == 3).all() and (tested["n_donors"] <= 27).all()
+    assert tested["pvalue"].between(0, 1).all() and check.loc[~check["testable"], "reason"].str.len().gt(0).all()
     readers = [f.name for f in (ROOT / "workflow/rules").glob("*.smk") if "SHEET" in f.read_text()]
     assert sorted(readers) == ["common.smk", "design.smk"]
 
@@ -229,18 +237,20 @@ def test_bad_config_stops_before_any_output(tmp_path):
 
 
 def test_a_group_key_that_is_not_a_sheet_column_stops_before_any_output(tmp_path):
-    """annotation.substate_group_key (or gate_group_key) names a sample-sheet column; a typo is one console
-    line naming the key and the sheet's columns at parse time, not an error in the annotate job."""
-    out = tmp_path / "never"
-    extra = tmp_path / "extra.yaml"
-    extra.write_text("annotation:\n  substate_group_key: lane\n")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/config.yaml", str(extra),
-           "--config", f"outdir={out}", "-n"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode != 0
-    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("sscsig: error:"))
-    assert "annotation.substate_group_key 'lane': not a column of the sample sheet" in line and "batch" in line
-    assert not out.exists()
+    """annotation.substate_group_key (or gate_group_key, or integration.batch_key) names a sample-sheet
+    column; a typo is one console line naming the key and the sheet's columns at parse time, not an error in
+    the annotate, integrate or abundance job."""
+    for section, key in (("annotation", "substate_group_key"), ("integration", "batch_key")):
+        out = tmp_path / "never"
+        extra = tmp_path / "extra.yaml"
+        extra.write_text(f"{section}:\n  {key}: lane\n")
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/config.yaml", str(extra),
+               "--config", f"outdir={out}", "-n"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode != 0
+        line = next(x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("sscsig: error:"))
+        assert f"{section}.{key} 'lane': not a column of the sample sheet" in line and "batch" in line
+        assert not out.exists()
 
 
 def _snakemake(*args, out, env=None, config=(), targets=()):

@@ -52,9 +52,11 @@ try:
 except InputError as exc:
     sys.exit(f"sscsig: error: {exc}")
 
-# the annotation's per-group settings name a sample-sheet column (each cell's obs carries its sample's row)
-_bad_keys = [f"annotation.{k} {config['annotation'][k]!r}" for k in ("gate_group_key", "substate_group_key")
-             if config["annotation"][k] is not None and config["annotation"][k] not in _sheet.columns]
+# the batch key and the annotation's per-group settings name a sample-sheet column (each cell's obs carries
+# its sample's row; the integration and the batch check of the calls group by the batch key)
+_bad_keys = [f"{sec}.{k} {config[sec][k]!r}" for sec, k in (("integration", "batch_key"),
+             ("annotation", "gate_group_key"), ("annotation", "substate_group_key"))
+             if config[sec][k] is not None and config[sec][k] not in _sheet.columns]
 if _bad_keys:
     sys.exit(f"sscsig: error: {' and '.join(_bad_keys)}: not a column of the sample sheet {SHEET} "
              f"(columns: {', '.join(map(str, _sheet.columns))})")

@@ -1,5 +1,6 @@
 # One table per complication: every state's composition, Milo, pseudobulk and signature results
-# (sscsig.report), with the merge's, the design's and the calls' (state_separation) warnings on top.
+# (sscsig.report), with the merge's, the design's and the calls' (state_separation, the batch check)
+# warnings on top.
 
 
 rule tables:
@@ -11,6 +12,7 @@ rule tables:
         merge_report=f"{OUT}/cohort/merge_report.json",
         design_warnings=DESIGN["warnings"],
         separation=f"{OUT}/cohort/state_separation.tsv",
+        batch=f"{OUT}/abundance/batch_association.tsv",
         stress=[f"{OUT}/abundance/stress_adjusted.tsv"] if config["stress"]["enabled"] else [],
     output:
         tsv=f"{OUT}/tables/complication_{{complication}}.tsv",
