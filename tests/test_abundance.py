@@ -213,3 +213,26 @@ def test_batch_warnings_name_flagged_states_that_the_table_reports(caplog):
         assert log_batch_check(batch, fdr=0.1, columns=["group", "SRC"]) == ["X", "Y"]
     assert "2 of 3 states testable; 2 follow the batches beyond group, SRC" in caplog.text
     assert [r.levelname for r in caplog.records].count("WARNING") == 2 and "X's share of Mono" in caplog.text
+
+
+def test_batch_plot_shows_the_states_the_check_ranks_first(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from sscsig.report import batch_plot
+    from sscsig.stats import batch_association
+
+    rng = np.random.default_rng(2)
+    counts, parents, batch, donors = _batched(rng, share=lambda b, src: 0.2 if b == "b2" else 0.05)
+    counts["C"], counts["D"] = rng.binomial(200, 0.3, len(counts)), 0
+    counts["D"] = 200 - counts["C"]
+    parents |= {"C": "M", "D": "M"}
+    check = batch_association(counts, parents, batch, donors, columns=["group", "SRC"])
+    titles = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda ax, t, **kw: titles.append((t, kw.get("color"))))
+    batch_plot(check, counts, batch, tmp_path / "b.png", fdr=0.1, top=3)
+    assert (tmp_path / "b.png").stat().st_size > 5_000
+    # A and its complement B (a lineage of two states) are flagged, in red; C, of another lineage, is not
+    assert len(titles) == 3 and {t.split("\n")[0] for t, _ in titles[:2]} == {"A", "B"}
+    assert [c for _, c in titles] == ["tab:red", "tab:red", "k"] and titles[2][0].startswith("C\nFDR")
+    batch_plot(check.iloc[:0], counts, batch, tmp_path / "none.png")
+    assert (tmp_path / "none.png").stat().st_size > 2_000

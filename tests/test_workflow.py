@@ -141,6 +141,7 @@ def test_design_is_written_once_and_read_by_the_statistics(demo_run):
     tested = check[check["testable"]]
     assert len(tested) >= 10 and (tested["n_batches"] == 3).all() and (tested["n_donors"] <= 27).all()
     assert tested["pvalue"].between(0, 1).all() and check.loc[~check["testable"], "reason"].str.len().gt(0).all()
+    assert (demo_run / "figures/batch_check.png").stat().st_size > 10_000
     readers = [f.name for f in (ROOT / "workflow/rules").glob("*.smk") if "SHEET" in f.read_text()]
     assert sorted(readers) == ["common.smk", "design.smk"]
 

@@ -43,6 +43,9 @@ rule figures_stats:
         tables=expand(f"{OUT}/tables/complication_{{c}}.tsv", c=COMPLICATIONS),
         milo=f"{OUT}/milo/nhoods.tsv",
         de=expand(f"{OUT}/pseudobulk/{{contrast}}.genes.tsv", contrast=CONTRASTS),
+        batch=f"{OUT}/abundance/batch_association.tsv",
+        counts=f"{OUT}/abundance/donor_state_counts.tsv",
+        samples=DESIGN["samples"],
     output:
         **{
             f"forest_{c}": report(f"{OUT}/figures/forest_{c}.png", category="Abundance",
@@ -50,6 +53,7 @@ rule figures_stats:
             for c in COMPLICATIONS
         },
         milo=report(f"{OUT}/figures/milo_nhoods.png", category="Abundance", caption="../report/milo.rst"),
+        batch=report(f"{OUT}/figures/batch_check.png", category="Abundance", caption="../report/batch_check.rst"),
         **{
             f"volcano_{c}_{s}": report(f"{OUT}/figures/volcano_{c}_{s}.png", category="Signatures",
                                        caption="../report/volcano.rst")
@@ -60,6 +64,7 @@ rule figures_stats:
         de={c: f"{OUT}/pseudobulk/{c}.genes.tsv" for c in CONTRASTS},
         hypotheses=HYPOTHESES,
         abundance_fdr=config["abundance"]["fdr"],
+        batch_key=config["integration"]["batch_key"],
         milo_fdr=config["milo"]["fdr"],
         de_fdr=config["pseudobulk"]["fdr"],
     log:

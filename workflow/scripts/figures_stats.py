@@ -1,9 +1,19 @@
-"""Rule figures_stats: forest, Milo and volcano figures of the statistics (sscsig.report)."""
+"""Rule figures_stats: forest, Milo and volcano figures of the statistics, and the batch check of the calls
+(sscsig.report)."""
 from sscsig.io import rule_logging
 
 with rule_logging(snakemake):
-    from sscsig.report import stats_figures
+    import pandas as pd
 
-    p = snakemake.params
-    stats_figures(p.tables, snakemake.input.milo, p.de, p.hypotheses, dict(snakemake.output.items()),
-                  abundance_fdr=p.abundance_fdr, milo_fdr=p.milo_fdr, de_fdr=p.de_fdr)
+    from sscsig.design import as_bool
+    from sscsig.report import batch_plot, stats_figures
+    from sscsig.stats import donor_batches
+
+    i, p = snakemake.input, snakemake.params
+    out = {k: v for k, v in snakemake.output.items() if k != "batch"}
+    stats_figures(p.tables, i.milo, p.de, p.hypotheses, out, abundance_fdr=p.abundance_fdr, milo_fdr=p.milo_fdr,
+                  de_fdr=p.de_fdr)
+    samples = pd.read_csv(i.samples, sep="\t", dtype=str)
+    samples["in_group_tests"] = samples["in_group_tests"].map(as_bool)
+    batch_plot(pd.read_csv(i.batch, sep="\t"), pd.read_csv(i.counts, sep="\t", index_col=0),
+               donor_batches(samples, batch_key=p.batch_key), snakemake.output.batch, fdr=p.abundance_fdr)

@@ -1,5 +1,6 @@
 """Figures for the report: QC, UMAPs, marker heatmap, composition per donor, forest plots, Milo
-neighbourhoods, pseudobulk volcano plots, donor-level signature scores, integration metrics."""
+neighbourhoods, pseudobulk volcano plots, donor-level signature scores, integration metrics, the batch
+check of the calls."""
 
 from __future__ import annotations
 
@@ -364,6 +365,53 @@ def stress_plot(samples: pd.DataFrame, donors: pd.DataFrame, complications: list
         ax.set_title(key, fontsize=9)
     axes[0][0].set_ylabel(f"mean stress score ({lineage} cells)")
     fig.suptitle("handling / dissociation stress per sample (van den Brink 2017 genes)", fontsize=10)
+    _save(fig, path)
+
+
+def batch_plot(check: pd.DataFrame, counts: pd.DataFrame, batches: pd.Series, path, *, fdr: float = 0.1,
+               top: int = 6) -> None:
+    """The donors' shares of the ``top`` states the batch check of the calls ranks first (smallest p
+    among the testable ones; :func:`sscsig.stats.batch_association`), one panel each, donors by batch
+    with the batch's median; a state flagged at ``fdr`` has its title in red.
+
+    Parameters
+    ----------
+    check
+        The abundance rule's ``abundance/batch_association.tsv``.
+    counts
+        Donor x state counts (``abundance/donor_state_counts.tsv``).
+    batches
+        Donor -> batch (:func:`sscsig.stats.donor_batches`).
+    path
+        The PNG to write.
+    fdr, top
+        Config ``abundance.fdr``; how many states to show.
+    """
+    tested = check[check["testable"].astype(str).str.lower() == "true"].sort_values(["pvalue", "cell_state"]).head(top)
+    n = max(1, len(tested))
+    fig, axes = plt.subplots(1, n, figsize=(2.8 * n + 0.6, 3.8), squeeze=False, layout="constrained")
+    if tested.empty:
+        axes[0][0].text(0.5, 0.5, "no state testable against the batches\n(abundance/batch_association.tsv)",
+                        ha="center", va="center", fontsize=9)
+        axes[0][0].set_axis_off()
+    rng = np.random.default_rng(0)
+    parent = check.set_index("cell_state")["parent"]
+    batch = batches.reindex(counts.index)
+    for ax, (_, r) in zip(axes[0], tested.iterrows()):
+        siblings = [s for s in counts.columns if parent.get(s) == r["parent"]]
+        share = (counts[r["cell_state"]] / counts[siblings].sum(1).replace(0, np.nan)).dropna()
+        grp = batch.reindex(share.index).dropna().astype(str)
+        levels = sorted(grp.unique())
+        for i, lev in enumerate(levels):
+            v = share[grp.index[grp == lev]].to_numpy(float)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=12, color=plt.get_cmap("tab10")(i % 10))
+            ax.plot([i - 0.25, i + 0.25], [np.median(v)] * 2, color="k", lw=1.2)
+        ax.set_xticks(range(len(levels)), levels, rotation=45, ha="right", fontsize=7)
+        flagged = r["fdr"] < fdr
+        ax.set_title(f"{r['cell_state']}\nFDR {r['fdr']:.2g}", fontsize=9, color="tab:red" if flagged else "k")
+        ax.set_ylabel(f"share of {r['parent']}", fontsize=8)
+    fig.suptitle("do the calls follow the batches? donors' shares by batch "
+                 f"(red: differs beyond the design at FDR < {fdr})", fontsize=10)
     _save(fig, path)
 
 
