@@ -5,7 +5,7 @@ from sscsig.io import rule_logging
 with rule_logging(snakemake):
     import pandas as pd
 
-    from sscsig.design import as_bool
+    from sscsig.design import read_samples
     from sscsig.report import batch_plot, stats_figures
     from sscsig.stats import donor_batches
 
@@ -13,7 +13,6 @@ with rule_logging(snakemake):
     out = {k: v for k, v in snakemake.output.items() if k != "batch"}
     stats_figures(p.tables, i.milo, p.de, p.hypotheses, out, abundance_fdr=p.abundance_fdr, milo_fdr=p.milo_fdr,
                   de_fdr=p.de_fdr)
-    samples = pd.read_csv(i.samples, sep="\t", dtype=str)
-    samples["in_group_tests"] = samples["in_group_tests"].map(as_bool)
-    batch_plot(pd.read_csv(i.batch, sep="\t"), pd.read_csv(i.counts, sep="\t", index_col=0),
-               donor_batches(samples, batch_key=p.batch_key), snakemake.output.batch, fdr=p.abundance_fdr)
+    batches = donor_batches(read_samples(i.samples, complications=[]), batch_key=p.batch_key)
+    batch_plot(pd.read_csv(i.batch, sep="\t"), pd.read_csv(i.counts, sep="\t", index_col=0), batches,
+               snakemake.output.batch, fdr=p.abundance_fdr)

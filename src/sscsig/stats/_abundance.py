@@ -43,6 +43,16 @@ def state_parents(obs: pd.DataFrame) -> dict[str, str]:
     return tab.idxmax(axis=1).to_dict()
 
 
+def quasi_poisson_fit(y: np.ndarray, n: np.ndarray, x: pd.DataFrame):
+    """The Poisson GLM of counts ``y`` on ``x`` with offset ``log n`` (statsmodels, its warnings
+    silenced) and its quasi-Poisson dispersion: the Pearson statistic over the residual degrees of
+    freedom, floored at 1. Returns ``(fit, dispersion)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.GLM(y, x, family=sm.families.Poisson(), offset=np.log(n)).fit()
+    return fit, max(1.0, float(np.sum((y - fit.mu) ** 2 / fit.mu) / fit.df_resid))
+
+
 def quasi_poisson_test(y: np.ndarray, n: np.ndarray, x: pd.DataFrame) -> dict:
     """Fit the quasi-Poisson GLM with offset ``log n``; return the ``case`` effect (natural log)."""
     y = np.asarray(y, float)
@@ -52,13 +62,8 @@ def quasi_poisson_test(y: np.ndarray, n: np.ndarray, x: pd.DataFrame) -> dict:
     if y[case].sum() == 0 or y[~case].sum() == 0:
         y, n = y + 0.5, n + 1.0
         note = "zero cells in one group: 0.5 added to every donor's count"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = sm.GLM(y, x, family=sm.families.Poisson(), offset=np.log(n))
-        fit = model.fit()
+    fit, phi = quasi_poisson_fit(y, n, x)
     df_resid = fit.df_resid
-    mu = fit.mu
-    phi = max(1.0, float(np.sum((y - mu) ** 2 / mu) / df_resid))
     j = list(x.columns).index("case")
     beta = float(fit.params.iloc[j])
     se = float(np.sqrt(fit.cov_params().iloc[j, j] * phi))

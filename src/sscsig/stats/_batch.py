@@ -8,9 +8,9 @@ CD14.ISG in 0.7%, 14.3%, 0.7% and 14.5% of the monocytes of its four batches (do
 "Programme background per batch"). Such calls enter every composition test as if they were biology.
 
 :func:`batch_association` tests, per state, whether the donors' shares differ between batches beyond
-what the design explains: the quasi-Poisson GLM of :mod:`._abundance` (offset: the donor's cells of
-the state's parent lineage) with the design columns (``group``, the complications, the contrasts'
-other selector columns) as one-hot covariates, with and without the batch, compared by the
+what the design explains: the quasi-Poisson GLM of :mod:`._abundance` (``quasi_poisson_fit``; offset:
+the donor's cells of the state's parent lineage) with the design columns (``group``, the
+complications, the contrasts' other selector columns) as one-hot covariates, with and without the batch, compared by the
 quasi-likelihood F test (deviance difference per batch degree of freedom over the full model's
 Pearson dispersion, floored at 1; F on the residual degrees of freedom). Donors are the units; a
 donor whose tested samples span several batches is left out of it. Benjamini-Hochberg over the
@@ -26,14 +26,13 @@ apart and says so (``testable: false``).
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
 
 from ..design import UNASSIGNED, bh_fdr
+from ._abundance import quasi_poisson_fit
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +66,10 @@ def donor_batches(samples: pd.DataFrame, *, batch_key: str = "batch") -> pd.Seri
 def _ql_f_test(y: np.ndarray, n: np.ndarray, reduced: pd.DataFrame, full: pd.DataFrame) -> dict:
     """Quasi-likelihood F test of the columns ``full`` adds to ``reduced`` (Poisson GLMs with offset
     ``log n``; dispersion from the full model's Pearson residuals, floored at 1)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit_r = sm.GLM(y, reduced, family=sm.families.Poisson(), offset=np.log(n)).fit()
-        fit_f = sm.GLM(y, full, family=sm.families.Poisson(), offset=np.log(n)).fit()
+    fit_r, _ = quasi_poisson_fit(y, n, reduced)
+    fit_f, phi = quasi_poisson_fit(y, n, full)
     df_b = full.shape[1] - reduced.shape[1]
     df_resid = float(fit_f.df_resid)
-    phi = max(1.0, float(np.sum((y - fit_f.mu) ** 2 / fit_f.mu) / df_resid))
     f = max(0.0, float(fit_r.deviance - fit_f.deviance)) / df_b / phi
     return {"f_statistic": f, "df_batch": df_b, "df_resid": df_resid, "dispersion": phi,
             "pvalue": float(stats.f.sf(f, df_b, df_resid))}
