@@ -16,8 +16,8 @@ that the data hold, on the real RNA data in ``../shared/data``:
   ``markers (RNA only)``), CellAssign on the counts (DC and other_T have none of their genes here and
   are left out of both, as there).
 - pbmc10k (200 cells, SingleR's main labels): CellAssign on the RNA; the marker path on the RNA alone
-  (the antibodies left out, so both read the same molecules: scanpy's graph on 30 PCs of the
-  log-normalised counts, as for Kang), and, for reference, with the antibodies as the pipeline runs it
+  (the antibodies left out, so both read the same molecules: ``annotation_real.rna_only_mudata``,
+  as for Kang), and, for reference, with the antibodies as the pipeline runs it
   (``annotation_real.py``'s rows).
 
 Scores: lineage macro-F1 over the reference's labels (Kang's five types as lineages; SingleR's labels
@@ -70,29 +70,6 @@ def cellassign_calls(counts, genes, markers: dict, *, epochs: int, seed: int) ->
     return model.predict().idxmax(axis=1).to_numpy()
 
 
-def rna_only_mudata(counts, genes, obs_names, *, seed: int):
-    """A MuData of the RNA alone (log-normalised, scanpy's graph on 30 PCs) and an empty protein panel,
-    as ``annotation_real.score_kang_markers`` builds it."""
-    import anndata as ad
-    import mudata as md
-    import scanpy as sc
-
-    idx = pd.DataFrame(index=pd.Index(list(obs_names)))
-    rna = ad.AnnData(counts.copy(), obs=idx.copy(), var=pd.DataFrame(index=pd.Index(list(genes))))
-    rna.layers["counts"] = rna.X.copy()
-    sc.pp.normalize_total(rna, target_sum=1e4)
-    sc.pp.log1p(rna)
-    sc.pp.pca(rna, n_comps=30, random_state=seed)
-    sc.pp.neighbors(rna, n_neighbors=15, random_state=seed)
-    prot = ad.AnnData(np.zeros((rna.n_obs, 0)), obs=idx.copy(), var=pd.DataFrame({"antibody": pd.Series([], dtype=str)}))
-    prot.layers["clr"] = np.zeros((rna.n_obs, 0))
-    m = md.MuData({"rna": rna, "prot": prot})
-    m.obsp["connectivities"] = rna.obsp["connectivities"]
-    for key in ("batch", "sample", "donor"):
-        m.obs[key] = "one"
-    return m
-
-
 def _row(data: str, method: str, pred, truth, labels, seed: int):
     from annotation_real import _interval
 
@@ -109,7 +86,7 @@ def _row(data: str, method: str, pred, truth, labels, seed: int):
 
 def kang(shared: Path, markers: dict, *, epochs: int, seed: int, cfg: dict):
     import anndata as ad
-    from annotation_real import KANG_TO_LINEAGE, _annotation_options
+    from annotation_real import KANG_TO_LINEAGE, _annotation_options, rna_only_mudata
 
     from sscsig.annotate import annotate
 
@@ -129,7 +106,7 @@ def kang(shared: Path, markers: dict, *, epochs: int, seed: int, cfg: dict):
 def pbmc10k(shared: Path, markers: dict, *, epochs: int, seed: int, cfg: dict, min_cells: int = 10):
     import anndata as ad
     import h5py
-    from annotation_real import LINEAGE_TO_SINGLER, _annotation_options
+    from annotation_real import LINEAGE_TO_SINGLER, _annotation_options, rna_only_mudata
 
     from sscsig.annotate import annotate
     from sscsig.io import read_sample

@@ -189,6 +189,31 @@ SINGLER_TO_LINEAGE = {"CD4+ T-cells": "CD4_T", "CD8+ T-cells": "CD8_T", "Monocyt
                       "B-cells": "B", "HSC": "HSC"}
 
 
+def rna_only_mudata(counts, genes, obs_names, *, seed: int):
+    """A cohort of RNA alone, as the RNA-only data sets are scored: the raw counts (``layers['counts']``)
+    log-normalised, scanpy's kNN graph on 30 PCs (no antibodies to integrate), an empty protein panel
+    and one batch, sample and donor (``"one"``)."""
+    import anndata as ad
+    import mudata as md
+    import scanpy as sc
+
+    idx = pd.DataFrame(index=pd.Index(list(obs_names)))
+    rna = ad.AnnData(counts.copy(), obs=idx.copy(), var=pd.DataFrame(index=pd.Index(list(genes))))
+    rna.layers["counts"] = rna.X.copy()  # as in a pipeline run: the raw counts the annotation reads
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    sc.pp.pca(rna, n_comps=30, random_state=seed)
+    sc.pp.neighbors(rna, n_neighbors=15, random_state=seed)
+    prot = ad.AnnData(np.zeros((rna.n_obs, 0)), obs=idx.copy(),
+                      var=pd.DataFrame({"antibody": pd.Series([], dtype=str)}))
+    prot.layers["clr"] = np.zeros((rna.n_obs, 0))
+    m = md.MuData({"rna": rna, "prot": prot})
+    m.obsp["connectivities"] = rna.obsp["connectivities"]
+    for key in ("batch", "sample", "donor"):
+        m.obs[key] = "one"
+    return m
+
+
 def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     """The marker method on Kang 2018 (1,556 real PBMCs, RNA only, 1,267 genes), without and with
     ``refine``, scored against its 5 labelled types (as lineages, and CD14 vs FCGR3A monocytes as
@@ -200,22 +225,11 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     the marker file, and a module may have a single gene (B: MS4A1 only). The graph is scanpy's on 30 PCs of the
     log-normalised counts (no antibodies to integrate)."""
     import anndata as ad
-    import mudata as md
-    import scanpy as sc
 
     from sscsig.annotate import annotate, annotation_f1, load_markers
 
     k = ad.read_h5ad(shared / "kang2018_ifnb_muscat_example_sce.h5ad")
-    rna = ad.AnnData(k.layers["counts"].copy(), obs=pd.DataFrame(index=k.obs_names),
-                     var=pd.DataFrame(index=k.var_names))
-    rna.layers["counts"] = rna.X.copy()  # as in a pipeline run: the raw counts the annotation reads
-    sc.pp.normalize_total(rna, target_sum=1e4)
-    sc.pp.log1p(rna)
-    sc.pp.pca(rna, n_comps=30, random_state=seed)
-    sc.pp.neighbors(rna, n_neighbors=15, random_state=seed)
-    prot = ad.AnnData(np.zeros((k.n_obs, 0)), obs=pd.DataFrame(index=k.obs_names),
-                      var=pd.DataFrame({"antibody": pd.Series([], dtype=str)}))
-    prot.layers["clr"] = np.zeros((k.n_obs, 0))
+    base = rna_only_mudata(k.layers["counts"], k.var_names, k.obs_names, seed=seed)
     markers = load_markers(ROOT / "config/markers.yaml")
     for absent in ("DC", "other_T"):
         markers["lineages"].pop(absent), markers["states"].pop(absent)
@@ -225,8 +239,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     kang_mono, stim = lineage_truth == "Mono", k.obs["group_id"].astype(str).to_numpy() == "stim"
     rows, classes, confusions = [], [], {}
     for changes, suffix in ANNOTATION_VARIANTS:
-        m = md.MuData({"rna": rna.copy(), "prot": prot.copy()})
-        m.obsp["connectivities"] = rna.obsp["connectivities"]
+        m = base.copy()
         # the stimulated cells were a 10x lane of their own: the lane is the batch (substate_group_key: batch, the
         # programme confounded with the group); each donor gave both (substate_group_key: donor, a balanced design)
         m.obs["batch"], m.obs["sample"] = k.obs["group_id"].astype(str).to_numpy(), k.obs["sample_id"].astype(str).to_numpy()

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import annotation_cellassign as C  # noqa: E402
+import annotation_real as R  # noqa: E402
 
 
 def test_marker_matrix_holds_the_lineage_genes_in_the_data_and_drops_lineages_without_any():
@@ -30,7 +31,7 @@ def test_rna_only_cohort_has_a_graph_normalised_rna_raw_counts_and_an_empty_pane
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(1.0, size=(60, 40)).astype(np.float32))
     genes = [f"G{i}" for i in range(40)]
-    m = C.rna_only_mudata(counts, genes, [f"c{i}" for i in range(60)], seed=0)
+    m = R.rna_only_mudata(counts, genes, [f"c{i}" for i in range(60)], seed=0)
     assert m["prot"].n_vars == 0 and m["prot"].layers["clr"].shape == (60, 0)
     assert m.obsp["connectivities"].shape == (60, 60) and m.obsp["connectivities"].nnz > 0
     assert np.allclose(m["rna"].layers["counts"].toarray(), counts.toarray())
