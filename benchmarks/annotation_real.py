@@ -407,8 +407,9 @@ def write_tables(out: Path, summary: pd.DataFrame, classes: list[pd.DataFrame], 
 
 def seed_spread(path: Path, *, methods, cfg: dict, seeds, min_cells: int, out: Path) -> int:
     """pbmc10k's lineage macro-F1 with the defaults, once per seed (``seed`` of integration, clustering and
-    annotation; totalVI's training is the seeded step): how far one run's number is from another's, beside
-    the bootstrap interval over the cells. Writes ``seed_spread.tsv`` under ``out``."""
+    annotation: totalVI's training, the approximate kNN search and Leiden are the seeded steps, so WNN's
+    number moves too): how far one run's number is from another's, beside the bootstrap interval over the
+    cells. Writes ``seed_spread.tsv`` under ``out``."""
     cols = ["method", "lineage_macro_f1", "lineage_macro_f1_ci_low", "lineage_macro_f1_ci_high",
             "lineage_macro_f1_coreceptor_adjudicated"]
     rows = [{"seed": seed, **{c: r[c] for c in cols}}
