@@ -208,11 +208,13 @@ def test_batch_warnings_name_flagged_states_that_the_table_reports(caplog):
     out = batch_warnings(table, batch, fdr=0.1)
     assert len(out) == 2 and out[0].startswith("X: its share of Mono differs between batches") and "r2: 0.150" in out[0]
     assert out[1].startswith("Y:")  # W is not flagged, Z not testable
+    assert "annotation.substate_group_key: batch" in out[0]  # the remedy for a programme substate, named
     assert batch_warnings(table.assign(fdr=0.5, hypothesis="discovery"), batch) == []
     with caplog.at_level("INFO", logger="sscsig"):
         assert log_batch_check(batch, fdr=0.1, columns=["group", "SRC"]) == ["X", "Y"]
     assert "2 of 3 states testable; 2 follow the batches beyond group, SRC" in caplog.text
     assert [r.levelname for r in caplog.records].count("WARNING") == 2 and "X's share of Mono" in caplog.text
+    assert "annotation.substate_group_key: batch fits its background per batch" in caplog.text
 
 
 def test_batch_plot_shows_the_states_the_check_ranks_first(tmp_path, monkeypatch):

@@ -177,8 +177,10 @@ def log_batch_check(batch: pd.DataFrame, *, fdr: float = 0.1, columns: list[str]
              int(testable.sum()), len(batch), len(flagged), ", ".join(columns) or "nothing", fdr)
     for _, r in flagged.iterrows():
         log.warning("batch check: %s's share of %s differs between batches beyond the design (F %.1f, FDR %.2g; %s): "
-                    "a batch that measures its markers at another level moves cells into or out of it "
-                    "(docs/annotation.md \"Calls that follow the batches\")", r["cell_state"], r["parent"],
+                    "a batch that measures its markers at another level moves cells into or out of it; for a "
+                    "programme substate (EGR1, ISG) in batches that each hold every group, "
+                    "annotation.substate_group_key: batch fits its background per batch (docs/annotation.md "
+                    "\"Calls that follow the batches\")", r["cell_state"], r["parent"],
                     r["f_statistic"], r["fdr"], r["share_per_batch"])
     return flagged["cell_state"].tolist()
 
@@ -209,8 +211,9 @@ def batch_warnings(table: pd.DataFrame, batch: pd.DataFrame, *, fdr: float = 0.1
         out.append(f"{r['cell_state']}: its share of {r['parent']} differs between batches beyond the design "
                    f"(F {r['f_statistic']:.1f}, FDR {r['fdr']:.2g}; {r['share_per_batch']}; "
                    "abundance/batch_association.tsv): a batch that measures its markers at another level "
-                   "moves cells into or out of it; check its calls per batch (docs/annotation.md "
-                   "\"Calls that follow the batches\")")
+                   "moves cells into or out of it; check its calls per batch, and for a programme substate "
+                   "(EGR1, ISG) in batches that each hold every group consider annotation.substate_group_key: "
+                   "batch (docs/annotation.md \"Calls that follow the batches\")")
     return out
 
 
