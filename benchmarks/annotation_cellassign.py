@@ -12,9 +12,9 @@ This script gives both the *same* knowledge, the lineage ``rna_pos`` genes of ``
 that the data hold, on the real RNA data in ``../shared/data``:
 
 - Kang 2018 (1,556 PBMCs, 1,267 genes, 5 labelled types; RNA only, so both methods read the same
-  molecules): the marker path exactly as ``annotation_real.score_kang_markers`` runs it (its row
-  ``markers (RNA only)``), CellAssign on the counts (DC and other_T have none of their genes here and
-  are left out of both, as there).
+  molecules): the marker path as ``annotation_real.score_kang_markers`` runs it (its row
+  ``markers (RNA only)``, called there), CellAssign on the counts (DC and other_T have none of their
+  genes here and are left out of both).
 - pbmc10k (200 cells, SingleR's main labels): CellAssign on the RNA; the marker path on the RNA alone
   (the antibodies left out, so both read the same molecules: ``annotation_real.rna_only_mudata``,
   as for Kang), and, for reference, with the antibodies as the pipeline runs it
@@ -70,7 +70,14 @@ def cellassign_calls(counts, genes, markers: dict, *, epochs: int, seed: int) ->
     return model.predict().idxmax(axis=1).to_numpy()
 
 
-def _row(data: str, method: str, pred, truth, labels, seed: int):
+#: the summary's columns (``annotation_real``'s rows carry more)
+COLUMNS = ["data", "method", "n_cells", "lineage_macro_f1", "lineage_macro_f1_ci_low", "lineage_macro_f1_ci_high",
+           "lineage_accuracy", "classes_averaged"]
+
+
+def _row(data: str, method: str, pred, truth, labels, seed: int, *, reference=None):
+    """The summary row, per-class table and confusion (called x ``reference``, default ``truth``) of
+    lineage calls ``pred`` against ``truth``, macro-F1 over ``labels``."""
     from annotation_real import _interval
 
     from sscsig.annotate import annotation_f1
@@ -80,26 +87,25 @@ def _row(data: str, method: str, pred, truth, labels, seed: int):
     row = {"data": data, "method": method, "n_cells": len(truth), "lineage_macro_f1": round(float(big.f1.mean()), 3),
            **_interval(pred, truth, big.label, seed), "lineage_accuracy": round(overall["accuracy"], 3),
            "classes_averaged": ",".join(big.label)}
-    conf = pd.crosstab(pd.Series(pred, name="called"), pd.Series(truth, name="reference"))
+    conf = pd.crosstab(pd.Series(pred, name="called"),
+                       pd.Series(truth if reference is None else reference, name="reference"))
     return row, table.assign(data=data, method=method), conf
 
 
 def kang(shared: Path, markers: dict, *, epochs: int, seed: int, cfg: dict):
+    """CellAssign on Kang 2018 (DC and other_T have none of their genes here: :func:`marker_matrix` leaves
+    them out) and the marker path's row as ``annotation_real.score_kang_markers`` computes it."""
     import anndata as ad
-    from annotation_real import KANG_TO_LINEAGE, _annotation_options, rna_only_mudata
-
-    from sscsig.annotate import annotate
+    from annotation_real import KANG_TO_LINEAGE, score_kang_markers
 
     k = ad.read_h5ad(shared / "kang2018_ifnb_muscat_example_sce.h5ad")
+    types = k.obs["cluster_id"].astype(str).to_numpy()
     truth = k.obs["cluster_id"].map(KANG_TO_LINEAGE).astype(str).to_numpy()
-    labels = set(KANG_TO_LINEAGE.values())
-    mk = {**markers, "lineages": {n: c for n, c in markers["lineages"].items() if n not in ("DC", "other_T")},
-          "states": {n: c for n, c in markers["states"].items() if n not in ("DC", "other_T")}}
     out = [_row("kang2018", "CellAssign (marker file's lineage genes)",
-                cellassign_calls(k.layers["counts"], k.var_names, mk, epochs=epochs, seed=seed), truth, labels, seed)]
-    m = rna_only_mudata(k.layers["counts"], k.var_names, k.obs_names, seed=seed)
-    annotate(m, mk, **_annotation_options(cfg) | {"min_genes_per_module": 1}, seed=seed)
-    out.append(_row("kang2018", "markers (RNA only)", m.obs["lineage"].astype(str).to_numpy(), truth, labels, seed))
+                cellassign_calls(k.layers["counts"], k.var_names, markers, epochs=epochs, seed=seed), truth,
+                set(KANG_TO_LINEAGE.values()), seed, reference=types)]
+    (row,), (table,), confusions = score_kang_markers(shared, cfg=cfg, seed=seed, variants=(({}, ""),))
+    out.append(({c: row[c] for c in COLUMNS}, table, confusions["kang2018_markers"]))
     return out
 
 

@@ -216,7 +216,7 @@ def rna_only_mudata(counts, genes, obs_names, *, seed: int):
     return m
 
 
-def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
+def score_kang_markers(shared: Path, *, cfg: dict, seed: int, variants=None):
     """The marker method on Kang 2018 (1,556 real PBMCs, RNA only, 1,267 genes), without and with
     ``refine``, scored against its 5 labelled types (as lineages, and CD14 vs FCGR3A monocytes as
     states), and the interferon programme against its cause: the share of Kang's monocytes called
@@ -240,7 +240,7 @@ def score_kang_markers(shared: Path, *, cfg: dict, seed: int):
     # a programme state against a known cause: IFN-beta stimulation (Kang's group_id) and the ISG states
     kang_mono, stim = lineage_truth == "Mono", k.obs["group_id"].astype(str).to_numpy() == "stim"
     rows, classes, confusions = [], [], {}
-    for changes, suffix in ANNOTATION_VARIANTS:
+    for changes, suffix in variants or ANNOTATION_VARIANTS:
         m = base.copy()
         # the stimulated cells were a 10x lane of their own: the lane is the batch (substate_group_key: batch, the
         # programme confounded with the group); each donor gave both (substate_group_key: donor, a balanced design)
