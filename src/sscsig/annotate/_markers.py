@@ -1066,9 +1066,11 @@ def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells:
 
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
                  min_confidence: float, rna_blank: np.ndarray | None = None, alpha: float | None = None,
-                 report: dict | None = None) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+                 report: dict | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
     """The marker calls of one lineage's states among ``rows`` (scores z-scored over these cells and
-    smoothed on their graph): (state names, calls, confidences); ``None`` without cells or usable states.
+    smoothed on their graph): (state names, calls, confidences, the smoothed scores before any state is
+    closed to a cell, cells x states);
+    ``None`` without cells or usable states.
     ``rna_blank``: per row, the cells whose RNA components count as 0 (:meth:`_Scorer.score`).
     ``alpha`` (``annotation.substate_alpha``): a state marked ``count_evidence: true`` in the marker file
     is open only to the cells whose raw counts of its ``rna_pos`` genes pass :func:`count_evidence`'s test
@@ -1080,6 +1082,7 @@ def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.sp
     if not names:
         return None
     mat = _smooth(np.column_stack(cols), graph[rows][:, rows], smoothing)
+    scores = mat.copy()  # before the count evidence closes states to cells
     if alpha is not None and len(names) > 1:
         first = mat.argmax(1)
         for j, name in enumerate(names):
@@ -1092,7 +1095,66 @@ def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.sp
             # a cell that every other state is closed to too keeps its scores (a lineage of such states only)
             mat[lacks & np.isfinite(np.delete(mat, j, axis=1)).any(1), j] = -np.inf
     lab, conf = _assign(names, mat, min_confidence)
-    return names, lab, conf
+    return names, lab, conf, scores
+
+
+#: ``annotate(refine_support=)``: a label's score needs this many finite values for its mixture
+SUPPORT_MIN_CELLS = 20
+
+
+def score_support(scores: np.ndarray, labels: np.ndarray, names: list[str], *, seed: int = 0) -> np.ndarray:
+    """Per cell, how clearly its marker score for its own label says "high": the posterior probability
+    of the upper component of a two-component Gaussian mixture fitted to that label's score over all
+    the cells given (scikit-learn's ``GaussianMixture``, seeded).
+
+    The marker calls take each cell's best label by z-scored scores, which carry no class
+    proportions: a cell of a common state with weak markers scores about as high for a rare
+    neighbouring state, and on a continuum (CD14 -> intermediate -> CD16 monocytes, CD56-bright ->
+    dim NK cells) the rare state gets several times its cells. The mixture does carry a proportion
+    (its weights), so a cell called the rare state on a score the mixture places among the state's
+    low population has little support. :func:`refine_states` trains only on calls with support
+    (``eligible``), and so learns each state from cells that look like it.
+
+    Parameters
+    ----------
+    scores
+        Cells x labels: the marker scores, before a gate or the count evidence closes labels to
+        cells (the mixture models the score's low and high populations over all the cells; NaN and
+        infinite values are left out of the fit).
+    labels
+        Per cell, its call; a cell whose call is not among ``names`` gets NaN.
+    names
+        The labels, in the order of ``scores``' columns.
+    seed
+        ``random_state`` of the mixture (its k-means initialisation).
+
+    Returns
+    -------
+    np.ndarray
+        Per cell, the support in [0, 1]; 1 where the label's score has fewer than
+        :data:`SUPPORT_MIN_CELLS` finite values or a single value (nothing to fit), NaN where the cell
+        has no such label or no finite score for it.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    scores = np.asarray(scores, dtype=float)
+    labels = np.asarray(labels, dtype=object)
+    out = np.full(len(labels), np.nan)
+    for j, name in enumerate(names):
+        called = labels == name
+        if not called.any():
+            continue
+        v = scores[:, j]
+        ok = np.isfinite(v)
+        if ok.sum() < SUPPORT_MIN_CELLS or np.ptp(v[ok]) <= 1e-12:
+            out[called & ok] = 1.0
+            continue
+        gm = GaussianMixture(2, random_state=seed).fit(v[ok, None])
+        upper = int(np.argmax(gm.means_.ravel()))
+        post = np.full(len(v), np.nan)
+        post[ok] = gm.predict_proba(v[ok, None])[:, upper]
+        out[called] = post[called]
+    return out
 
 
 def state_count_evidence(scorer: "_Scorer", comp: dict, rows: np.ndarray, *, alpha: float) -> np.ndarray | None:
@@ -1131,7 +1193,7 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarray, *, states: list[str],
                   quantile: float = 0.5, c: float = 0.03, min_cells: int = 8, blocks: np.ndarray | None = None,
                   subclasses: np.ndarray | None = None, allowed: np.ndarray | None = None,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  eligible: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Marker calls refined by a classifier trained on the confident ones (Garnett's idea, Pliner et al.
     2019: marker rules pick representative cells, a regularised linear model classifies every cell).
 
@@ -1177,6 +1239,10 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
         study twin, the double-negative T cells went to CD4 / CD8 T (dnT F1 0.87 -> 0.13).
     allowed
         Cells x ``states``: where False, the cell cannot take that label (the lineage gate).
+    eligible
+        Per cell, whether it may be a training cell (besides its confidence): the calls with support by
+        :func:`score_support`. The confidence quantile is taken over all of a state's calls, so a state
+        whose calls all have support trains as without it. ``None``: every call may.
     seed
         ``random_state`` of the classifier (lbfgs is deterministic; kept for the record).
 
@@ -1198,6 +1264,8 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     # the classes learned: the labels, or (label, finer label) pairs; each needs min_cells training cells
     fine = (labels.astype(str) if subclasses is None else
             np.char.add(np.char.add(labels.astype(str), "\x1f"), np.asarray(subclasses).astype(str))).astype(object)
+    if eligible is not None:
+        train &= np.asarray(eligible, dtype=bool)
     learned = [f for f in dict.fromkeys(fine[train]) if (train & (fine == f)).sum() >= max(min_cells, 1)]
     to_label = {f: f.split("\x1f")[0] for f in learned}
     cand &= np.isin(fine, learned)
@@ -1238,6 +1306,20 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
 
 #: how cells with no evidence for any state of their lineage are called (``annotate(no_evidence=)``)
 NO_EVIDENCE = ("likeliest", "scores")
+
+
+def _supported(scores: np.ndarray, labels: np.ndarray, names: list[str], level: float | None, *, seed: int,
+               report: dict, key: str) -> np.ndarray | None:
+    """The calls with :func:`score_support` at or above ``level`` (``None``: no check); ``report[key]``
+    counts, per label, its calls without support."""
+    if level is None:
+        return None
+    support = score_support(scores, labels, names, seed=seed)
+    with np.errstate(invalid="ignore"):
+        ok = support >= level
+    lacking = {name: int(((labels == name) & ~ok).sum()) for name in names}
+    report[key] = {name: k for name, k in lacking.items() if k}
+    return ok
 
 
 def _rna_pos_genes(states: dict) -> set[str]:
@@ -1423,7 +1505,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
              gate_lineages: str = "unseparated", gate_negatives: str = "all",
              lineage: np.ndarray | None = None, lineage_confidence: np.ndarray | None = None,
              refine: bool = True, refine_quantile: float = 0.5, refine_c: float = 0.03, refine_min_cells: int = 8,
-             refine_lineages: bool = True, refine_lineage_choices: int = 2, no_evidence: str = "likeliest",
+             refine_lineages: bool = True, refine_lineage_choices: int = 2, refine_support: float | None = 0.8,
+             no_evidence: str = "likeliest",
              state_missing_components: str = "skip", substate_group_key: str | None = None,
              design_columns: tuple[str, ...] | list[str] = (), rna_standins: bool = False,
              standin_table: str | None = None, counts: ad.AnnData | None = None, seed: int = 0) -> dict:
@@ -1524,7 +1607,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         real studies analysed alone, worse where an antibody stains dimly; docs/annotation.md "Absent lineages").
         The report's ``lineage_gate`` gives per lineage ``cells_gated``.
         Whatever the setting, a state that the lineage's ``protein_any`` antibodies mark (other_T's MAIT
-        and gdT, DC's pDC) and whose own antibody shows no positive population among its calls keeps only
+        and gdT, DC's pDC) and whose own antibody shows no positive population among its marker calls (before the refinement) keeps only
         the calls positive for it at ``gate_min`` (on protein alone; :func:`unseparated_states`); the rest are
         ``Unassigned`` and the report's ``states_without_positive_antibody`` gives per such state its
         antibodies and the cells unassigned and kept.
@@ -1575,6 +1658,16 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         markers ranked third or lower, 9 were right after and 40 before (of the 505 moved to the
         runner-up, 262 after, 102 before). With 2: Kang 2018 lineage macro-F1 0.817 -> 0.843;
         docs/annotation.md "Refining the calls" has the other cohorts.
+    refine_support
+        A call trains the refinement only where :func:`score_support` gives it at least this support:
+        the posterior of the upper component of a two-Gaussian mixture of its own label's marker
+        score (over the lineage's cells for a state, over all cells for a lineage). The marker scores
+        carry no class proportions, so a rare state beside a common one (intermediate monocytes,
+        CD56-bright NK cells) got several times its cells, and the refinement learned it from them;
+        the mixture's weights carry the proportion. ``None``: every call at or above the quantile
+        trains (the default before). The report's ``refine_training_without_support`` counts, per
+        lineage (and ``"lineage"`` for the lineage calls), each label's calls without support
+        (docs/annotation.md "Training calls with support").
     state_missing_components
         How a state's (or substate's) marker component that the data cannot score (its antibodies not in
         the panel, too few of its genes) enters the state's score: ``"skip"`` (default), left out of
@@ -1675,6 +1768,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
     no_count_evidence: dict[str, int] = {}
     state_counts: dict[str, dict] = {}  # states that need count evidence (count_evidence: true)
     refined: dict[str, int] = {}
+    without_support: dict[str, dict[str, int]] = {}  # per lineage (and "lineage"): calls kept from training
     lineage_markers = None
     gate_runs = gate_layer is not None and lineage is None  # not on lineages given by a reference
     graph = sp.csr_matrix(mdata.obsp["connectivities"])
@@ -1721,6 +1815,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             lin_names.append(name)
             lin_scores.append(s)
         lin_mat = _smooth(np.column_stack(lin_scores), graph, smoothing)
+        lin_raw = lin_mat.copy()  # before the gate closes lineages to cells (the support's mixtures)
         if gate_layer is not None:
             if gate_layer not in scorer.prot.layers:
                 raise InputError(f"annotation.gate_layer {gate_layer!r}: the cohort has no prot.layers[{gate_layer!r}] "
@@ -1785,9 +1880,11 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             if refine_lineage_choices:  # the markers' best few; ties broken by the lineages' order
                 rank = np.argsort(np.argsort(-np.where(choices, lin_mat, -np.inf), axis=1, kind="stable"), axis=1)
                 choices &= rank < refine_lineage_choices
+            eligible = _supported(lin_raw, lineage, lin_names, refine_support, seed=seed,
+                                  report=without_support, key="lineage")
             lineage, lin_conf = refine_states(features, lineage, lin_conf, states=lin_names, quantile=refine_quantile,
                                               c=refine_c, min_cells=refine_min_cells, blocks=blocks, subclasses=sub,
-                                              allowed=choices, seed=seed)
+                                              allowed=choices, eligible=eligible, seed=seed)
             refined["lineage"] = int((lineage != lineage_markers).sum())
         state = np.full(n, UNASSIGNED, dtype=object)
     else:
@@ -1818,7 +1915,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                              rna_blank=rna_blank, alpha=substate_alpha, report=state_counts)
         if calls is None:
             continue
-        names, lab, conf = calls
+        names, lab, conf, state_scores = calls
         blank, likeliest = np.zeros(len(rows), bool), None
         if no_evidence == "likeliest":
             blank, likeliest, undetected = no_evidence_cells(scorer, {k: states[k] for k in names}, lab, rows,
@@ -1829,20 +1926,24 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                 conf = np.where(blank, 0.0, conf)
                 no_evidence_report[lin] = {"cells": int(blank.sum()), "state": likeliest,
                                            "undetected_expected": {k: round(v, 1) for k, v in undetected.items()}}
+        # a state's antibodies are judged on the marker calls: the refinement learns the state from the calls
+        # with the most of them, so its calls sit at the top of the background whether or not the antibody stains
+        judged = lab.copy()
         if refine:
             before[rows] = _substates(scorer, states, lab, rows, graph, smoothing=smoothing,
                                       robust_z=substate_robust_z, alpha=substate_alpha, groups=substate_groups)
             features, blocks = _lineage_features(scorer, _marker_genes(markers, lineage=lin, standins=scorer.standins),
                                                  rows)
+            eligible = _supported(state_scores, lab, names, refine_support, seed=seed, report=without_support, key=lin)
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
-                                      min_cells=refine_min_cells, blocks=blocks, seed=seed)
+                                      min_cells=refine_min_cells, blocks=blocks, eligible=eligible, seed=seed)
         if likeliest is not None:
             lab = np.where(blank, likeliest if min_confidence <= 0 else UNASSIGNED, lab).astype(object)
             if refine:
                 before[rows] = np.where(blank, lab, before[rows])
         lab = _substates(scorer, states, lab, rows, graph, smoothing=smoothing, robust_z=substate_robust_z,
                          alpha=substate_alpha, dropped=no_count_evidence, groups=substate_groups)
-        unfound = (unseparated_states(markers["lineages"][lin], states, lab, rows, scorer, layer=gate_layer)
+        unfound = (unseparated_states(markers["lineages"][lin], states, judged, rows, scorer, layer=gate_layer)
                    if gate_runs else {})
         for sname, antibodies in unfound.items():
             # a state its antibodies show no population of: only cells positive for one (at gate_min) keep it
@@ -1870,6 +1971,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             mdata.obs["lineage_markers"] = pd.Categorical(lineage_markers)
         log.info("refinement changed the calls of %s cells (key 'lineage': lineage calls; a lineage's name: "
                  "state calls within it)", refined)
+        if without_support:
+            log.info("refinement: calls kept from training because their own score's mixture places them among "
+                     "the label's low cells (support < %g): %s", refine_support, without_support)
     for k, v in state_counts.items():
         log.info("%s (count_evidence): %d of its lineage's %d cells show its genes' counts beyond the lineage's "
                  "background; %d marker calls without them took the next state", k,
@@ -1897,6 +2001,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         "gate_thresholds": gate_levels,
         "gate_thresholds_per_group": group_levels,
         "refined_cells": refined,
+        "refine_training_without_support": without_support,
         "no_evidence": no_evidence_report,
         "states_by_antibodies_alone": blanked,
         "states_without_positive_antibody": without_antibody,
