@@ -1104,8 +1104,12 @@ SUPPORT_MIN_CELLS = 20
 
 def score_support(scores: np.ndarray, labels: np.ndarray, names: list[str], *, seed: int = 0) -> np.ndarray:
     """Per cell, how clearly its marker score for its own label says "high": the posterior probability
-    of the upper component of a two-component Gaussian mixture fitted to that label's score over all
-    the cells given (scikit-learn's ``GaussianMixture``, seeded).
+    of the upper component of a two-component Gaussian mixture with a common variance fitted to that
+    label's score over all the cells given (scikit-learn's ``GaussianMixture``, ``covariance_type="tied"``,
+    seeded). With a common variance the support rises with the score; with a variance per component a
+    wide upper component also claimed the low tail, and on the second simulator (antibody signal x0.5)
+    13 of 306 NK.dim calls had support, the refinement learned NK.dim from them and called 16% of its
+    cells NK.dim (state macro-F1 0.797 -> 0.774 instead of 0.809).
 
     The marker calls take each cell's best label by z-scored scores, which carry no class
     proportions: a cell of a common state with weak markers scores about as high for a rare
@@ -1149,7 +1153,7 @@ def score_support(scores: np.ndarray, labels: np.ndarray, names: list[str], *, s
         if ok.sum() < SUPPORT_MIN_CELLS or np.ptp(v[ok]) <= 1e-12:
             out[called & ok] = 1.0
             continue
-        gm = GaussianMixture(2, random_state=seed).fit(v[ok, None])
+        gm = GaussianMixture(2, covariance_type="tied", random_state=seed).fit(v[ok, None])
         upper = int(np.argmax(gm.means_.ravel()))
         post = np.full(len(v), np.nan)
         post[ok] = gm.predict_proba(v[ok, None])[:, upper]
