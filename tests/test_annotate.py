@@ -1898,7 +1898,8 @@ def test_state_separation_tells_a_state_the_cohort_has_from_one_it_lacks(tmp_pat
 def test_real_states_taken_out_of_the_cohort_are_called_but_do_not_stand_out(shared_data):
     """Kotliarov 2020's 2,872 real PBMCs (protein only). Taken out by their antibodies, non-classical
     monocytes (CD16+ CD14-low CD11c+ CD3- CD56-low) and pDC (CD123-high CD11c-low CD3-) are still called:
-    more than 50 cells CD16.Mono (109 when written; 68 with them) and more than 20 pDC (27; 140 with them),
+    more than 30 cells CD16.Mono (109 when written, 50 since the refinement trains on calls with support; 68
+    with them) and more than 20 pDC (27 when written, 63 now; 140 with them),
     from the relative scores within their lineages. With the cells there, the calls' CD16 / CD123 stand
     4.3 / 3.2 robust SDs above the rest of the lineage; without them 1.0 / 0.3, and state_separation says
     they do not stand out (cDC2, still there, does)."""
@@ -1910,7 +1911,8 @@ def test_real_states_taken_out_of_the_cohort_are_called_but_do_not_stand_out(sha
     assert full.loc["CD16.Mono", "stands_out"] and full.loc["pDC", "stands_out"], full
     ncm = ((clr["CD16"] > 2) & (clr["CD14"] < 2) & (clr["CD3"] < 1) & (clr["CD56"] < 1.5) & (clr["CD11c"] > 1.5)).to_numpy()
     pdc = ((clr["CD123"] > 3) & (clr["CD11c"] < 1.5) & (clr["CD3"] < 1)).to_numpy()
-    for state, gone, called in (("CD16.Mono", ncm, 50), ("pDC", pdc, 20)):
+    # CD16.Mono calls without them: 109 when written, 50 since the refinement learns only from calls with support
+    for state, gone, called in (("CD16.Mono", ncm, 30), ("pDC", pdc, 20)):
         table = state_separation(_protein_only_cohort(counts[~gone], names)[0], markers).set_index("state")
         assert table.loc[state, "cells"] > called, table
         assert not table.loc[state, "stands_out"] and table.loc[state, "max_antibody_separation"] < 1.5, table
