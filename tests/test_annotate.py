@@ -301,6 +301,7 @@ def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog):
     assert entry["cells"] == n and entry["cells_without_evidence"] >= n_b - 2
     assert entry["marker_calls_taken_away"] >= n_low // 2
     assert "Plasmablast (count_evidence)" in caplog.text
+    assert "refine_count_evidence" in report  # per state, marker calls kept against the refinement
     # without raw counts the flag cannot apply: the scores decide, and the log says so
     m = mdata.copy()
     del m["rna"].layers["counts"]
@@ -318,6 +319,31 @@ def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog):
         path.write_text(yaml.safe_dump(markers))
         with pytest.raises(InputError, match="count_evidence"):
             load_markers(path)
+
+
+def test_a_state_that_needs_count_evidence_is_decided_by_it_not_by_the_refinement():
+    """A supported marker call of a ``count_evidence`` state keeps the state whatever the classifier says
+    (the second simulator's seed-0 half panel: 12 of 21 plasmablasts called right by their counts were
+    moved to B.Memory); a call without support is left to the classifier; a cell moved into the state
+    without the counts keeps its marker call; a cell with the counts may be moved in."""
+    from sscsig.annotate import count_evidence_over_refinement
+
+    marker = np.array(["P", "P", "P", "B", "B", "B", "B"], dtype=object)
+    marker_conf = np.array([0.9, 0.1, 0.8, 0.5, 0.4, 0.3, 0.2])
+    refined = np.array(["B", "B", "P", "P", "B", "P", "B"], dtype=object)
+    refined_conf = np.full(7, 0.7)
+    supported = np.array([True, False, True, True, True, True, True])
+    lacks = np.array([False, False, False, True, True, False, True])
+    lab, conf, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, {"P": lacks},
+                                                       supported=supported)
+    assert list(lab) == ["P", "B", "P", "B", "B", "P", "B"]
+    assert np.allclose(conf, [0.9, 0.7, 0.7, 0.5, 0.7, 0.7, 0.7])
+    assert counts == {"P": {"kept": 1, "refused": 1}}
+    # without a support check every marker call of the state keeps it; a state not needing counts is untouched
+    lab, _, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, {"P": lacks})
+    assert list(lab[:2]) == ["P", "P"] and counts == {"P": {"kept": 2, "refused": 1}}
+    lab, conf, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, {})
+    assert list(lab) == list(refined) and counts == {}
 
 
 def test_a_substate_can_set_its_own_robust_z(tmp_path):
