@@ -22,13 +22,14 @@ state the cohort lacks).
 from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration, macro_f1_interval
 from ._diagnostics import state_separation
 from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, confounded_groups, count_evidence,
-                       count_evidence_over_refinement, gate_thresholds, load_markers, marker_options, no_evidence_cells, panel_evidence, refine_states,
-                       score_support,
+                       count_evidence_over_refinement, gate_thresholds, load_markers, marker_options,
+                       no_evidence_cells, panel_evidence, refine_states, score_support,
                        state_genes, subcluster, unseparated_lineages, unseparated_states)
 from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, read_label_table, train_reference_model
 
 __all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
            "annotation_f1", "annotation_vs_truth", "confidence_calibration", "confounded_groups", "count_evidence",
-           "count_evidence_over_refinement", "gate_thresholds", "load_markers", "load_reference", "macro_f1_interval", "marker_options",
+           "count_evidence_over_refinement", "gate_thresholds", "load_markers", "load_reference", "macro_f1_interval",
+           "marker_options",
            "no_evidence_cells", "panel_evidence", "read_label_table", "refine_states", "score_support", "state_genes",
            "state_separation", "subcluster", "train_reference_model", "unseparated_lineages", "unseparated_states"]
