@@ -301,7 +301,29 @@ def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog):
     assert entry["cells"] == n and entry["cells_without_evidence"] >= n_b - 2
     assert entry["marker_calls_taken_away"] >= n_low // 2
     assert "Plasmablast (count_evidence)" in caplog.text
-    assert "refine_count_evidence" in report  # per state, marker calls kept against the refinement
+    # annotate hands the count test to the refinement's arbiter: a refinement that moves supported
+    # plasmablast calls out and CD20-high B cells in is undone, and the report counts both
+    from sscsig.annotate import _markers
+    real, moved = _markers.refine_states, {}
+
+    def meddling(features, labels, confidence, *, states, eligible=None, **kw):
+        labels, confidence = real(features, labels, confidence, states=states, eligible=eligible, **kw)
+        if "Plasmablast" in states:
+            labels = labels.copy()
+            ok = np.ones(len(labels), bool) if eligible is None else np.asarray(eligible, bool)
+            moved["out"] = np.flatnonzero((labels == "Plasmablast") & ok)[:5]
+            moved["in"] = np.flatnonzero(labels[:n_b - n_low] == "B.Naive")[:5]
+            labels[moved["out"]], labels[moved["in"]] = "B.Naive", "Plasmablast"
+        return labels, confidence
+
+    _markers.refine_states = meddling
+    try:
+        hit_meddled, report = called(True)
+    finally:
+        _markers.refine_states = real
+    assert len(moved["out"]) == 5 and len(moved["in"]) == 5
+    assert hit_meddled[moved["out"]].all() and not hit_meddled[moved["in"]].any()
+    assert report["refine_count_evidence"] == {"Plasmablast": {"kept": 5, "refused": 5}}
     # without raw counts the flag cannot apply: the scores decide, and the log says so
     m = mdata.copy()
     del m["rna"].layers["counts"]

@@ -1066,10 +1066,12 @@ def _warn_vetoed(gate_report: dict, *, rule: str, share: float = 0.2, min_cells:
 
 def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.spmatrix, *, smoothing: float,
                  min_confidence: float, rna_blank: np.ndarray | None = None, alpha: float | None = None,
-                 report: dict | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+                 report: dict | None = None
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
     """The marker calls of one lineage's states among ``rows`` (scores z-scored over these cells and
     smoothed on their graph): (state names, calls, confidences, the smoothed scores before any state is
-    closed to a cell, cells x states);
+    closed to a cell, cells x states, and per state that needs count evidence the cells whose counts lack
+    it, :func:`state_count_evidence`; empty without ``alpha`` or with one state, where no state is closed);
     ``None`` without cells or usable states.
     ``rna_blank``: per row, the cells whose RNA components count as 0 (:meth:`_Scorer.score`).
     ``alpha`` (``annotation.substate_alpha``): a state marked ``count_evidence: true`` in the marker file
@@ -1083,19 +1085,21 @@ def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.sp
         return None
     mat = _smooth(np.column_stack(cols), graph[rows][:, rows], smoothing)
     scores = mat.copy()  # before the count evidence closes states to cells
+    lacking: dict[str, np.ndarray] = {}
     if alpha is not None and len(names) > 1:
         first = mat.argmax(1)
         for j, name in enumerate(names):
             lacks = state_count_evidence(scorer, states[name], rows, alpha=alpha)
             if lacks is None:
                 continue
+            lacking[name] = lacks
             if report is not None:
                 report[name] = {"cells_without_evidence": int(lacks.sum()), "cells": len(rows),
                                 "marker_calls_taken_away": int((lacks & (first == j)).sum())}
             # a cell that every other state is closed to too keeps its scores (a lineage of such states only)
             mat[lacks & np.isfinite(np.delete(mat, j, axis=1)).any(1), j] = -np.inf
     lab, conf = _assign(names, mat, min_confidence)
-    return names, lab, conf, scores
+    return names, lab, conf, scores, lacking
 
 
 #: ``annotate(refine_support=)``: a label's score needs this many finite values for its mixture
@@ -1977,7 +1981,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                              rna_blank=rna_blank, alpha=substate_alpha, report=state_counts)
         if calls is None:
             continue
-        names, lab, conf, state_scores = calls
+        names, lab, conf, state_scores, lacking = calls
         blank, likeliest = np.zeros(len(rows), bool), None
         if no_evidence == "likeliest":
             blank, likeliest, undetected = no_evidence_cells(scorer, {k: states[k] for k in names}, lab, rows,
@@ -2000,11 +2004,9 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             marker_lab, marker_conf = lab.copy(), conf.copy()
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
                                       min_cells=refine_min_cells, blocks=blocks, eligible=eligible, seed=seed)
-            if substate_alpha is not None:
-                lacking = {name: state_count_evidence(scorer, states[name], rows, alpha=substate_alpha) for name in names}
-                lab, conf, kept = count_evidence_over_refinement(
-                    marker_lab, marker_conf, lab, conf, {k: v for k, v in lacking.items() if v is not None},
-                    supported=eligible)
+            if lacking:  # the count test _state_calls ran (substate_alpha set, several states)
+                lab, conf, kept = count_evidence_over_refinement(marker_lab, marker_conf, lab, conf, lacking,
+                                                                 supported=eligible)
                 refine_count_evidence.update(kept)
         if likeliest is not None:
             lab = np.where(blank, likeliest if min_confidence <= 0 else UNASSIGNED, lab).astype(object)
