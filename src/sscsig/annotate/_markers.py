@@ -1199,12 +1199,12 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
 
 
 def count_evidence_over_refinement(marker_labels: np.ndarray, marker_confidence: np.ndarray, labels: np.ndarray,
-                                   confidence: np.ndarray, lacking: dict[str, np.ndarray], *,
+                                   confidence: np.ndarray, *, states: list[str],
                                    supported: np.ndarray | None = None
                                    ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, int]]]:
-    """The refined calls of a lineage's states, with the states that need count evidence
-    (``count_evidence: true`` in the marker file, :func:`state_count_evidence`) decided by that evidence
-    rather than by the classifier.
+    """The refined calls of a lineage's states, with the supported marker calls of the states that need
+    count evidence (``count_evidence: true`` in the marker file, :func:`state_count_evidence`) kept
+    against the classifier.
 
     The marker call of such a state needs the cell's raw counts of the state's genes beyond its lineage's
     background, and wins on the state's score: it rests on tens of counts of a specific programme
@@ -1212,10 +1212,11 @@ def count_evidence_over_refinement(marker_labels: np.ndarray, marker_confidence:
     of such cells under an L2 penalty. On the second simulator's seed-0 half panel (no CD20, CD27, CD38
     antibodies) the marker calls found 21 of its 24 plasmablasts and the refinement moved 12 of them to
     B.Memory. So a marker call of the state with support (``supported``, :func:`score_support`; every
-    call when ``None``) keeps the state, and a cell the refinement moves into the state without the count
-    evidence keeps its marker call. A marker call without support is left to the refinement: its score
-    sat in the state's low population, and the classifier corrects such calls (the second simulator's
-    seed 0: Plasmablast precision 1.00 refined, 0.88 with every marker call kept).
+    call when ``None``) keeps the state. A marker call without support is left to the refinement: its
+    score sat in the state's low population, and the classifier corrects such calls (the second
+    simulator's seed 0: Plasmablast precision 1.00 refined, 0.88 with every marker call kept). The other
+    direction, a cell moved into the state without the counts, is barred in the refinement itself
+    (:func:`refine_states`'s ``allowed``, which :func:`annotate` closes where the counts lack).
 
     Parameters
     ----------
@@ -1223,32 +1224,27 @@ def count_evidence_over_refinement(marker_labels: np.ndarray, marker_confidence:
         The marker calls and their confidences (before the refinement).
     labels, confidence
         The refined calls and confidences (:func:`refine_states`).
-    lacking
-        State -> per cell, whether its counts lack the state's evidence (:func:`state_count_evidence`);
-        only the states that need count evidence.
+    states
+        The states that need count evidence.
     supported
         Per cell, whether its marker call has support (``refine_states(eligible=)``); ``None``: every call.
 
     Returns
     -------
-    Labels, confidences (the marker call's where it was restored) and, per state, the cells whose
-    marker call of the state was kept against the refinement (``kept``) and those the refinement had
-    moved into the state without the evidence (``refused``).
+    Labels, confidences (the marker call's where it was restored) and, per state with such cells, the
+    number of cells whose marker call of the state was kept against the refinement (``kept``).
     """
     labels = np.asarray(labels, dtype=object).copy()
     confidence = np.asarray(confidence, dtype=float).copy()
     marker_labels = np.asarray(marker_labels, dtype=object)
     ok = np.ones(len(labels), bool) if supported is None else np.asarray(supported, dtype=bool)
     counts: dict[str, dict[str, int]] = {}
-    for name, lacks in lacking.items():
-        lacks = np.asarray(lacks, dtype=bool)
+    for name in states:
         kept = (marker_labels == name) & ok & (labels != name)
-        refused = (labels == name) & lacks & (marker_labels != name)
-        restore = kept | refused
-        labels[restore] = marker_labels[restore]
-        confidence[restore] = np.asarray(marker_confidence, dtype=float)[restore]
-        if kept.any() or refused.any():
-            counts[name] = {"kept": int(kept.sum()), "refused": int(refused.sum())}
+        labels[kept] = marker_labels[kept]
+        confidence[kept] = np.asarray(marker_confidence, dtype=float)[kept]
+        if kept.any():
+            counts[name] = {"kept": int(kept.sum())}
     return labels, confidence, counts
 
 
@@ -1731,8 +1727,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         lineage (and ``"lineage"`` for the lineage calls), each label's calls without support
         (docs/annotation.md "Training calls with support"). A state that needs count evidence
         (``count_evidence: true``) is decided by it rather than by the refinement: a supported marker call
-        keeps the state, and a cell without the counts is not moved into it
-        (:func:`count_evidence_over_refinement`; the report's ``refine_count_evidence``).
+        keeps the state (:func:`count_evidence_over_refinement`; the report's ``refine_count_evidence``),
+        and a cell without the counts is not moved into it (:func:`refine_states`'s ``allowed``).
     state_missing_components
         How a state's (or substate's) marker component that the data cannot score (its antibodies not in
         the panel, too few of its genes) enters the state's score: ``"skip"`` (default), left out of
@@ -2002,11 +1998,18 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
                                                  rows)
             eligible = _supported(state_scores, lab, names, refine_support, seed=seed, report=without_support, key=lin)
             marker_lab, marker_conf = lab.copy(), conf.copy()
+            allowed = None
+            if lacking:  # the count test _state_calls ran: a cell whose counts lack a state's evidence
+                # cannot be moved into it (no finite marker score for it either)
+                allowed = np.ones((len(rows), len(names)), bool)
+                for name, lacks in lacking.items():
+                    allowed[:, names.index(name)] = ~lacks
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
-                                      min_cells=refine_min_cells, blocks=blocks, eligible=eligible, seed=seed)
-            if lacking:  # the count test _state_calls ran (substate_alpha set, several states)
-                lab, conf, kept = count_evidence_over_refinement(marker_lab, marker_conf, lab, conf, lacking,
-                                                                 supported=eligible)
+                                      min_cells=refine_min_cells, blocks=blocks, allowed=allowed, eligible=eligible,
+                                      seed=seed)
+            if lacking:
+                lab, conf, kept = count_evidence_over_refinement(marker_lab, marker_conf, lab, conf,
+                                                                 states=list(lacking), supported=eligible)
                 refine_count_evidence.update(kept)
         if likeliest is not None:
             lab = np.where(blank, likeliest if min_confidence <= 0 else UNASSIGNED, lab).astype(object)
@@ -2046,8 +2049,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             log.info("refinement: calls kept from training because their own score's mixture places them among "
                      "the label's low cells (support < %g): %s", refine_support, without_support)
         for k, v in refine_count_evidence.items():
-            log.info("%s (count_evidence): %d supported marker calls kept the state against the refinement, %d cells "
-                     "it moved into the state without the counts kept their marker calls", k, v["kept"], v["refused"])
+            log.info("%s (count_evidence): %d supported marker calls kept the state against the refinement (cells "
+                     "without the counts may not be moved into it)", k, v["kept"])
     for k, v in state_counts.items():
         log.info("%s (count_evidence): %d of its lineage's %d cells show its genes' counts beyond the lineage's "
                  "background; %d marker calls without them took the next state", k,
