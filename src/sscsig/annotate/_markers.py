@@ -1237,12 +1237,13 @@ def count_evidence_over_refinement(marker_labels: np.ndarray, marker_confidence:
     labels = np.asarray(labels, dtype=object).copy()
     confidence = np.asarray(confidence, dtype=float).copy()
     marker_labels = np.asarray(marker_labels, dtype=object)
+    marker_confidence = np.asarray(marker_confidence, dtype=float)
     ok = np.ones(len(labels), bool) if supported is None else np.asarray(supported, dtype=bool)
     counts: dict[str, dict[str, int]] = {}
     for name in states:
         kept = (marker_labels == name) & ok & (labels != name)
         labels[kept] = marker_labels[kept]
-        confidence[kept] = np.asarray(marker_confidence, dtype=float)[kept]
+        confidence[kept] = marker_confidence[kept]
         if kept.any():
             counts[name] = {"kept": int(kept.sum())}
     return labels, confidence, counts
@@ -1997,7 +1998,7 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             features, blocks = _lineage_features(scorer, _marker_genes(markers, lineage=lin, standins=scorer.standins),
                                                  rows)
             eligible = _supported(state_scores, lab, names, refine_support, seed=seed, report=without_support, key=lin)
-            marker_lab, marker_conf = lab.copy(), conf.copy()
+            marker_lab, marker_conf = lab, conf  # refine_states returns new arrays: these stay the marker calls
             allowed = None
             if lacking:  # the count test _state_calls ran: a cell whose counts lack a state's evidence
                 # cannot be moved into it (no finite marker score for it either)
