@@ -302,28 +302,27 @@ def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog, 
     assert entry["marker_calls_taken_away"] >= n_low // 2
     assert "Plasmablast (count_evidence)" in caplog.text
     # annotate hands the count test to the refinement: the classifier may not move a cell without the
-    # counts into the state, and supported plasmablast calls it moves out are restored and counted
+    # counts into the state (allowed), and the supported marker calls of the state are held (fixed)
     from sscsig.annotate import _markers
     real, seen = _markers.refine_states, {}
 
-    def meddling(features, labels, confidence, *, states, eligible=None, allowed=None, **kw):
-        labels, confidence = real(features, labels, confidence, states=states, eligible=eligible,
-                                  allowed=allowed, **kw)
+    def spying(features, labels, confidence, *, states, eligible=None, allowed=None, fixed=None, **kw):
         if "Plasmablast" in states:
             seen["allowed"] = None if allowed is None else np.asarray(allowed)[:, states.index("Plasmablast")]
-            labels = labels.copy()
-            ok = np.ones(len(labels), bool) if eligible is None else np.asarray(eligible, bool)
-            seen["out"] = np.flatnonzero((labels == "Plasmablast") & ok)[:5]
-            labels[seen["out"]] = "B.Naive"
-        return labels, confidence
+            seen["fixed"], seen["labels"], seen["eligible"] = fixed, np.asarray(labels).copy(), eligible
+        return real(features, labels, confidence, states=states, eligible=eligible, allowed=allowed, fixed=fixed,
+                    **kw)
 
     with monkeypatch.context() as patched:
-        patched.setattr(_markers, "refine_states", meddling)
-        hit_meddled, report = called(True)
+        patched.setattr(_markers, "refine_states", spying)
+        hit_spied, report = called(True)
     assert seen["allowed"] is not None
     assert seen["allowed"][:n_b].sum() <= 2 and seen["allowed"][n_b:].mean() >= 0.9  # closed where counts lack
-    assert len(seen["out"]) == 5 and hit_meddled[seen["out"]].all()
-    assert report["refine_count_evidence"] == {"Plasmablast": {"kept": 5}}
+    ok = np.ones(n, bool) if seen["eligible"] is None else np.asarray(seen["eligible"], bool)
+    want = (seen["labels"] == "Plasmablast") & ok
+    assert seen["fixed"] is not None and (np.asarray(seen["fixed"]) == want).all() and want.sum() >= 10
+    assert hit_spied[want].all() and (hit_spied == hit).all()
+    assert report["refine_count_evidence"] == {"Plasmablast": {"held": int(want.sum())}}
     # without raw counts the flag cannot apply: the scores decide, and the log says so
     m = mdata.copy()
     del m["rna"].layers["counts"]
@@ -343,28 +342,50 @@ def test_a_state_marked_count_evidence_needs_its_genes_counts(tmp_path, caplog, 
             load_markers(path)
 
 
-def test_a_state_that_needs_count_evidence_keeps_its_supported_marker_calls_against_the_refinement():
-    """A supported marker call of a ``count_evidence`` state keeps the state whatever the classifier says
-    (the second simulator's seed-0 half panel: 12 of 21 plasmablasts called right by their counts were
-    moved to B.Memory); a call without support is left to the classifier; cells moved into the state
-    (which annotate allows only with the counts) and other states are untouched."""
-    from sscsig.annotate import count_evidence_over_refinement
+def test_refine_states_leaves_fixed_calls_as_they_are_and_still_learns_from_them():
+    """``fixed``: the classifier does not relabel those cells (annotate holds so the supported marker calls
+    of a state that needs count evidence: on the second simulator's seed-0 half panel the refinement had
+    moved 12 of the 21 plasmablasts the counts called right to B.Memory), but they may still teach it."""
+    from sscsig.annotate import refine_states
 
-    marker = np.array(["P", "P", "P", "B", "B", "Q", "Q"], dtype=object)
-    marker_conf = np.array([0.9, 0.1, 0.8, 0.5, 0.4, 0.3, 0.2])
-    refined = np.array(["B", "B", "P", "P", "B", "B", "Q"], dtype=object)
-    refined_conf = np.full(7, 0.7)
-    supported = np.array([True, False, True, True, True, True, True])
-    lab, conf, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, states=["P"],
-                                                       supported=supported)
-    assert list(lab) == ["P", "B", "P", "P", "B", "B", "Q"]
-    assert np.allclose(conf, [0.9, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7])
-    assert counts == {"P": {"kept": 1}}
-    # without a support check every marker call of the state keeps it; a state not needing counts is untouched
-    lab, _, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, states=["P"])
-    assert list(lab[:2]) == ["P", "P"] and counts == {"P": {"kept": 2}}
-    lab, conf, counts = count_evidence_over_refinement(marker, marker_conf, refined, refined_conf, states=[])
-    assert list(lab) == list(refined) and counts == {}
+    rng = np.random.default_rng(0)
+    n = 200
+    truth = np.repeat(["A", "B"], n // 2).astype(object)
+    x = np.where(truth == "A", -1.5, 1.5)[:, None] + rng.normal(0, 0.5, (n, 3))
+    marker = truth.copy()
+    marker[:5] = "B"  # five A cells the markers call B, with low confidence (they do not train)
+    conf = np.where(np.arange(n) < 5, 0.01, 1.0)
+    lab, new_conf = refine_states(x, marker, conf, states=["A", "B"], min_cells=8)
+    assert (lab[:5] == "A").all()  # the classifier mends them
+    fixed = np.zeros(n, bool)
+    fixed[:3] = True
+    lab, new_conf = refine_states(x, marker, conf, states=["A", "B"], min_cells=8, fixed=fixed)
+    assert (lab[:3] == "B").all() and np.allclose(new_conf[:3], 0.01)  # held, with the call's confidence
+    assert (lab[3:5] == "A").all() and (lab[5:] == truth[5:]).all()  # the rest refined as before
+    # fixed training cells still teach: holding every confident A call changes no other cell's label
+    held = (marker == "A") & (conf == 1.0)
+    lab_held, conf_held = refine_states(x, marker, conf, states=["A", "B"], min_cells=8, fixed=held)
+    lab_free, conf_free = refine_states(x, marker, conf, states=["A", "B"], min_cells=8)
+    assert (lab_held == lab_free).all() and np.allclose(conf_held, conf_free)  # it agrees with every held call
+
+
+def test_a_state_that_needs_count_evidence_is_closed_only_where_another_is_open():
+    """``closed_states``: a count-evidence state is closed to a cell that lacks its counts where another
+    state is open to it; a cell without the counts of every state of a lineage whose states all need them
+    keeps them all open (its scores decide), whichever order the states come in."""
+    from sscsig.annotate import closed_states
+
+    lacks_p = np.array([True, True, False, True])
+    lacks_q = np.array([True, False, False, True])
+    # beside a state without the test, the count test alone decides
+    out = closed_states({"P": lacks_p}, ["N", "P"])
+    assert list(out) == ["P"] and (out["P"] == lacks_p).all()
+    # a lineage of two such states: cells 0 and 3 lack both and keep both open
+    for names in (["P", "Q"], ["Q", "P"]):
+        out = closed_states({"P": lacks_p, "Q": lacks_q}, names)
+        assert list(out["P"]) == [False, True, False, False]
+        assert list(out["Q"]) == [False, False, False, False]
+    assert closed_states({}, ["N"]) == {}
 
 
 def test_a_substate_can_set_its_own_robust_z(tmp_path):

@@ -6,8 +6,8 @@ options from the config by :func:`marker_options`; the lineage gate's levels by 
 the lineages it applies to by :func:`unseparated_lineages`, the states whose antibody stains no
 population by :func:`unseparated_states`; the state of cells without evidence by
 :func:`no_evidence_cells`, from the raw counts of :func:`state_genes`; the count evidence a
-module-high substate needs by :func:`count_evidence`, and which a state that needs it keeps against the
-refinement by :func:`count_evidence_over_refinement`),
+module-high substate needs by :func:`count_evidence`, and the cells a state that needs it is closed to
+by :func:`closed_states`),
 :func:`load_reference`, :func:`read_label_table`, :func:`train_reference_model` (the reference
 model, trained once per reference and cohort panel), :func:`annotate_by_reference` (scArches mapping
 onto a user-supplied labelled reference, ``annotation.method: reference``),
@@ -21,15 +21,15 @@ state the cohort lacks).
 
 from ._accuracy import annotation_f1, annotation_vs_truth, confidence_calibration, macro_f1_interval
 from ._diagnostics import state_separation
-from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, confounded_groups, count_evidence,
-                       count_evidence_over_refinement, gate_thresholds, load_markers, marker_options,
+from ._markers import (COMPONENTS, GATE_MIN_DEFAULTS, PROTEIN_LAYERS, annotate, closed_states, confounded_groups,
+                       count_evidence, gate_thresholds, load_markers, marker_options,
                        no_evidence_cells, panel_evidence, refine_states, score_support,
                        state_genes, subcluster, unseparated_lineages, unseparated_states)
 from ._reference import MODEL_SETTINGS, annotate_by_reference, load_reference, read_label_table, train_reference_model
 
 __all__ = ["COMPONENTS", "GATE_MIN_DEFAULTS", "MODEL_SETTINGS", "PROTEIN_LAYERS", "annotate", "annotate_by_reference",
-           "annotation_f1", "annotation_vs_truth", "confidence_calibration", "confounded_groups", "count_evidence",
-           "count_evidence_over_refinement", "gate_thresholds", "load_markers", "load_reference", "macro_f1_interval",
+           "annotation_f1", "annotation_vs_truth", "closed_states", "confidence_calibration", "confounded_groups",
+           "count_evidence", "gate_thresholds", "load_markers", "load_reference", "macro_f1_interval",
            "marker_options",
            "no_evidence_cells", "panel_evidence", "read_label_table", "refine_states", "score_support", "state_genes",
            "state_separation", "subcluster", "train_reference_model", "unseparated_lineages", "unseparated_states"]

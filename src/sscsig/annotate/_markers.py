@@ -1096,10 +1096,27 @@ def _state_calls(scorer: "_Scorer", states: dict, rows: np.ndarray, graph: sp.sp
             if report is not None:
                 report[name] = {"cells_without_evidence": int(lacks.sum()), "cells": len(rows),
                                 "marker_calls_taken_away": int((lacks & (first == j)).sum())}
-            # a cell that every other state is closed to too keeps its scores (a lineage of such states only)
-            mat[lacks & np.isfinite(np.delete(mat, j, axis=1)).any(1), j] = -np.inf
+        for name, closed in closed_states(lacking, names).items():
+            mat[closed, names.index(name)] = -np.inf
     lab, conf = _assign(names, mat, min_confidence)
     return names, lab, conf, scores, lacking
+
+
+def closed_states(lacking: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """Per state that needs count evidence, the cells it is closed to: those whose counts lack its
+    evidence (``lacking``, :func:`state_count_evidence`) and that some other state of ``names`` is
+    open to. A cell every state is closed to (a lineage whose states all need count evidence, and a
+    cell without the counts of any) keeps them all open, so that its scores decide; the same mask
+    closes the states in the marker calls and in the refinement (``refine_states(allowed=)``)."""
+    open_ = {name: ~lacks for name, lacks in lacking.items()}
+    out = {}
+    for name, lacks in lacking.items():
+        if any(other not in lacking for other in names if other != name):
+            out[name] = lacks.copy()  # a state without the test is open to every cell
+        else:
+            others = [open_[other] for other in names if other != name]
+            out[name] = lacks & np.any(others, axis=0) if others else np.zeros_like(lacks)
+    return out
 
 
 #: ``annotate(refine_support=)``: a label's score needs this many finite values for its mixture
@@ -1198,61 +1215,11 @@ def _assign(labels: list[str], scores: np.ndarray, min_conf: float) -> tuple[np.
     return out, np.where(np.isfinite(conf), conf, 10.0)
 
 
-def count_evidence_over_refinement(marker_labels: np.ndarray, marker_confidence: np.ndarray, labels: np.ndarray,
-                                   confidence: np.ndarray, *, states: list[str],
-                                   supported: np.ndarray | None = None
-                                   ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, int]]]:
-    """The refined calls of a lineage's states, with the supported marker calls of the states that need
-    count evidence (``count_evidence: true`` in the marker file, :func:`state_count_evidence`) kept
-    against the classifier.
-
-    The marker call of such a state needs the cell's raw counts of the state's genes beyond its lineage's
-    background, and wins on the state's score: it rests on tens of counts of a specific programme
-    (antibody-secreting cells' JCHAIN, MZB1 ...), where the refinement's classifier is taught by a handful
-    of such cells under an L2 penalty. On the second simulator's seed-0 half panel (no CD20, CD27, CD38
-    antibodies) the marker calls found 21 of its 24 plasmablasts and the refinement moved 12 of them to
-    B.Memory. So a marker call of the state with support (``supported``, :func:`score_support`; every
-    call when ``None``) keeps the state. A marker call without support is left to the refinement: its
-    score sat in the state's low population, and the classifier corrects such calls (the second
-    simulator's seed 0: Plasmablast precision 1.00 refined, 0.88 with every marker call kept). The other
-    direction, a cell moved into the state without the counts, is barred in the refinement itself
-    (:func:`refine_states`'s ``allowed``, which :func:`annotate` closes where the counts lack).
-
-    Parameters
-    ----------
-    marker_labels, marker_confidence
-        The marker calls and their confidences (before the refinement).
-    labels, confidence
-        The refined calls and confidences (:func:`refine_states`).
-    states
-        The states that need count evidence.
-    supported
-        Per cell, whether its marker call has support (``refine_states(eligible=)``); ``None``: every call.
-
-    Returns
-    -------
-    Labels, confidences (the marker call's where it was restored) and, per state with such cells, the
-    number of cells whose marker call of the state was kept against the refinement (``kept``).
-    """
-    labels = np.asarray(labels, dtype=object).copy()
-    confidence = np.asarray(confidence, dtype=float).copy()
-    marker_labels = np.asarray(marker_labels, dtype=object)
-    marker_confidence = np.asarray(marker_confidence, dtype=float)
-    ok = np.ones(len(labels), bool) if supported is None else np.asarray(supported, dtype=bool)
-    counts: dict[str, dict[str, int]] = {}
-    for name in states:
-        kept = (marker_labels == name) & ok & (labels != name)
-        labels[kept] = marker_labels[kept]
-        confidence[kept] = marker_confidence[kept]
-        if kept.any():
-            counts[name] = {"kept": int(kept.sum())}
-    return labels, confidence, counts
-
-
 def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarray, *, states: list[str],
                   quantile: float = 0.5, c: float = 0.03, min_cells: int = 8, blocks: np.ndarray | None = None,
                   subclasses: np.ndarray | None = None, allowed: np.ndarray | None = None,
-                  eligible: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  eligible: np.ndarray | None = None, fixed: np.ndarray | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Marker calls refined by a classifier trained on the confident ones (Garnett's idea, Pliner et al.
     2019: marker rules pick representative cells, a regularised linear model classifies every cell).
 
@@ -1302,6 +1269,11 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
         Per cell, whether it may be a training cell (besides its confidence): the calls with support by
         :func:`score_support`. The confidence quantile is taken over all of a state's calls, so a state
         whose calls all have support trains as without it. ``None``: every call may.
+    fixed
+        Per cell, whether its call stands: the classifier does not relabel it (it may still be a training
+        cell; where the classifier agrees with the call, the confidence is the classifier's, else the
+        call's own). :func:`annotate` holds so the supported marker calls of a state that needs count
+        evidence, which rest on the counts of the state's own programme. ``None``: no call is held.
     seed
         ``random_state`` of the classifier (lbfgs is deterministic; kept for the record).
 
@@ -1338,6 +1310,7 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
     missing = np.isnan(x)
     # one classifier per panel: a cell whose sample did not measure some antibodies is classified by a
     # model trained without them (on the training cells that have the rest), not with imputed values
+    fixed = np.zeros(len(labels), bool) if fixed is None else np.asarray(fixed, dtype=bool)
     patterns, which = np.unique(missing[cand], axis=0, return_inverse=True)
     cand_idx = np.flatnonzero(cand)
     for i, pattern in enumerate(patterns):
@@ -1357,8 +1330,11 @@ def refine_states(features: np.ndarray, labels: np.ndarray, confidence: np.ndarr
         if allowed is not None:  # a label no training cell had stays out
             prob = np.where(np.asarray(allowed)[rows][:, [list(states).index(name) for name in names]], prob, 0.0)
         top = np.sort(prob, axis=1)
-        ok = top[:, -1] > 0  # a cell no class of the classifier is allowed for keeps its call
-        labels[rows[ok]] = np.array(names, dtype=object)[prob[ok].argmax(1)]
+        best = np.array(names, dtype=object)[prob.argmax(1)]
+        # a cell no class of the classifier is allowed for keeps its call, as does a fixed cell the
+        # classifier would move (one it agrees with takes the classifier's confidence)
+        ok = (top[:, -1] > 0) & (~fixed[rows] | (best == labels[rows]))
+        labels[rows[ok]] = best[ok]
         confidence[rows[ok]] = (top[:, -1] - (top[:, -2] if prob.shape[1] > 1 else 0.0))[ok]
     return labels, confidence
 
@@ -1728,8 +1704,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
         lineage (and ``"lineage"`` for the lineage calls), each label's calls without support
         (docs/annotation.md "Training calls with support"). A state that needs count evidence
         (``count_evidence: true``) is decided by it rather than by the refinement: a supported marker call
-        keeps the state (:func:`count_evidence_over_refinement`; the report's ``refine_count_evidence``),
-        and a cell without the counts is not moved into it (:func:`refine_states`'s ``allowed``).
+        keeps the state (:func:`refine_states`'s ``fixed``; the report's ``refine_count_evidence`` counts
+        them), and a cell without the counts is not moved into it (its ``allowed``, :func:`closed_states`).
     state_missing_components
         How a state's (or substate's) marker component that the data cannot score (its antibodies not in
         the panel, too few of its genes) enters the state's score: ``"skip"`` (default), left out of
@@ -1998,20 +1974,22 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             features, blocks = _lineage_features(scorer, _marker_genes(markers, lineage=lin, standins=scorer.standins),
                                                  rows)
             eligible = _supported(state_scores, lab, names, refine_support, seed=seed, report=without_support, key=lin)
-            marker_lab, marker_conf = lab, conf  # refine_states returns new arrays: these stay the marker calls
-            allowed = None
-            if lacking:  # the count test _state_calls ran: a cell whose counts lack a state's evidence
-                # cannot be moved into it (no finite marker score for it either)
+            allowed = fixed = None
+            if lacking:  # the count test _state_calls ran: a cell closed to a state by it (no finite marker
+                # score for the state) cannot be moved into it, and a supported marker call of the state,
+                # resting on the cell's counts of its programme, is held against the classifier
                 allowed = np.ones((len(rows), len(names)), bool)
+                for name, closed in closed_states(lacking, names).items():
+                    allowed[:, names.index(name)] = ~closed
+                fixed = np.zeros(len(rows), bool)
                 for name, lacks in lacking.items():
-                    allowed[:, names.index(name)] = ~lacks
+                    held = (lab == name) & ~lacks & (True if eligible is None else eligible)
+                    fixed |= held
+                    if held.any():
+                        refine_count_evidence[name] = {"held": int(held.sum())}
             lab, conf = refine_states(features, lab, conf, states=names, quantile=refine_quantile, c=refine_c,
                                       min_cells=refine_min_cells, blocks=blocks, allowed=allowed, eligible=eligible,
-                                      seed=seed)
-            if lacking:
-                lab, conf, kept = count_evidence_over_refinement(marker_lab, marker_conf, lab, conf,
-                                                                 states=list(lacking), supported=eligible)
-                refine_count_evidence.update(kept)
+                                      fixed=fixed, seed=seed)
         if likeliest is not None:
             lab = np.where(blank, likeliest if min_confidence <= 0 else UNASSIGNED, lab).astype(object)
             if refine:
@@ -2050,8 +2028,8 @@ def annotate(mdata: md.MuData, markers: dict, *, smoothing: float = 0.5, min_con
             log.info("refinement: calls kept from training because their own score's mixture places them among "
                      "the label's low cells (support < %g): %s", refine_support, without_support)
         for k, v in refine_count_evidence.items():
-            log.info("%s (count_evidence): %d supported marker calls kept the state against the refinement (cells "
-                     "without the counts may not be moved into it)", k, v["kept"])
+            log.info("%s (count_evidence): its %d supported marker calls are held against the refinement (cells "
+                     "without the counts may not be moved into it)", k, v["held"])
     for k, v in state_counts.items():
         log.info("%s (count_evidence): %d of its lineage's %d cells show its genes' counts beyond the lineage's "
                  "background; %d marker calls without them took the next state", k,
