@@ -1108,14 +1108,11 @@ def closed_states(lacking: dict[str, np.ndarray], names: list[str]) -> dict[str,
     open to. A cell every state is closed to (a lineage whose states all need count evidence, and a
     cell without the counts of any) keeps them all open, so that its scores decide; the same mask
     closes the states in the marker calls and in the refinement (``refine_states(allowed=)``)."""
-    open_ = {name: ~lacks for name, lacks in lacking.items()}
     out = {}
     for name, lacks in lacking.items():
-        if any(other not in lacking for other in names if other != name):
-            out[name] = lacks.copy()  # a state without the test is open to every cell
-        else:
-            others = [open_[other] for other in names if other != name]
-            out[name] = lacks & np.any(others, axis=0) if others else np.zeros_like(lacks)
+        # where each other state is open: everywhere for a state without the test
+        others = [~lacking[other] if other in lacking else np.ones_like(lacks) for other in names if other != name]
+        out[name] = lacks & np.any(others, axis=0) if others else np.zeros_like(lacks)
     return out
 
 
