@@ -77,6 +77,44 @@ def test_the_gate_admits_a_state_negative_for_its_lineages_markers_by_its_own(ca
     assert any("Plasmablast" in r.getMessage() and "CD20" in r.getMessage() for r in caplog.records)
 
 
+def test_protein_any_refuses_only_cells_measured_for_a_marker_of_each_state_it_marks():
+    """other_T's protein_any (TCR Va7.2, TCR gd, CD161) marks its states apart: MAIT cells by TCR Va7.2 /
+    CD161, gd T cells by TCR gd. A panel with CD161 but no TCR gd antibody cannot refuse a CD161-negative
+    cell (a gd T cell would be one): on the second simulator's seed-3 half panel the gate had taken all 79 gd
+    T cells out of other_T. With TCR gd measured such a cell, negative for both, is refused as before;
+    with a sample that did not measure it (NaN), only that sample's cells pass."""
+    from sscsig.annotate._markers import _Scorer, lineage_gate
+
+    other_t = {"protein_pos": ["CD3"], "protein_any": ["TCR_Va7.2", "TCR_gd", "CD161"], "protein_neg": ["CD4"]}
+    states = {"MAIT": {"protein_pos": ["TCR_Va7.2", "CD161"]}, "gdT": {"protein_pos": ["TCR_gd"]}}
+    dsb = np.array([[20, 15, 1, 1],     # MAIT: CD161+
+                    [20, 1, 12, 1],     # gd T: TCR gd+ CD161-
+                    [20, 1, 1, 1],      # CD3+ only
+                    [20, 1, 1, 15]])    # CD4 T: vetoed by CD4 whatever the rest
+
+    def scorer(cols, dsb=dsb):
+        names = ["CD3", "CD161", "TCR_gd", "CD4"]
+        prot = ad.AnnData(np.zeros((4, len(cols))), var=pd.DataFrame({"antibody": [names[j] for j in cols]},
+                                                                     index=[f"ADT_{names[j]}" for j in cols]))
+        prot.layers["clr"] = np.zeros((4, len(cols)))
+        prot.layers["dsb"] = dsb[:, cols].astype(float)
+        rna = ad.AnnData(sp.csr_matrix((4, 2)), var=pd.DataFrame(index=["G1", "G2"]))
+        return _Scorer(md.MuData({"rna": rna, "prot": prot}), seed=0, min_genes=1)
+
+    with_gd, _ = lineage_gate(scorer([0, 1, 2, 3]), other_t, layer="dsb", min_value=6, states=states)
+    assert with_gd.tolist() == [True, True, False, False]
+    without_gd, used = lineage_gate(scorer([0, 1, 3]), other_t, layer="dsb", min_value=6, states=states)
+    assert without_gd.tolist() == [True, True, True, False] and used == "protein_pos,protein_any,protein_neg"
+    # without the states the markers' parts are not known: the measured ones gate, as before
+    bare, _ = lineage_gate(scorer([0, 1, 3]), other_t, layer="dsb", min_value=6)
+    assert bare.tolist() == [True, False, False, False]
+    # TCR gd in the panel but not measured in the last two cells' sample
+    partly = dsb.astype(float)
+    partly[2:, 2] = np.nan
+    mixed, _ = lineage_gate(scorer([0, 1, 2, 3], dsb=partly), other_t, layer="dsb", min_value=6, states=states)
+    assert mixed.tolist() == [True, True, True, False]
+
+
 @pytest.mark.slow
 def test_the_gate_keeps_absent_lineages_absent_and_sorted_cells_in_their_lineage(demo_run):
     """The tiny demo (raw droplets, so DSB) with its true B cells removed (a B-depleted cohort), and

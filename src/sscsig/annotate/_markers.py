@@ -748,7 +748,10 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
     (``layer`` >= ``min_value``) for at least one ``protein_pos`` marker, for at least one
     ``protein_any`` marker, and for no ``protein_neg`` marker. Markers missing from the panel do not
     gate, nor do markers a cell's sample did not measure (a cell none of whose ``protein_pos``
-    markers was measured is not gated by them). ``thresholds``: per antibody feature, the ``admit``
+    markers was measured is not gated by them). The ``protein_any`` markers each mark some of the
+    lineage's states (the states' own ``protein_pos``): with ``states`` given, a cell whose sample
+    measured none of one such state's markers is not refused by them (:func:`_any_unrefuted`).
+    ``thresholds``: per antibody feature, the ``admit``
     and ``veto`` levels that replace ``min_value`` for the positive and the negative markers (as
     :func:`gate_thresholds` returns them).
 
@@ -780,6 +783,8 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
         ok = pos.any(1) | ~measured.any(1)
         found = [find_protein(scorer.prot.var, m) for m in names]
         found = [v for v in found if v is not None]
+        if kind == "protein_any":
+            ok |= _any_unrefuted(scorer, names, found, measured, states)
         own = []  # the states admitted by their own markers
         for state, sc in (states or {}).items():
             neg = {find_protein(scorer.prot.var, m) for m in sc.get("protein_neg") or []}
@@ -800,6 +805,25 @@ def lineage_gate(scorer: "_Scorer", comp: dict, *, layer: str, min_value: float,
         used.append(kind + (f" [or {', '.join(own)} by its own]" if own else ""))
         allowed &= ok
     return allowed, ",".join(used)
+
+
+def _any_unrefuted(scorer: "_Scorer", names: list[str], found: list[str], measured: np.ndarray,
+                   states: dict | None) -> np.ndarray:
+    """Per cell, whether :func:`lineage_gate`'s ``protein_any`` markers cannot refuse it: each such marker
+    marks part of the lineage (``other_T``: TCR Va7.2 and CD161 its MAIT cells, TCR gd its gd T cells,
+    as the states' own ``protein_pos`` say), so a cell negative for the measured ones may still belong to a
+    state none of whose markers among them its sample measured (a panel with CD161 but no TCR gd antibody
+    would otherwise refuse every CD161-negative gd T cell). ``found``: the panel's features of ``names``,
+    ``measured`` their columns."""
+    out = np.zeros(measured.shape[0], bool)
+    keys = {antibody_key(m) for m in names}
+    for comp in (states or {}).values():
+        own = [m for m in comp.get("protein_pos") or [] if antibody_key(m) in keys]
+        if not own:
+            continue
+        cols = [found.index(v) for v in (find_protein(scorer.prot.var, m) for m in own) if v in found]
+        out |= ~measured[:, cols].any(1) if cols else True
+    return out
 
 
 #: gate_threshold "auto": how far above its negatives (in robust SDs of their values) an antibody's
