@@ -38,6 +38,19 @@ def test_lineage_gate_needs_a_positive_marker_and_no_positive_negative_marker():
     assert b.all() and used == ""
 
 
+def _dsb_scorer(names: list[str], dsb: np.ndarray, cols: list[int]):
+    """A scorer of cells with antibodies ``names[j]`` for ``j`` in ``cols`` (their ``dsb`` values; CLR 0)
+    and two genes without counts: what the gate tests read."""
+    from sscsig.annotate._markers import _Scorer
+
+    prot = ad.AnnData(np.zeros((len(dsb), len(cols))), var=pd.DataFrame({"antibody": [names[j] for j in cols]},
+                                                                        index=[f"ADT_{names[j]}" for j in cols]))
+    prot.layers["clr"] = np.zeros((len(dsb), len(cols)))
+    prot.layers["dsb"] = np.asarray(dsb, dtype=float)[:, cols]
+    rna = ad.AnnData(sp.csr_matrix((len(dsb), 2)), var=pd.DataFrame(index=["G1", "G2"]))
+    return _Scorer(md.MuData({"rna": rna, "prot": prot}), seed=0, min_genes=1)
+
+
 def test_the_gate_admits_a_state_negative_for_its_lineages_markers_by_its_own(caplog):
     """A panel with CD20 but not CD19: plasmablasts are CD20-negative, so B's gate alone vetoes all of
     them. With the lineage's states given, a cell negative for CD20 is admitted to B if it is positive
@@ -45,7 +58,7 @@ def test_the_gate_admits_a_state_negative_for_its_lineages_markers_by_its_own(ca
     stay vetoed and a warning names the state."""
     import logging
 
-    from sscsig.annotate._markers import _Scorer, lineage_gate
+    from sscsig.annotate._markers import lineage_gate
 
     b = {"protein_pos": ["CD19", "CD20"], "protein_neg": ["CD3"]}
     states = {"B.Naive": {"protein_pos": ["IgD"]},
@@ -57,13 +70,7 @@ def test_the_gate_admits_a_state_negative_for_its_lineages_markers_by_its_own(ca
                     [1, 20, 1, 1]])    # CD38+ CD27- cell
 
     def scorer(cols):
-        names = ["CD20", "CD38", "CD27", "CD3"]
-        prot = ad.AnnData(np.zeros((5, len(cols))), var=pd.DataFrame({"antibody": [names[j] for j in cols]},
-                                                                     index=[f"ADT_{names[j]}" for j in cols]))
-        prot.layers["clr"] = np.zeros((5, len(cols)))
-        prot.layers["dsb"] = dsb[:, cols].astype(float)
-        rna = ad.AnnData(sp.csr_matrix((5, 2)), var=pd.DataFrame(index=["G1", "G2"]))
-        return _Scorer(md.MuData({"rna": rna, "prot": prot}), seed=0, min_genes=1)
+        return _dsb_scorer(["CD20", "CD38", "CD27", "CD3"], dsb, cols)
 
     full = scorer([0, 1, 2, 3])
     alone, _ = lineage_gate(full, b, layer="dsb", min_value=6)
@@ -83,7 +90,7 @@ def test_protein_any_refuses_only_cells_measured_for_a_marker_of_each_state_it_m
     cell (a gd T cell would be one): on the second simulator's seed-3 half panel the gate had taken all 79 gd
     T cells out of other_T. With TCR gd measured such a cell, negative for both, is refused as before;
     with a sample that did not measure it (NaN), only that sample's cells pass."""
-    from sscsig.annotate._markers import _Scorer, lineage_gate
+    from sscsig.annotate._markers import lineage_gate
 
     other_t = {"protein_pos": ["CD3"], "protein_any": ["TCR_Va7.2", "TCR_gd", "CD161"], "protein_neg": ["CD4"]}
     states = {"MAIT": {"protein_pos": ["TCR_Va7.2", "CD161"]}, "gdT": {"protein_pos": ["TCR_gd"]}}
@@ -93,13 +100,7 @@ def test_protein_any_refuses_only_cells_measured_for_a_marker_of_each_state_it_m
                     [20, 1, 1, 15]])    # CD4 T: vetoed by CD4 whatever the rest
 
     def scorer(cols, dsb=dsb):
-        names = ["CD3", "CD161", "TCR_gd", "CD4"]
-        prot = ad.AnnData(np.zeros((4, len(cols))), var=pd.DataFrame({"antibody": [names[j] for j in cols]},
-                                                                     index=[f"ADT_{names[j]}" for j in cols]))
-        prot.layers["clr"] = np.zeros((4, len(cols)))
-        prot.layers["dsb"] = dsb[:, cols].astype(float)
-        rna = ad.AnnData(sp.csr_matrix((4, 2)), var=pd.DataFrame(index=["G1", "G2"]))
-        return _Scorer(md.MuData({"rna": rna, "prot": prot}), seed=0, min_genes=1)
+        return _dsb_scorer(["CD3", "CD161", "TCR_gd", "CD4"], dsb, cols)
 
     with_gd, _ = lineage_gate(scorer([0, 1, 2, 3]), other_t, layer="dsb", min_value=6, states=states)
     assert with_gd.tolist() == [True, True, False, False]
