@@ -34,7 +34,9 @@ The cohort is run through the pipeline up to ``cohort/annotated.h5mu`` with the 
 x1/2-x2, antibody signal x0.5, batch effects x2, half the antibodies missing; its own run
 ``seed<N>_cells<M>_<variant>``), to be compared with the default cohort of the same seed.
 ``--ceiling`` adds the state macro-F1 a logistic regression taught by the *true* labels reaches on the
-same features (``annotation_variants.supervised_ceiling``): what the data allow at best.
+same features (``annotation_variants.supervised_ceiling``): what the data allow at best; and the best
+CD14.EGR1 F1 such a classifier reaches on the counts of the module's genes and of all 12 genes of this
+simulator's NF-kB programme (``annotation_variants.substate_ceiling``).
 
 Each seed is its own biology (programmes, folds, antibody levels and brightness are drawn from it),
 so two seeds are two independent cohorts for the marker path. ``--reference-seed N`` annotates with
@@ -360,8 +362,8 @@ def main(argv=None) -> int:
                     help="annotate the integrated cohort again in memory with --config's settings (markers)")
     args = ap.parse_args(argv)
     import mudata as md
-    from annotation_variants import (reannotate_variant, run_to_annotated, score_variant, supervised_ceiling,
-                                     truth_reference)
+    from annotation_variants import (reannotate_variant, run_to_annotated, score_variant, substate_ceiling,
+                                     supervised_ceiling, truth_reference)
 
     out = args.out.resolve()
     cohort = f"seed{args.seed}_cells{args.cells_per_donor}" + ("" if args.variant == "default" else f"_{args.variant}")
@@ -397,15 +399,22 @@ def main(argv=None) -> int:
         if args.ceiling:
             row.update(supervised_ceiling(results / "cohort/annotated.h5mu", data / "truth/cells.tsv",
                                           ROOT / "config/markers.yaml"))
+            for key, genes in (("module", None), ("programme", NFKB)):  # the marker file's genes / the simulator's
+                row[f"ceiling_f1_CD14.EGR1_{key}_genes"] = substate_ceiling(
+                    results / "cohort/annotated.h5mu", data / "truth/cells.tsv", ROOT / "config/markers.yaml",
+                    substate="CD14.EGR1", genes=genes)
     row.update({"seed": args.seed, "othersim_variant": args.variant, "config": args.config.name if args.config else "",
                 "minutes": round((time.time() - t0) / 60, 1)})
-    table = pd.DataFrame([row])
     path = out / ("summary_reannotated.tsv" if args.reannotate else "summary.tsv")
-    if path.exists():
-        old = pd.read_csv(path, sep="\t", keep_default_na=False)
+    old = pd.read_csv(path, sep="\t", keep_default_na=False) if path.exists() else None
+    if old is not None:
         old["config"] = old["config"] if "config" in old else ""
-        old = old[~((old["variant"] == name) & (old["config"].astype(str) == row["config"]))]
-        table = pd.concat([old, table], ignore_index=True)
+        same = (old["variant"] == name) & (old["config"].astype(str) == row["config"])
+        if args.score_only and same.any():  # the pipeline's minutes, not the scoring's
+            row["minutes"] = old.loc[same, "minutes"].iloc[-1]
+    table = pd.DataFrame([row])
+    if old is not None:
+        table = pd.concat([old[~same], table], ignore_index=True)
     table.to_csv(path, sep="\t", index=False)
     print(table.T.to_string(header=False))
     return 0

@@ -287,6 +287,47 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
     return out
 
 
+def substate_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, substate: str = "CD14.EGR1",
+                     genes: list[str] | None = None, folds: int = 5, seed: int = 0) -> float:
+    """Best F1 with which a classifier taught by the true labels tells one substate from the rest of its
+    true lineage on its genes' counts: what a call from those genes can reach at best.
+
+    The true singlets of the substate's lineage; features the log-normalised raw counts (per 10,000) of
+    ``genes`` (default: the substate's ``rna_pos`` in the marker file), those in the data; a logistic
+    regression (scikit-learn's default C = 1), out-of-fold probabilities (``folds``-fold stratified,
+    shuffled with ``seed``), and the best F1 over thresholds. NaN with fewer than ``folds`` true cells.
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import precision_recall_curve
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from sscsig.annotate import load_markers
+    from sscsig.io import read_cell_table, read_h5mu
+
+    markers = load_markers(markers_yaml)
+    lineage, comp = next((lin, sub[substate]) for lin, states in markers["states"].items()
+                         for c in states.values() for sub in [c.get("substates") or {}] if substate in sub)
+    genes = list(genes or comp.get("rna_pos") or [])
+    mdata = read_h5mu(h5mu)
+    t = read_cell_table(truth_tsv).loc[mdata.obs_names]
+    rows = (~t.is_doublet & ~t.is_low_quality & (t["lineage"] == lineage)).to_numpy()
+    y = (t["cell_state"].to_numpy()[rows] == substate).astype(int)
+    rna = mdata["rna"]
+    counts = rna.layers["counts"] if "counts" in rna.layers else rna.X
+    counts = counts[rows]
+    counts = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
+    depth = counts.sum(1, keepdims=True)
+    keep = [g for g in genes if g in rna.var_names]
+    x = np.log1p(counts[:, [rna.var_names.get_loc(g) for g in keep]] / np.maximum(depth, 1) * 1e4)
+    if y.sum() < folds:
+        return float("nan")
+    prob = cross_val_predict(LogisticRegression(max_iter=2000), x, y, method="predict_proba",
+                             cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))[:, 1]
+    precision, recall, _ = precision_recall_curve(y, prob)
+    return round(float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12))), 3)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)

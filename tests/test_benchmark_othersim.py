@@ -118,3 +118,37 @@ def test_robustness_variants_change_what_they_name_and_nothing_else(cohort, tmp_
     assert cd4_t.sum() >= 5 and np.median(dim[row, cd4_t]) < 0.75 * np.median(base[row, cd4_t])
     with pytest.raises(ValueError, match="not one of"):
         O.simulate(tmp_path / "x", seed=3, cells_per_donor=40, variant="panel")
+
+
+def test_substate_ceiling_reads_the_programme_from_the_genes_it_is_given(tmp_path):
+    """annotation_variants.substate_ceiling (the CD14.EGR1 row of the held-out draws): near 1 where the
+    module's genes carry the programme, near the chance F1 where only genes it is not given do."""
+    import anndata as ad
+    import mudata as md
+    import scipy.sparse as sp
+
+    from annotation_variants import substate_ceiling
+    from sscsig.io import cell_names
+
+    rng = np.random.default_rng(0)
+    n, module, other = 600, ["EGR1", "NFKBIA", "IER2", "FOS"], ["TNFAIP3", "CXCL8"]
+    genes = module + other + [f"G{i}" for i in range(30)]
+    lineage = np.where(np.arange(n) < 500, "Mono", "B")
+    state = np.where(lineage == "B", "B.Naive", np.where(rng.random(n) < 0.15, "CD14.EGR1", "CD14.Mono"))
+    rate = np.full((n, len(genes)), 2.0)
+    hit = state == "CD14.EGR1"
+    rate[np.ix_(hit, [genes.index(g) for g in module])] *= 6  # the programme in the module's genes only
+    x = rng.poisson(rate).astype(np.float32)
+    obs = pd.DataFrame({"sample": "s1", "barcode": [f"c{i}" for i in range(n)]})
+    names = cell_names(obs["sample"], obs["barcode"])
+    rna = ad.AnnData(sp.csr_matrix(x), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=genes))
+    rna.layers["counts"] = rna.X.copy()
+    md.MuData({"rna": rna}).write(tmp_path / "a.h5mu")
+    obs["lineage"], obs["cell_state"], obs["is_doublet"], obs["is_low_quality"] = lineage, state, False, False
+    obs.to_csv(tmp_path / "truth.tsv", sep="\t", index=False)
+    kw = dict(substate="CD14.EGR1")
+    strong = substate_ceiling(tmp_path / "a.h5mu", tmp_path / "truth.tsv", ROOT / "config/markers.yaml", **kw)
+    weak = substate_ceiling(tmp_path / "a.h5mu", tmp_path / "truth.tsv", ROOT / "config/markers.yaml",
+                            genes=other, **kw)
+    assert strong > 0.95
+    assert weak < 0.5  # chance: the substate's share of the monocytes is 0.15, best F1 about 0.26
