@@ -399,21 +399,20 @@ def main(argv=None) -> int:
         if args.ceiling:
             row.update(supervised_ceiling(results / "cohort/annotated.h5mu", data / "truth/cells.tsv",
                                           ROOT / "config/markers.yaml"))
-            for key, genes in (("module", None), ("programme", NFKB)):  # the marker file's genes / the simulator's
-                row[f"ceiling_f1_CD14.EGR1_{key}_genes"] = substate_ceiling(
-                    results / "cohort/annotated.h5mu", data / "truth/cells.tsv", ROOT / "config/markers.yaml",
-                    substate="CD14.EGR1", genes=genes)
+            ceilings = substate_ceiling(results / "cohort/annotated.h5mu", data / "truth/cells.tsv",
+                                        ROOT / "config/markers.yaml", substate="CD14.EGR1",
+                                        gene_sets={"module": None, "programme": NFKB})  # the marker file's / ours
+            row.update({f"ceiling_f1_CD14.EGR1_{key}_genes": f1 for key, f1 in ceilings.items()})
     row.update({"seed": args.seed, "othersim_variant": args.variant, "config": args.config.name if args.config else "",
                 "minutes": round((time.time() - t0) / 60, 1)})
     path = out / ("summary_reannotated.tsv" if args.reannotate else "summary.tsv")
-    old = pd.read_csv(path, sep="\t", keep_default_na=False) if path.exists() else None
-    if old is not None:
+    table = pd.DataFrame([row])
+    if path.exists():
+        old = pd.read_csv(path, sep="\t", keep_default_na=False)
         old["config"] = old["config"] if "config" in old else ""
         same = (old["variant"] == name) & (old["config"].astype(str) == row["config"])
         if args.score_only and same.any():  # the pipeline's minutes, not the scoring's
-            row["minutes"] = old.loc[same, "minutes"].iloc[-1]
-    table = pd.DataFrame([row])
-    if old is not None:
+            table["minutes"] = old.loc[same, "minutes"].iloc[-1]
         table = pd.concat([old[~same], table], ignore_index=True)
     table.to_csv(path, sep="\t", index=False)
     print(table.T.to_string(header=False))

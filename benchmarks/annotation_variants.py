@@ -288,14 +288,16 @@ def supervised_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, c: fl
 
 
 def substate_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, substate: str = "CD14.EGR1",
-                     genes: list[str] | None = None, folds: int = 5, seed: int = 0) -> float:
+                     gene_sets: dict[str, list[str] | None] | None = None, folds: int = 5,
+                     seed: int = 0) -> dict[str, float]:
     """Best F1 with which a classifier taught by the true labels tells one substate from the rest of its
-    true lineage on its genes' counts: what a call from those genes can reach at best.
+    true lineage on given genes' counts: what a call from those genes can reach at best.
 
-    The true singlets of the substate's lineage; features the log-normalised raw counts (per 10,000) of
-    ``genes`` (default: the substate's ``rna_pos`` in the marker file), those in the data; a logistic
-    regression (scikit-learn's default C = 1), out-of-fold probabilities (``folds``-fold stratified,
-    shuffled with ``seed``), and the best F1 over thresholds. NaN with fewer than ``folds`` true cells.
+    The true singlets of the substate's lineage; per entry of ``gene_sets`` (name -> genes, ``None``: the
+    substate's ``rna_pos`` in the marker file; default ``{"module": None}``) features the log-normalised
+    raw counts (per 10,000) of those genes in the data; a logistic regression (scikit-learn's default
+    C = 1), out-of-fold probabilities (``folds``-fold stratified, shuffled with ``seed``), and the best F1
+    over thresholds. Returns name -> F1 (NaN with fewer than ``folds`` true cells). The cohort is read once.
     """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -303,29 +305,31 @@ def substate_ceiling(h5mu: Path, truth_tsv: Path, markers_yaml: Path, *, substat
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from sscsig.annotate import load_markers
+    from sscsig.annotate._markers import _labels  # (lineage/state/substate, components) of a marker file
     from sscsig.io import read_cell_table, read_h5mu
 
-    markers = load_markers(markers_yaml)
-    lineage, comp = next((lin, sub[substate]) for lin, states in markers["states"].items()
-                         for c in states.values() for sub in [c.get("substates") or {}] if substate in sub)
-    genes = list(genes or comp.get("rna_pos") or [])
+    gene_sets = gene_sets or {"module": None}
+    lineage, comp = next((path.split("/")[0], comp) for path, comp in _labels(load_markers(markers_yaml))
+                         if path.count("/") == 2 and path.rsplit("/", 1)[1] == substate)
     mdata = read_h5mu(h5mu)
     t = read_cell_table(truth_tsv).loc[mdata.obs_names]
     rows = (~t.is_doublet & ~t.is_low_quality & (t["lineage"] == lineage)).to_numpy()
     y = (t["cell_state"].to_numpy()[rows] == substate).astype(int)
-    rna = mdata["rna"]
-    counts = rna.layers["counts"] if "counts" in rna.layers else rna.X
-    counts = counts[rows]
-    counts = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
-    depth = counts.sum(1, keepdims=True)
-    keep = [g for g in genes if g in rna.var_names]
-    x = np.log1p(counts[:, [rna.var_names.get_loc(g) for g in keep]] / np.maximum(depth, 1) * 1e4)
     if y.sum() < folds:
-        return float("nan")
-    prob = cross_val_predict(LogisticRegression(max_iter=2000), x, y, method="predict_proba",
-                             cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))[:, 1]
-    precision, recall, _ = precision_recall_curve(y, prob)
-    return round(float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12))), 3)
+        return {name: float("nan") for name in gene_sets}
+    rna = mdata["rna"]
+    counts = (rna.layers["counts"] if "counts" in rna.layers else rna.X)[rows]
+    counts = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
+    depth = np.maximum(counts.sum(1, keepdims=True), 1)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = {}
+    for name, genes in gene_sets.items():
+        cols = [rna.var_names.get_loc(g) for g in (genes or comp.get("rna_pos") or []) if g in rna.var_names]
+        x = np.log1p(counts[:, cols] / depth * 1e4)
+        prob = cross_val_predict(LogisticRegression(max_iter=2000), x, y, cv=cv, method="predict_proba")[:, 1]
+        precision, recall, _ = precision_recall_curve(y, prob)
+        out[name] = round(float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12))), 3)
+    return out
 
 
 def main(argv=None) -> int:
